@@ -1,0 +1,31 @@
+"""lmaas_jax: GPU-accelerated, differentiable solvers for large-model-as-a-service pricing games."""
+
+from ._generator import family_models as family_models, random_market as random_market
+from ._market import (
+    Customers as Customers,
+    Market as Market,
+    Models as Models,
+    pad_scenarios as pad_scenarios,
+    stack_markets as stack_markets,
+    unstack_market as unstack_market,
+)
+from ._profit import relaxed_seller_profit as relaxed_seller_profit, seller_profit as seller_profit
+from ._relaxed_rsr import RelaxedResponse as RelaxedResponse, relaxed_rsr as relaxed_rsr
+from ._rsr import (
+    RobustTerms as RobustTerms,
+    RSRResponse as RSRResponse,
+    robust_terms as robust_terms,
+    rsr as rsr,
+    worst_case_profit as worst_case_profit,
+)
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # `lmaas_jax.reference` needs scipy (HiGHS); load it on first use so the JAX core stays free of it.
+    if name == "reference":
+        import importlib
+
+        return importlib.import_module(".reference", __name__)
+    raise AttributeError(f"module 'lmaas_jax' has no attribute {name!r}")

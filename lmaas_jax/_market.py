@@ -1,0 +1,322 @@
+"""Market data: the seller's models, the customers, and each customer's scenario set.
+
+Every class here is an `equinox.Module`, so a market is a pytree of arrays: one market per object,
+many markets by `jax.vmap` over a stacked market (see `stack_markets`). Validation happens once, at
+construction, with concrete values; the error names the field and the offending value.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
+
+from ._checks import (
+    as_float,
+    check_finite,
+    check_not_nan,
+    check_shape,
+    fail_where,
+    is_concrete,
+)
+
+DEMAND, CHANNEL, VALUE = 0, 1, 2
+SCENARIO_COMPONENTS = ("demand", "channel", "value")
+
+# The vertices z of {z in {0,1}^3}, ordered by how many components deviate. Vertex k belongs to the
+# budgeted set with budget Gamma iff sum(z) <= Gamma, so the first 1, 4, 7, 8 vertices are the sets
+# for Gamma = 0, 1, 2, 3.
+_VERTICES = np.array(
+    [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1], [1, 1, 1]],
+    dtype=np.int32,
+)
+
+
+class Models(eqx.Module):
+    """The seller's large models, one entry per model (shape `(M,)` for every field).
+
+    **Fields:**
+
+    - `accuracy`: fraction of tasks served correctly, in (0, 1].
+    - `throughput`: tasks served per rented hour (task/h), > 0.
+    - `payload`: semantic payload per task over the customer's channel (kbit/task), > 0.
+    - `serving_cost`: seller's cost per rented hour ($/h), >= 0.
+    - `training_cost`: fixed, amortised cost ($), >= 0; shifts profit, never prices.
+    - `price_lo`, `price_hi`: the allowed price range ($/h), 0 <= price_lo <= price_hi < inf.
+    """
+
+    accuracy: Float[Array, " models"] = eqx.field(converter=as_float)
+    throughput: Float[Array, " models"] = eqx.field(converter=as_float)
+    payload: Float[Array, " models"] = eqx.field(converter=as_float)
+    serving_cost: Float[Array, " models"] = eqx.field(converter=as_float)
+    training_cost: Float[Array, " models"] = eqx.field(converter=as_float)
+    price_lo: Float[Array, " models"] = eqx.field(converter=as_float)
+    price_hi: Float[Array, " models"] = eqx.field(converter=as_float)
+
+    def __check_init__(self):
+        if not is_concrete(*jax.tree_util.tree_leaves(self)):
+            return
+        m = jnp.shape(self.accuracy)
+        if len(m) != 1 or m[0] < 1:
+            raise ValueError(f"Models.accuracy must be a 1-D array of length >= 1; got shape {m}.")
+        for name in _fields(self):
+            x = getattr(self, name)
+            check_shape(f"Models.{name}", x, m)
+            check_finite(f"Models.{name}", x)
+        a = np.asarray(self.accuracy)
+        fail_where("Models.accuracy", (a <= 0) | (a > 1), a, "must lie in (0, 1]")
+        for name in ("throughput", "payload"):
+            x = np.asarray(getattr(self, name))
+            fail_where(f"Models.{name}", x <= 0, x, "must be > 0")
+        for name in ("serving_cost", "training_cost", "price_lo", "price_hi"):
+            x = np.asarray(getattr(self, name))
+            fail_where(f"Models.{name}", x < 0, x, "must be >= 0")
+        lo, hi = np.asarray(self.price_lo), np.asarray(self.price_hi)
+        fail_where("Models.price_lo", lo > hi, lo, "must be <= Models.price_hi")
+
+    @property
+    def n_models(self) -> int:
+        return self.accuracy.shape[-1]
+
+
+class Customers(eqx.Module):
+    """The customers, one entry per customer (shape `(N,)` for every field).
+
+    **Fields:**
+
+    - `comm_price`: price of moving one kbit over the customer's channel ($/kbit), >= 0.
+    - `horizon`: longest rental (h), > 0 and finite.
+    - `budget`: spend cap ($), > 0; `inf` means no cap.
+    """
+
+    comm_price: Float[Array, " customers"] = eqx.field(converter=as_float)
+    horizon: Float[Array, " customers"] = eqx.field(converter=as_float)
+    budget: Float[Array, " customers"] = eqx.field(converter=as_float)
+
+    def __check_init__(self):
+        if not is_concrete(*jax.tree_util.tree_leaves(self)):
+            return
+        n = jnp.shape(self.comm_price)
+        if len(n) != 1 or n[0] < 1:
+            raise ValueError(
+                f"Customers.comm_price must be a 1-D array of length >= 1; got shape {n}."
+            )
+        for name in _fields(self):
+            check_shape(f"Customers.{name}", getattr(self, name), n)
+        check_finite("Customers.comm_price", self.comm_price)
+        check_finite("Customers.horizon", self.horizon)
+        check_not_nan("Customers.budget", self.budget)
+        c, h, b = (np.asarray(x) for x in (self.comm_price, self.horizon, self.budget))
+        fail_where("Customers.comm_price", c < 0, c, "must be >= 0")
+        fail_where("Customers.horizon", h <= 0, h, "must be > 0")
+        fail_where("Customers.budget", b <= 0, b, "must be > 0 (use inf for no budget)")
+
+    @property
+    def n_customers(self) -> int:
+        return self.comm_price.shape[-1]
+
+
+class Market(eqx.Module):
+    """One LMaaS market: models, customers and every customer's finite scenario set.
+
+    Build it with [`lmaas_jax.Market.budgeted`][] (Bertsimas-Sim budgeted sets) or
+    [`lmaas_jax.Market.explicit`][] (a given scenario array), or draw one with
+    [`lmaas_jax.random_market`][]. Batch markets with [`lmaas_jax.stack_markets`][] and `jax.vmap`.
+
+    **Fields:**
+
+    - `models`: [`lmaas_jax.Models`][], `M` models.
+    - `customers`: [`lmaas_jax.Customers`][], `N` customers.
+    - `scenarios`: shape `(N, S, 3)`; the last axis is (demand in tasks, channel in kbit, value of a
+      correctly served task in $), all >= 0.
+    - `scenario_mask`: shape `(N, S)` bool; false marks padding. Every customer has a true entry.
+    """
+
+    models: Models
+    customers: Customers
+    scenarios: Float[Array, "customers scenarios 3"] = eqx.field(converter=as_float)
+    scenario_mask: Bool[Array, "customers scenarios"] = eqx.field(
+        converter=lambda x: jnp.asarray(x, dtype=bool)
+    )
+
+    def __check_init__(self):
+        leaves = jax.tree_util.tree_leaves(self)
+        if not is_concrete(*leaves):
+            return
+        floats = {x.dtype for x in leaves if jnp.issubdtype(x.dtype, jnp.floating)}
+        if len(floats) > 1:
+            raise ValueError(
+                f"Market arrays must share one float dtype; got {sorted(map(str, floats))}. "
+                "Use Market.astype(dtype)."
+            )
+        n = self.customers.n_customers
+        sc = self.scenarios
+        if sc.ndim != 3 or sc.shape[0] != n or sc.shape[2] != 3 or sc.shape[1] < 1:
+            raise ValueError(
+                f"Market.scenarios must have shape (N={n}, S>=1, 3); got shape {tuple(sc.shape)}."
+            )
+        check_shape("Market.scenario_mask", self.scenario_mask, sc.shape[:2])
+        mask = np.asarray(self.scenario_mask)
+        empty = ~mask.any(axis=1)
+        fail_where(
+            "Market.scenario_mask", empty, np.arange(n), "must give every customer a scenario"
+        )
+        arr = np.asarray(sc)
+        for k, comp in enumerate(SCENARIO_COMPONENTS):
+            x = np.where(mask, arr[..., k], 0.0)
+            fail_where(f"Market.scenarios[..., {k}] ({comp})", ~np.isfinite(x), x, "must be finite")
+            fail_where(f"Market.scenarios[..., {k}] ({comp})", x < 0, x, "must be >= 0")
+
+    @property
+    def n_models(self) -> int:
+        return self.models.n_models
+
+    @property
+    def n_customers(self) -> int:
+        return self.customers.n_customers
+
+    @property
+    def n_scenarios(self) -> int:
+        return self.scenarios.shape[-2]
+
+    @property
+    def dtype(self):
+        return self.scenarios.dtype
+
+    def astype(self, dtype) -> Market:
+        """This market with every float array cast to `dtype` (e.g. `jnp.float64` under x64)."""
+
+        def cast(x):
+            return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
+        return jax.tree_util.tree_map(cast, self)
+
+    @classmethod
+    def budgeted(
+        cls,
+        models: Models,
+        customers: Customers,
+        nominal: Float[ArrayLike, "customers 3"],
+        deviation: Float[ArrayLike, "customers 3"],
+        gamma: Int[ArrayLike, " customers"] | int,
+    ) -> Market:
+        """A market whose scenario sets are budgeted (Bertsimas-Sim) uncertainty sets.
+
+        Customer i's set is { nominal_i - deviation_i * z : z in {0,1}^3, sum(z) <= gamma_i }: the
+        vertices of the polytope {z in [0,1]^3, sum z <= gamma_i}. Sets are padded to 8 scenarios
+        so that markets with different gamma stack and vmap together.
+
+        **Arguments:**
+
+        - `models`, `customers`: as in the fields.
+        - `nominal`: shape `(N, 3)`, nominal (demand, channel, value), >= 0.
+        - `deviation`: shape `(N, 3)`, adverse deviations, 0 <= deviation <= nominal.
+        - `gamma`: integer budget in {0, 1, 2, 3}, one for all customers or one per customer.
+
+        **Returns:**
+
+        A `Market` with `scenarios` of shape `(N, 8, 3)`.
+        """
+        nominal, deviation, mask = _budgeted_parts(customers, nominal, deviation, gamma)
+        z = jnp.asarray(_VERTICES, dtype=nominal.dtype)
+        scenarios = nominal[:, None, :] - deviation[:, None, :] * z[None, :, :]
+        return cls(models, customers, scenarios, mask)
+
+    @classmethod
+    def explicit(
+        cls,
+        models: Models,
+        customers: Customers,
+        scenarios: Float[ArrayLike, "customers scenarios 3"],
+        scenario_mask: Bool[ArrayLike, "customers scenarios"] | None = None,
+    ) -> Market:
+        """A market with explicitly given scenario sets (e.g. sampled from data).
+
+        **Arguments:**
+
+        - `models`, `customers`: as in the fields.
+        - `scenarios`: shape `(N, S, 3)`: (demand, channel, value) per scenario.
+        - `scenario_mask`: shape `(N, S)` bool, false for padding; default all true.
+        """
+        scenarios = as_float(scenarios)
+        if scenario_mask is None:
+            scenario_mask = jnp.ones(jnp.shape(scenarios)[:2], dtype=bool)
+        return cls(models, customers, scenarios, scenario_mask)
+
+
+def _budgeted_parts(customers, nominal, deviation, gamma):
+    nominal, deviation = as_float(nominal), as_float(deviation)
+    n = customers.n_customers
+    check_shape("nominal", nominal, (n, 3))
+    check_shape("deviation", deviation, (n, 3))
+    gamma_arr = jnp.broadcast_to(jnp.asarray(gamma), (n,))
+    if is_concrete(nominal, deviation, gamma_arr):
+        g = np.asarray(gamma_arr)
+        if not np.issubdtype(g.dtype, np.integer):
+            fail_where("gamma", g != np.round(g), g, "must be an integer in {0, 1, 2, 3}")
+        fail_where("gamma", (g < 0) | (g > 3), g, "must be an integer in {0, 1, 2, 3}")
+        for k, comp in enumerate(SCENARIO_COMPONENTS):
+            nom, dev = np.asarray(nominal[:, k]), np.asarray(deviation[:, k])
+            fail_where(f"nominal[:, {k}] ({comp})", ~np.isfinite(nom), nom, "must be finite")
+            fail_where(f"nominal[:, {k}] ({comp})", nom < 0, nom, "must be >= 0")
+            fail_where(f"deviation[:, {k}] ({comp})", ~np.isfinite(dev), dev, "must be finite")
+            fail_where(f"deviation[:, {k}] ({comp})", dev < 0, dev, "must be >= 0")
+            fail_where(
+                f"deviation[:, {k}] ({comp})",
+                dev > nom,
+                dev,
+                f"must not exceed nominal {comp} (it would make {comp} negative)",
+            )
+    gamma_arr = gamma_arr.astype(jnp.int32)
+    mask = jnp.asarray(_VERTICES.sum(axis=1))[None, :] <= gamma_arr[:, None]
+    return nominal, deviation, mask
+
+
+def pad_scenarios(market: Market, n_scenarios: int) -> Market:
+    """`market` with its scenario axis padded to `n_scenarios` (padding is masked out).
+
+    Padding repeats each customer's first scenario so every entry stays a valid number.
+    """
+    s = market.n_scenarios
+    if n_scenarios < s:
+        raise ValueError(f"n_scenarios must be >= the market's {s} scenarios; got {n_scenarios}.")
+    extra = n_scenarios - s
+    if extra == 0:
+        return market
+    fill = jnp.repeat(market.scenarios[:, :1, :], extra, axis=1)
+    scenarios = jnp.concatenate([market.scenarios, fill], axis=1)
+    mask = jnp.concatenate(
+        [market.scenario_mask, jnp.zeros((market.n_customers, extra), dtype=bool)], axis=1
+    )
+    return eqx.tree_at(lambda m: (m.scenarios, m.scenario_mask), market, (scenarios, mask))
+
+
+def stack_markets(markets) -> Market:
+    """Stack markets of equal `M` and `N` into one batched `Market` (leading batch axis) for vmap.
+
+    Scenario sets of different sizes are padded to the largest.
+    """
+    markets = list(markets)
+    if not markets:
+        raise ValueError("stack_markets needs at least one market; got an empty sequence.")
+    shapes = {(m.n_models, m.n_customers) for m in markets}
+    if len(shapes) != 1:
+        raise ValueError(
+            f"stack_markets needs markets of one (n_models, n_customers); got {sorted(shapes)}."
+        )
+    s = max(m.n_scenarios for m in markets)
+    padded = [pad_scenarios(m, s) for m in markets]
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *padded)
+
+
+def unstack_market(batched: Market, index: int) -> Market:
+    """The `index`-th market of a batched market."""
+    return jax.tree_util.tree_map(lambda x: x[index], batched)
+
+
+def _fields(module) -> list[str]:
+    import dataclasses
+
+    return [f.name for f in dataclasses.fields(module)]
