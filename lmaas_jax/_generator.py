@@ -9,9 +9,7 @@ from jaxtyping import ArrayLike, PRNGKeyArray
 from ._market import Customers, Market, Models
 
 
-def family_models(
-    n_models: int = 4, *, capability_gap: float | ArrayLike = 0.4, dtype=None
-) -> Models:
+def family_models(n_models: int = 4, *, capability_gap: float | ArrayLike = 0.4, dtype=None) -> Models:
     """The default "semantic communication" family of `n_models` large models.
 
     With size x_j = j / (M - 1) (0 = smallest; x = 0 when M = 1):
@@ -62,7 +60,7 @@ def random_market(
     - channel price c ~ log-U[1e-5, 1e-3] $/kbit;
     - horizon H ~ U[24, 168] h; demand D0 = d H with d ~ log-U[100, 2000] task/h;
     - channel W0 = rho D0 25 kbit with rho ~ log-U[0.3, 3] (so the channel binds for some);
-    - budget: with probability `budget_share` finite, B = f v0 D0 with f ~ U[0.05, 0.5], else inf;
+    - budget: with probability `budget_share` finite, B = f v0 D0 with f ~ U[0.02, 0.3], else inf;
     - budgeted uncertainty: deviations `deviation` x nominal on all three components and budget
       `gamma` (integer 0..3).
 
@@ -99,8 +97,7 @@ def random_market(
             raise ValueError(f"{name} must lie in [{lo}, {hi}]; got {value!r}.")
     if int(n_customers) < 1 or int(n_models) < 1:
         raise ValueError(
-            f"n_models and n_customers must be >= 1; got n_models={n_models}, "
-            f"n_customers={n_customers}."
+            f"n_models and n_customers must be >= 1; got n_models={n_models}, n_customers={n_customers}."
         )
     models = family_models(n_models, capability_gap=capability_gap, dtype=dtype)
     keys = jax.random.split(key, 8)
@@ -116,7 +113,7 @@ def random_market(
     demand = log_uniform(keys[3], 100.0, 2000.0) * horizon
     channel = log_uniform(keys[4], 0.3, 3.0) * demand * 25.0
     finite = jax.random.uniform(keys[5], (n,), dtype) < budget_share
-    fraction = jax.random.uniform(keys[6], (n,), dtype, 0.05, 0.5)
+    fraction = jax.random.uniform(keys[6], (n,), dtype, 0.02, 0.3)
     budget = jnp.where(finite, fraction * value * demand, jnp.inf).astype(dtype)
     customers = Customers(comm_price=comm_price, horizon=horizon, budget=budget)
     nominal = jnp.stack([demand, channel, value], axis=1)

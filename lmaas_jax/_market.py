@@ -7,11 +7,13 @@ construction, with concrete values; the error names the field and the offending 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Bool, Float, Int
+from jaxtyping import Array, ArrayLike, Bool, Float
 
 from ._checks import (
     as_float,
@@ -100,9 +102,7 @@ class Customers(eqx.Module):
             return
         n = jnp.shape(self.comm_price)
         if len(n) != 1 or n[0] < 1:
-            raise ValueError(
-                f"Customers.comm_price must be a 1-D array of length >= 1; got shape {n}."
-            )
+            raise ValueError(f"Customers.comm_price must be a 1-D array of length >= 1; got shape {n}.")
         for name in _fields(self):
             check_shape(f"Customers.{name}", getattr(self, name), n)
         check_finite("Customers.comm_price", self.comm_price)
@@ -160,9 +160,7 @@ class Market(eqx.Module):
         check_shape("Market.scenario_mask", self.scenario_mask, sc.shape[:2])
         mask = np.asarray(self.scenario_mask)
         empty = ~mask.any(axis=1)
-        fail_where(
-            "Market.scenario_mask", empty, np.arange(n), "must give every customer a scenario"
-        )
+        fail_where("Market.scenario_mask", empty, np.arange(n), "must give every customer a scenario")
         arr = np.asarray(sc)
         for k, comp in enumerate(SCENARIO_COMPONENTS):
             x = np.where(mask, arr[..., k], 0.0)
@@ -198,9 +196,9 @@ class Market(eqx.Module):
         cls,
         models: Models,
         customers: Customers,
-        nominal: Float[ArrayLike, "customers 3"],
-        deviation: Float[ArrayLike, "customers 3"],
-        gamma: Int[ArrayLike, " customers"] | int,
+        nominal: Float[ArrayLike, "..."],
+        deviation: Float[ArrayLike, "..."],
+        gamma: ArrayLike | Sequence[int],
     ) -> Market:
         """A market whose scenario sets are budgeted (Bertsimas-Sim) uncertainty sets.
 
@@ -229,8 +227,8 @@ class Market(eqx.Module):
         cls,
         models: Models,
         customers: Customers,
-        scenarios: Float[ArrayLike, "customers scenarios 3"],
-        scenario_mask: Bool[ArrayLike, "customers scenarios"] | None = None,
+        scenarios: Float[ArrayLike, "..."],
+        scenario_mask: Bool[ArrayLike, "..."] | None = None,
     ) -> Market:
         """A market with explicitly given scenario sets (e.g. sampled from data).
 
@@ -270,7 +268,7 @@ def _budgeted_parts(customers, nominal, deviation, gamma):
                 f"must not exceed nominal {comp} (it would make {comp} negative)",
             )
     gamma_arr = gamma_arr.astype(jnp.int32)
-    mask = jnp.asarray(_VERTICES.sum(axis=1))[None, :] <= gamma_arr[:, None]
+    mask = jnp.asarray(_VERTICES.sum(axis=1), jnp.int32)[None, :] <= gamma_arr[:, None]
     return nominal, deviation, mask
 
 
@@ -287,9 +285,7 @@ def pad_scenarios(market: Market, n_scenarios: int) -> Market:
         return market
     fill = jnp.repeat(market.scenarios[:, :1, :], extra, axis=1)
     scenarios = jnp.concatenate([market.scenarios, fill], axis=1)
-    mask = jnp.concatenate(
-        [market.scenario_mask, jnp.zeros((market.n_customers, extra), dtype=bool)], axis=1
-    )
+    mask = jnp.concatenate([market.scenario_mask, jnp.zeros((market.n_customers, extra), dtype=bool)], axis=1)
     return eqx.tree_at(lambda m: (m.scenarios, m.scenario_mask), market, (scenarios, mask))
 
 
@@ -303,9 +299,7 @@ def stack_markets(markets) -> Market:
         raise ValueError("stack_markets needs at least one market; got an empty sequence.")
     shapes = {(m.n_models, m.n_customers) for m in markets}
     if len(shapes) != 1:
-        raise ValueError(
-            f"stack_markets needs markets of one (n_models, n_customers); got {sorted(shapes)}."
-        )
+        raise ValueError(f"stack_markets needs markets of one (n_models, n_customers); got {sorted(shapes)}.")
     s = max(m.n_scenarios for m in markets)
     padded = [pad_scenarios(m, s) for m in markets]
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *padded)

@@ -6,8 +6,27 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from ._market import Market
-from ._relaxed_rsr import relaxed_rsr
-from ._rsr import rsr
+from ._relaxed_rsr import _relaxed_respond
+from ._rsr import RobustTerms, _as_prices, choose, default_tie_tol, rental_options, robust_terms
+
+
+def profit_from_terms(
+    market: Market, terms: RobustTerms, prices: Float[Array, " models"], tie_tol: float
+) -> Float[Array, ""]:
+    """Exact seller profit from precomputed [`lmaas_jax.RobustTerms`][]: O(N M) per price vector."""
+    options = rental_options(market, terms, prices)
+    choice = choose(options, tie_tol)
+    j = jnp.maximum(choice - 1, 0)
+    margin = jnp.take_along_axis(options.seller_margin, j[:, None], axis=1)[:, 0]
+    return jnp.sum(jnp.where(choice > 0, margin, 0.0)) - jnp.sum(market.models.training_cost)
+
+
+def relaxed_profit_from_terms(
+    market: Market, terms: RobustTerms, prices: Float[Array, " models"], temperature
+) -> Float[Array, ""]:
+    """Relaxed seller profit from precomputed [`lmaas_jax.RobustTerms`][]."""
+    response = _relaxed_respond(market, terms, prices, temperature)
+    return jnp.sum(response.expected_margin) - jnp.sum(market.models.training_cost)
 
 
 def seller_profit(
@@ -19,8 +38,9 @@ def seller_profit(
     Stackelberg ties). Piecewise smooth and discontinuous in the prices; use
     [`lmaas_jax.relaxed_seller_profit`][] for gradients.
     """
-    response = rsr(market, prices, tie_tol=tie_tol)
-    return jnp.sum(response.seller_margin) - jnp.sum(market.models.training_cost)
+    prices = _as_prices(market, prices)
+    tol = default_tie_tol(market.dtype) if tie_tol is None else tie_tol
+    return profit_from_terms(market, robust_terms(market), prices, tol)
 
 
 def relaxed_seller_profit(
@@ -30,5 +50,5 @@ def relaxed_seller_profit(
 
     Smooth in the prices; tends to [`lmaas_jax.seller_profit`][] as temperature -> 0 away from ties.
     """
-    response = relaxed_rsr(market, prices, temperature)
-    return jnp.sum(response.expected_margin) - jnp.sum(market.models.training_cost)
+    prices = _as_prices(market, prices)
+    return relaxed_profit_from_terms(market, robust_terms(market), prices, temperature)

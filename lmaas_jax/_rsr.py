@@ -52,7 +52,7 @@ def robust_terms(market: Market) -> RobustTerms:
     worst_value = jnp.min(jnp.where(valid, margin * capacity, big), axis=1)
     positive = worst_margin > 0
     tasks = jnp.where(positive, worst_value / jnp.where(positive, worst_margin, 1.0), 0.0)
-    return RobustTerms(margin=worst_margin, tasks=tasks, hours=tasks / m.throughput)
+    return RobustTerms(margin=worst_margin, tasks=tasks, hours=tasks / m.throughput[None, :])
 
 
 class Options(eqx.Module):
@@ -179,15 +179,11 @@ def _respond(
 def _as_prices(market: Market, prices) -> Float[Array, " models"]:
     prices = jnp.asarray(prices)
     if prices.shape != (market.n_models,):
-        raise ValueError(
-            f"prices must have shape (M={market.n_models},); got shape {tuple(prices.shape)}."
-        )
+        raise ValueError(f"prices must have shape (M={market.n_models},); got shape {tuple(prices.shape)}.")
     return prices.astype(market.dtype)
 
 
-def rsr(
-    market: Market, prices: Float[ArrayLike, " models"], *, tie_tol: float | None = None
-) -> RSRResponse:
+def rsr(market: Market, prices: Float[ArrayLike, " models"], *, tie_tol: float | None = None) -> RSRResponse:
     """Every customer's exact robust best response (RSR) to the seller's prices.
 
     Customer i picks a model j (or none) and a rental duration tau in [0, T_ij],
@@ -235,7 +231,9 @@ def rsr(
 
 
 def worst_case_profit(
-    market: Market, choice: Int[ArrayLike, " customers"], duration: Float[ArrayLike, " customers"],
+    market: Market,
+    choice: Int[ArrayLike, " customers"],
+    duration: Float[ArrayLike, " customers"],
     prices: Float[ArrayLike, " models"],
 ) -> Float[Array, "customers scenarios"]:
     """u_i(j, tau; xi) for every customer's given (choice, duration) in every scenario ($).

@@ -92,9 +92,7 @@ def _master(beta, mu, margin, capacity, longest, active):
         r[it : it + m] = beta
         lo.append(-np.inf)
         hi.append(0.0)
-    ub = np.concatenate(
-        [np.ones(m), longest, np.concatenate([capacity[sidx] for sidx in active]), [np.inf]]
-    )
+    ub = np.concatenate([np.ones(m), longest, np.concatenate([capacity[sidx] for sidx in active]), [np.inf]])
     lb = np.concatenate([np.zeros(nx + nt + ny), [-np.inf]])
     cost = np.zeros(n)
     cost[ie] = -1.0

@@ -1,0 +1,45 @@
+"""What every pricing solver returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import equinox as eqx
+from jaxtyping import Array, Float
+
+from ._rsr import RSRResponse
+
+
+class PricingTrace(eqx.Module):
+    """Per-step history of gradient IMP.
+
+    **Fields:**
+
+    - `relaxed_profit`: shape `(steps, restarts)`, the relaxed profit each restart ascends ($).
+    - `best_profit`: shape `(steps,)`, the best exact profit found so far, over all restarts ($);
+      exact profits are evaluated every `eval_every` steps, so it moves in steps.
+    - `temperature`: shape `(steps,)`, the annealed temperature ($).
+    """
+
+    relaxed_profit: Float[Array, "steps restarts"]
+    best_profit: Float[Array, " steps"]
+    temperature: Float[Array, " steps"]
+
+
+class PricingSolution(eqx.Module):
+    """A seller's price vector with its exact consequences.
+
+    **Fields:**
+
+    - `prices`: shape `(M,)`, $ per rented hour.
+    - `profit`: the seller's exact profit at `prices` (never a relaxed one) ($).
+    - `response`: the customers' exact [`lmaas_jax.RSRResponse`][] at `prices`.
+    - `trace`: a [`lmaas_jax.PricingTrace`][] for gradient IMP, else `None`.
+    - `stats`: solver-specific numbers (steps, sweeps, evaluations, MILP status and gap, ...).
+    """
+
+    prices: Float[Array, " models"]
+    profit: Float[Array, ""]
+    response: RSRResponse
+    trace: PricingTrace | None
+    stats: dict[str, Any]
