@@ -1,7 +1,11 @@
 """lmaas_jax: GPU-accelerated, differentiable solvers for large-model-as-a-service pricing games."""
 
+from ._classic_imp import classic_imp as classic_imp
 from ._generator import family_models as family_models
 from ._generator import random_market as random_market
+from ._grid import grid_search as grid_search
+from ._imp import GradientIMP as GradientIMP
+from ._imp import imp as imp
 from ._market import (
     Customers as Customers,
 )
@@ -39,6 +43,8 @@ from ._rsr import (
 from ._rsr import (
     worst_case_profit as worst_case_profit,
 )
+from ._solution import PricingSolution as PricingSolution
+from ._solution import PricingTrace as PricingTrace
 
 __version__ = "0.1.0"
 

@@ -26,9 +26,7 @@ def breakpoints(
     """
     mo, cu = market.models, market.customers
     opts = rental_options(market, terms, prices)
-    others = jnp.where(
-        (jnp.arange(market.n_models) != j)[None, :] & opts.available, opts.value, 0.0
-    )
+    others = jnp.where((jnp.arange(market.n_models) != j)[None, :] & opts.available, opts.value, 0.0)
     alt = jnp.maximum(jnp.max(others, axis=1), 0.0)
     rate = terms.margin[:, j] * mo.throughput[j]
     length = jnp.minimum(terms.hours[:, j], cu.horizon)
@@ -53,25 +51,37 @@ def _best_on_line(market, terms, prices, j, tol):
             jnp.stack([mo.price_lo[j], mo.price_hi[j], prices[j]]),
         ]
     )
-    profits = jax.vmap(lambda b: profit_from_terms(market, terms, prices.at[j].set(b), tol))(
-        candidates
-    )
+    profits = jax.vmap(lambda b: profit_from_terms(market, terms, prices.at[j].set(b), tol))(candidates)
     k = jnp.argmax(profits)
     return candidates[k], profits[k]
 
 
-def _classic_ascent(market, terms, prices, tol, max_sweeps):
-    """Sweep over models until a whole sweep improves the profit by no more than a relative 1e-12."""
+def _classic_ascent(market, terms, prices, tol, max_sweeps, steepest=False):
+    """Coordinate ascent until a sweep improves the profit by no more than a relative 1e-12.
+
+    Cyclic by default (re-price models 1..M in turn). With `steepest`, each sweep searches every
+    model's line from the same prices and takes only the single best move: slower, but it does
+    not let the first model's move spoil a better one of another model.
+    """
     profit0 = profit_from_terms(market, terms, prices, tol)
 
     def sweep(carry):
         prices, profit, _, count = carry
         start = profit
-        for j in range(market.n_models):
-            b, p = _best_on_line(market, terms, prices, j, tol)
-            better = p > profit
-            prices = jnp.where(better, prices.at[j].set(b), prices)
-            profit = jnp.where(better, p, profit)
+        if steepest:
+            lines = [_best_on_line(market, terms, prices, j, tol) for j in range(market.n_models)]
+            values = jnp.stack([p for _, p in lines])
+            j = jnp.argmax(values)
+            candidate = prices.at[j].set(jnp.stack([b for b, _ in lines])[j])
+            better = values[j] > profit
+            prices = jnp.where(better, candidate, prices)
+            profit = jnp.where(better, values[j], profit)
+        else:
+            for j in range(market.n_models):
+                b, p = _best_on_line(market, terms, prices, j, tol)
+                better = p > profit
+                prices = jnp.where(better, prices.at[j].set(b), prices)
+                profit = jnp.where(better, p, profit)
         improved = profit > start + 1e-12 * jnp.abs(start)
         return prices, profit, improved, count + 1
 
@@ -94,8 +104,8 @@ def classic_imp(
 
     With the other prices fixed, the seller's profit in beta_j is piecewise increasing: each
     customer who rents j pays more as beta_j rises, (beta_j - o_j) min(L, B / beta_j) being
-    increasing, until the price passes the customer's breakpoint (see
-    [`lmaas_jax.classic_imp_breakpoints`][]) and it switches. So the best beta_j is a breakpoint or
+    increasing, until the price passes the customer's breakpoint (where it
+    switches to its best alternative; closed form in `breakpoints` below). So the best beta_j is a breakpoint or
     the top of the box, and one coordinate step evaluates the exact profit at those N + 3 prices
     (vmapped) and takes the best. Steps never lower the profit and a sweep over all models is
     repeated until it no longer raises it, so the method stops after finitely many sweeps at a

@@ -6,3 +6,4 @@ JAX core imports this package.
 
 from ._ccg import CCGResult as CCGResult
 from ._ccg import ccg_rsr as ccg_rsr
+from ._milp import milp_pricing as milp_pricing

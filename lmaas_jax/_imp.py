@@ -1,0 +1,182 @@
+"""Gradient Iterative Model Pricing: projected gradient ascent through the relaxed RSR."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+from jaxtyping import PRNGKeyArray
+
+from ._classic_imp import _classic_ascent
+from ._market import Market
+from ._profit import profit_from_terms, relaxed_profit_from_terms
+from ._rsr import _respond, default_tie_tol, rental_options, robust_terms
+from ._solution import PricingSolution, PricingTrace
+
+
+class GradientIMP(eqx.Module):
+    """Settings of gradient IMP (see [`lmaas_jax.imp`][]).
+
+    **Fields:**
+
+    - `optimiser`: an optax optimiser over prices scaled to [0, 1] per model (default Adam, 0.05).
+    - `steps`: gradient steps per restart.
+    - `restarts`: independent starts, run together under `jax.vmap`.
+    - `eval_every`: steps between exact profit evaluations (the best exact prices are kept).
+    - `initial_temperature`, `final_temperature`: the temperature falls geometrically from the first
+      to the second, both relative to the market's scale (the mean over customers of their best
+      robust profit at the lowest prices), so one setting serves markets of any size and currency.
+    - `polish`: finish with classic IMP (exact breakpoint coordinate ascent) from every restart's
+      best prices, vmapped; it never lowers the profit.
+    - `max_polish_sweeps`: cap on the polish's sweeps over the models.
+    - `tie_tol`: as in [`lmaas_jax.rsr`][]; default by dtype.
+    """
+
+    optimiser: optax.GradientTransformation = eqx.field(static=True, default_factory=lambda: optax.adam(0.05))
+    steps: int = eqx.field(static=True, default=200)
+    restarts: int = eqx.field(static=True, default=16)
+    eval_every: int = eqx.field(static=True, default=10)
+    initial_temperature: float = 0.3
+    final_temperature: float = 1e-3
+    polish: bool = eqx.field(static=True, default=True)
+    max_polish_sweeps: int = eqx.field(static=True, default=20)
+    tie_tol: float | None = eqx.field(static=True, default=None)
+
+    def __check_init__(self):
+        for name in ("steps", "restarts", "eval_every", "max_polish_sweeps"):
+            value = getattr(self, name)
+            if int(value) < 1:
+                raise ValueError(f"GradientIMP.{name} must be >= 1; got {value!r}.")
+        for name in ("initial_temperature", "final_temperature"):
+            value = getattr(self, name)
+            if not isinstance(value, jax.core.Tracer) and not float(value) > 0:
+                raise ValueError(f"GradientIMP.{name} must be > 0; got {value!r}.")
+
+
+def market_scale(market: Market, terms) -> jax.Array:
+    """Mean over customers of their best robust profit at the lowest prices ($), at least tiny."""
+    opts = rental_options(market, terms, market.models.price_lo)
+    best = jnp.max(jnp.where(opts.available, jnp.maximum(opts.value, 0.0), 0.0), axis=1)
+    scale = jnp.mean(best)
+    return jnp.where(scale > 0, scale, 1.0)
+
+
+def imp(
+    market: Market,
+    solver: GradientIMP | None = None,
+    *,
+    key: PRNGKeyArray,
+    max_steps: int | None = None,
+) -> PricingSolution:
+    """Price a market by gradient IMP: a jit-compiled bilevel gradient loop through the relaxed RSR.
+
+    Prices are scaled to x in [0, 1]^M (beta = lo + x (hi - lo)). Each of `solver.restarts`
+    starting points, drawn uniformly from the box with `key`, ascends the relaxed seller profit
+    ([`lmaas_jax.relaxed_seller_profit`][], divided by N times the market's scale) with
+    `solver.optimiser`, projected back onto the box (`optax.projections.projection_box`) after each
+    step, while the temperature anneals geometrically toward 0. Every `solver.eval_every` steps
+    the exact profit ([`lmaas_jax.seller_profit`][]) of every restart is evaluated and the best
+    exact price vector so far is kept; the relaxed profit is never reported as the result. With
+    `solver.polish` the best prices are then improved by classic IMP ([`lmaas_jax.classic_imp`][]).
+    The whole loop is one `lax.scan`; `jax.jit` and `jax.vmap` over markets and keys work.
+
+    **Arguments:**
+
+    - `market`: a [`lmaas_jax.Market`][].
+    - `solver`: a [`lmaas_jax.GradientIMP`][]; default `GradientIMP()`.
+    - `key`: a JAX PRNG key for the starting points.
+    - `max_steps`: overrides `solver.steps`.
+
+    **Returns:**
+
+    A [`lmaas_jax.PricingSolution`][] with a [`lmaas_jax.PricingTrace`][] and `stats` holding
+    `steps`, `restarts`, `profit_before_polish` and `polish_sweeps`.
+    """
+    solver = GradientIMP() if solver is None else solver
+    steps = solver.steps if max_steps is None else int(max_steps)
+    if steps < 1:
+        raise ValueError(f"max_steps must be >= 1; got {max_steps!r}.")
+    dtype = market.dtype
+    tol = default_tie_tol(dtype) if solver.tie_tol is None else solver.tie_tol
+    mo = market.models
+    lo, width = mo.price_lo, mo.price_hi - mo.price_lo
+    terms = robust_terms(market)
+    scale = market_scale(market, terms)
+    norm = scale * market.n_customers
+
+    every = min(solver.eval_every, steps)
+    blocks = -(-steps // every)
+    total = blocks * every
+    frac = jnp.arange(total, dtype=dtype) / max(total - 1, 1)
+    t0 = jnp.asarray(solver.initial_temperature, dtype)
+    t1 = jnp.asarray(solver.final_temperature, dtype)
+    temperature = scale * t0 * (t1 / t0) ** frac
+
+    def prices_of(x):
+        return lo + x * width
+
+    def relaxed(x, t):
+        return relaxed_profit_from_terms(market, terms, prices_of(x), t)
+
+    def exact(x):
+        return profit_from_terms(market, terms, prices_of(x), tol)
+
+    opt = solver.optimiser
+    grad = jax.value_and_grad(lambda x, t: -relaxed(x, t) / norm)
+
+    def step(carry, t):
+        x, state = carry
+        loss, g = grad(x, t)
+        updates, state = opt.update(g, state, x)
+        x = optax.projections.projection_box(optax.apply_updates(x, updates), 0.0, 1.0)
+        return (x, state), -loss * norm
+
+    def block(carry, ts):
+        x, state, best_x, best = carry
+        (x, state), relaxed_trace = lax.scan(step, (x, state), ts)
+        value = exact(x)
+        better = value > best
+        best_x = jnp.where(better, x, best_x)
+        best = jnp.where(better, value, best)
+        return (x, state, best_x, best), (relaxed_trace, best)
+
+    def run(x0, ts):
+        init = (x0, opt.init(x0), x0, exact(x0))
+        (_, _, best_x, best), (relaxed_trace, best_trace) = lax.scan(block, init, ts)
+        return best_x, best, relaxed_trace.reshape(-1), best_trace
+
+    x0 = jax.random.uniform(key, (solver.restarts, market.n_models), dtype)
+    ts = temperature.reshape(blocks, every)
+    best_x, best, relaxed_trace, best_trace = jax.vmap(run, in_axes=(0, None))(x0, ts)
+    before = jnp.max(best)
+    sweeps = jnp.asarray(0, jnp.int32)
+    if solver.polish:
+        # Polish every restart's best point: restarts that end in different basins of the relaxed
+        # landscape often polish to different exact optima.
+        polished, best, sweeps = jax.vmap(
+            lambda x: _classic_ascent(market, terms, prices_of(x), tol, solver.max_polish_sweeps)
+        )(best_x)
+        r = jnp.argmax(best)
+        prices, profit, sweeps = polished[r], best[r], jnp.max(sweeps)
+    else:
+        r = jnp.argmax(best)
+        prices, profit = prices_of(best_x[r]), best[r]
+    trace = PricingTrace(
+        relaxed_profit=relaxed_trace.T[:steps],
+        best_profit=jnp.repeat(jnp.max(best_trace, axis=0), every)[:steps],
+        temperature=temperature[:steps],
+    )
+    return PricingSolution(
+        prices=prices,
+        profit=profit,
+        response=_respond(market, terms, prices, tol),
+        trace=trace,
+        stats={
+            "steps": jnp.asarray(steps),
+            "restarts": jnp.asarray(solver.restarts),
+            "profit_before_polish": before,
+            "polish_sweeps": sweeps,
+        },
+    )
