@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -56,6 +57,7 @@ def _best_on_line(market, terms, prices, j, tol):
     return candidates[k], profits[k]
 
 
+@eqx.filter_jit
 def _classic_ascent(market, terms, prices, tol, max_sweeps, steepest=False):
     """Coordinate ascent until a sweep improves the profit by no more than a relative 1e-12.
 
@@ -93,6 +95,7 @@ def _classic_ascent(market, terms, prices, tol, max_sweeps, steepest=False):
     return prices, profit, sweeps
 
 
+@eqx.filter_jit
 def classic_imp(
     market: Market,
     prices: Float[ArrayLike, " models"] | None = None,
@@ -104,9 +107,9 @@ def classic_imp(
 
     With the other prices fixed, the seller's profit in beta_j is piecewise increasing: each
     customer who rents j pays more as beta_j rises, (beta_j - o_j) min(L, B / beta_j) being
-    increasing, until the price passes the customer's breakpoint (where it
-    switches to its best alternative; closed form in `breakpoints` below). So the best beta_j is a breakpoint or
-    the top of the box, and one coordinate step evaluates the exact profit at those N + 3 prices
+    increasing, until the price passes the customer's breakpoint (where it switches to its best
+    alternative; closed form in `breakpoints` below). So the best beta_j is a breakpoint or the
+    top of the box, and one coordinate step evaluates the exact profit at those N + 3 prices
     (vmapped) and takes the best. Steps never lower the profit and a sweep over all models is
     repeated until it no longer raises it, so the method stops after finitely many sweeps at a
     coordinate-wise optimum (at most `max_sweeps`). This is our reading of the paper's description of

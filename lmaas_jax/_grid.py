@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -12,6 +13,7 @@ from ._rsr import _respond, default_tie_tol, robust_terms
 from ._solution import PricingSolution
 
 
+@eqx.filter_jit
 def grid_search(
     market: Market,
     points_per_model: int,

@@ -15,6 +15,10 @@ from ._profit import profit_from_terms, relaxed_profit_from_terms
 from ._rsr import _respond, default_tie_tol, rental_options, robust_terms
 from ._solution import PricingSolution, PricingTrace
 
+# One shared default: `filter_jit` keys its cache on static fields, and two `optax.adam(0.05)` calls
+# make two different objects, so a fresh default per solver would recompile on every call.
+_DEFAULT_OPTIMISER = optax.adam(0.05)
+
 
 class GradientIMP(eqx.Module):
     """Settings of gradient IMP (see [`lmaas_jax.imp`][]).
@@ -32,11 +36,14 @@ class GradientIMP(eqx.Module):
       best prices, vmapped; it never lowers the profit.
     - `max_polish_sweeps`: cap on the polish's sweeps over the models.
     - `tie_tol`: as in [`lmaas_jax.rsr`][]; default by dtype.
+
+    [`lmaas_jax.imp`][] is compiled once per market shape and solver: reuse one solver object (and
+    one optax optimiser object) across calls to reuse the compilation.
     """
 
     optimiser: optax.GradientTransformation = eqx.field(static=True, default_factory=lambda: optax.adam(0.05))
     steps: int = eqx.field(static=True, default=200)
-    restarts: int = eqx.field(static=True, default=16)
+    restarts: int = eqx.field(static=True, default=32)
     eval_every: int = eqx.field(static=True, default=10)
     initial_temperature: float = 0.3
     final_temperature: float = 1e-3
@@ -63,6 +70,7 @@ def market_scale(market: Market, terms) -> jax.Array:
     return jnp.where(scale > 0, scale, 1.0)
 
 
+@eqx.filter_jit
 def imp(
     market: Market,
     solver: GradientIMP | None = None,
@@ -129,7 +137,10 @@ def imp(
     def step(carry, t):
         x, state = carry
         loss, g = grad(x, t)
-        updates, state = opt.update(g, state, x)
+        # Optax mixes its int32 step count with float32 parameters, which strict dtype promotion
+        # (on in our tests) rejects; the promotion rule applies to optax's internals only.
+        with jax.numpy_dtype_promotion("standard"):
+            updates, state = opt.update(g, state, x)
         x = optax.projections.projection_box(optax.apply_updates(x, updates), 0.0, 1.0)
         return (x, state), -loss * norm
 
@@ -143,7 +154,9 @@ def imp(
         return (x, state, best_x, best), (relaxed_trace, best)
 
     def run(x0, ts):
-        init = (x0, opt.init(x0), x0, exact(x0))
+        with jax.numpy_dtype_promotion("standard"):
+            state = opt.init(x0)
+        init = (x0, state, x0, exact(x0))
         (_, _, best_x, best), (relaxed_trace, best_trace) = lax.scan(block, init, ts)
         return best_x, best, relaxed_trace.reshape(-1), best_trace
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
@@ -29,6 +30,7 @@ def relaxed_profit_from_terms(
     return jnp.sum(response.expected_margin) - jnp.sum(market.models.training_cost)
 
 
+@eqx.filter_jit
 def seller_profit(
     market: Market, prices: Float[ArrayLike, " models"], *, tie_tol: float | None = None
 ) -> Float[Array, ""]:
@@ -43,6 +45,7 @@ def seller_profit(
     return profit_from_terms(market, robust_terms(market), prices, tol)
 
 
+@eqx.filter_jit
 def relaxed_seller_profit(
     market: Market, prices: Float[ArrayLike, " models"], temperature: Float[ArrayLike, ""]
 ) -> Float[Array, ""]:

@@ -55,6 +55,7 @@ def _relaxed_respond(
     )
 
 
+@eqx.filter_jit
 def relaxed_rsr(
     market: Market, prices: Float[ArrayLike, " models"], temperature: Float[ArrayLike, ""]
 ) -> RelaxedResponse:

@@ -64,12 +64,15 @@ class Options(eqx.Module):
     - `value`: the robust profit of renting model j for tau_ij ($); may be negative.
     - `seller_margin`: (beta_j - o_j) tau_ij, what the seller earns if the customer rents j ($).
     - `available`: tau_ij > 0; a zero-hour rental is no rental.
+    - `gross`: m_ij mu_j tau_ij, the worst-case value before rent ($): the magnitude that rounding
+      errors in `value` scale with, and so the scale of the tie tolerance.
     """
 
     duration: Float[Array, "customers models"]
     value: Float[Array, "customers models"]
     seller_margin: Float[Array, "customers models"]
     available: Bool[Array, "customers models"]
+    gross: Float[Array, "customers models"]
 
 
 def rental_options(market: Market, terms: RobustTerms, prices: Float[Array, " models"]) -> Options:
@@ -83,12 +86,13 @@ def rental_options(market: Market, terms: RobustTerms, prices: Float[Array, " mo
     by_budget = budget / jnp.where(affordable, beta, 1.0)
     longest = jnp.where(affordable, jnp.minimum(c.horizon[:, None], by_budget), c.horizon[:, None])
     duration = jnp.minimum(terms.hours, longest)
-    rate = terms.margin * m.throughput[None, :] - beta  # $/h of net robust value while tau <= hours
+    gross_rate = terms.margin * m.throughput[None, :]  # $/h of worst-case value while tau <= hours
     return Options(
         duration=duration,
-        value=rate * duration,
+        value=(gross_rate - beta) * duration,
         seller_margin=(beta - m.serving_cost[None, :]) * duration,
         available=terms.hours > 0,
+        gross=gross_rate * duration,
     )
 
 
@@ -131,7 +135,8 @@ def choose(options: Options, tie_tol: float) -> Int[Array, " customers"]:
     available = jnp.concatenate([jnp.ones((n, 1), bool), options.available], axis=1)
     ninf = jnp.asarray(-jnp.inf, value.dtype)
     best = jnp.max(jnp.where(available, value, ninf), axis=1, keepdims=True)
-    tied = available & (value >= best - tie_tol * (1.0 + jnp.abs(best)))
+    scale = jnp.max(jnp.where(options.available, options.gross, 0.0), axis=1, keepdims=True)
+    tied = available & (value >= best - tie_tol * (1.0 + scale))
     tied_margin = jnp.where(tied, margin, ninf)
     top = tied & (tied_margin >= jnp.max(tied_margin, axis=1, keepdims=True))
     # Among the seller's favourites, renting beats not renting, then the lowest model index.
@@ -183,6 +188,7 @@ def _as_prices(market: Market, prices) -> Float[Array, " models"]:
     return prices.astype(market.dtype)
 
 
+@eqx.filter_jit
 def rsr(market: Market, prices: Float[ArrayLike, " models"], *, tie_tol: float | None = None) -> RSRResponse:
     """Every customer's exact robust best response (RSR) to the seller's prices.
 
@@ -210,16 +216,20 @@ def rsr(market: Market, prices: Float[ArrayLike, " models"], *, tie_tol: float |
     scenario and the low-value-capacity scenario can be different ones, so enumerating the scenarios'
     own kinks alone can miss the optimum (`tests/test_rsr.py` has such a market, checked by C&CG).
 
-    **Ties (strong Stackelberg).** Options within `tie_tol` (relative: `value >= best - tie_tol *
-    (1 + |best|)`) of the best count as tied, and the customer takes the one best for the seller:
-    the largest seller margin (beta_j - o_j) tau_ij, then renting over not renting, then the lowest
-    model index. Within a model the duration is the largest maximiser of g when beta_j > 0.
+    **Ties (strong Stackelberg).** Options within `tie_tol` of the best count as tied:
+    `value >= best - tie_tol * (1 + G_i)`, G_i = max_j m_ij mu_j tau_ij the customer's largest
+    worst-case value before rent, the magnitude that rounding errors in (m mu - beta) tau scale
+    with. Among tied options the customer takes the one best for the seller: the largest seller
+    margin (beta_j - o_j) tau_ij, then renting over not renting, then the lowest model index.
+    Within a model the duration is the largest maximiser of g when beta_j > 0.
 
     **Arguments:**
 
     - `market`: a [`lmaas_jax.Market`][]. Batch with `jax.vmap`.
     - `prices`: shape `(M,)`, $ per rented hour, cast to the market's dtype.
-    - `tie_tol`: relative tie tolerance; default 1e-5 in float32 and 1e-9 in float64.
+    - `tie_tol`: tie tolerance relative to 1 + G_i; default 1e-5 in float32 and 1e-9 in float64.
+      Optimal prices sit on customers' breakpoints, where some customer is indifferent: judge
+      float32 prices with float32's tolerance, or one ulp can lose that customer.
 
     **Returns:**
 

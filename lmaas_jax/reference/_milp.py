@@ -9,8 +9,8 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_array
 
-from .._market import Market
 from .._classic_imp import _classic_ascent
+from .._market import Market
 from .._rsr import _respond, default_tie_tol, robust_terms
 from .._solution import PricingSolution
 
@@ -28,8 +28,8 @@ def _budget_free(market: Market, terms) -> tuple[np.ndarray, np.ndarray]:
         i = int(np.argmax(bad))
         raise ValueError(
             "milp_pricing needs budgets that never bind in the price box (the MILP's durations must "
-            f"not depend on prices); Customers.budget got {budget[i]!r} at index {i}, below the "
-            f"{spend[i]!r} this customer could spend. Use grid_search or imp for such markets."
+            f"not depend on prices); Customers.budget got {float(budget[i])!r} at index {i}, below the "
+            f"{float(spend[i])!r} this customer could spend. Use grid_search or imp for such markets."
         )
     rate = np.asarray(terms.margin, np.float64) * np.asarray(mo.throughput, np.float64)[None, :]
     return length, rate
@@ -68,9 +68,10 @@ def milp_pricing(
     **Returns:**
 
     A [`lmaas_jax.PricingSolution`][] whose `profit` is [`lmaas_jax.seller_profit`][] at the MILP's
-    prices snapped onto the exact breakpoints (see the code: HiGHS's feasibility tolerance), with `stats` holding `objective` (the MILP's own value), `status`, `message`,
-    `mip_gap`, `dual_bound`, `optimal`, `seconds`, `raw_prices` (HiGHS's) and `assignment`
-    (each customer's option in the MILP, 0 = none).
+    prices snapped onto the exact breakpoints (see the code: HiGHS's feasibility tolerance), with
+    `stats` holding `objective` (the MILP's own value), `status`, `message`, `mip_gap`,
+    `dual_bound`, `optimal`, `seconds`, `raw_prices` (HiGHS's) and `assignment` (each customer's
+    option in the MILP, 0 = none).
     """
     terms = robust_terms(market)
     length, rate = _budget_free(market, terms)
@@ -148,9 +149,7 @@ def milp_pricing(
     if res.x is None:
         raise RuntimeError(f"HiGHS found no feasible prices: {res.message}")
     raw_prices = jnp.clip(jnp.asarray(res.x[:m], market.dtype), mo.price_lo, mo.price_hi)
-    assignment = np.asarray(
-        [int(np.argmax(res.x[z(i, 0) : z(i, 0) + m + 1])) for i in range(n)], np.int32
-    )
+    assignment = np.asarray([int(np.argmax(res.x[z(i, 0) : z(i, 0) + m + 1])) for i in range(n)], np.int32)
     tol = default_tie_tol(market.dtype)
     # HiGHS meets the follower constraints only to its feasibility tolerance, so its prices can sit a
     # hair past a customer's breakpoint, where that customer walks away. Snap them onto the exact

@@ -1,0 +1,183 @@
+"""Benchmark the seller's pricing solvers on the same markets: profit and time.
+
+Compares gradient IMP, classic IMP and grid search (each jit-compiled and vmapped over a batch of
+markets) with the HiGHS MILP (one market at a time) on budget-free markets across sizes, then
+times gradient IMP on one large batch of default markets. Compile time and run time are reported
+apart (run time = median of `--repeats` calls after `block_until_ready`); profit is a fraction of
+the best known for each market (the MILP's when it proves optimality). Writes a markdown table and
+JSON next to each other.
+
+    python benchmarks/pricing.py                      # CPU-sized defaults
+    python benchmarks/pricing.py --scale-batch 4096   # the GPU target: 4096 markets, M=4, N=256
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import lmaas_jax as lj
+from lmaas_jax.reference import milp_pricing
+
+
+def timed(fn, *args, repeats):
+    """(compile seconds, median run seconds, output) of a jitted fn."""
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    first = time.perf_counter() - start
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        runs.append(time.perf_counter() - start)
+    run = statistics.median(runs)
+    return max(first - run, 0.0), run, out
+
+
+def markets(n_markets, m, n, gamma, budget_share, seed=0, dtype=None):
+    keys = jax.random.split(jax.random.PRNGKey(seed), n_markets)
+    return jax.vmap(lambda k: lj.random_market(k, m, n, gamma=gamma, budget_share=budget_share, dtype=dtype))(
+        keys
+    ), keys
+
+
+def compare(sizes, n_markets, grid_points, repeats, milp_limit, dtype):
+    rows = []
+    solver = lj.GradientIMP()
+    for m, n in sizes:
+        batch, keys = markets(n_markets, m, n, 2, 0.0, seed=m * 1000 + n, dtype=dtype)
+        imp = jax.jit(jax.vmap(lambda mk, k: lj.imp(mk, solver, key=k).profit))
+        classic = jax.jit(jax.vmap(lambda mk: lj.classic_imp(mk).profit))
+        g = grid_points[m]
+        grid = jax.jit(jax.vmap(lambda mk, g=g: lj.grid_search(mk, g).profit))
+        results = {}
+        for name, fn, args in (
+            ("gradient IMP", imp, (batch, keys)),
+            ("classic IMP", classic, (batch,)),
+            (f"grid {g}^{m}", grid, (batch,)),
+        ):
+            compile_s, run_s, profit = timed(fn, *args, repeats=repeats)
+            results[name] = dict(
+                profit=np.asarray(profit, np.float64), compile_s=compile_s, per_market_s=run_s / n_markets
+            )
+        profits, seconds, optimal = [], [], []
+        for b in range(n_markets):
+            sol = milp_pricing(lj.unstack_market(batch, b).astype(jnp.float64), time_limit=milp_limit)
+            profits.append(float(sol.profit))
+            seconds.append(sol.stats["seconds"])
+            optimal.append(sol.stats["optimal"])
+        results["HiGHS MILP"] = dict(
+            profit=np.asarray(profits), compile_s=0.0, per_market_s=statistics.mean(seconds)
+        )
+        best = np.max(np.stack([r["profit"] for r in results.values()]), axis=0)
+        for name, r in results.items():
+            frac = r["profit"] / best
+            rows.append(
+                dict(
+                    M=m,
+                    N=n,
+                    method=name,
+                    markets=n_markets,
+                    mean_fraction=float(frac.mean()),
+                    min_fraction=float(frac.min()),
+                    compile_s=r["compile_s"],
+                    per_market_ms=1e3 * r["per_market_s"],
+                    speedup_vs_milp=results["HiGHS MILP"]["per_market_s"] / r["per_market_s"],
+                    milp_optimal=int(sum(optimal)),
+                )
+            )
+            print(
+                f"M={m} N={n:4d} {name:14s} profit/best mean {frac.mean():.4f} min {frac.min():.4f}"
+                f"  {1e3 * r['per_market_s']:9.3f} ms/market  compile {r['compile_s']:.1f} s",
+                flush=True,
+            )
+    return rows
+
+
+def scale(batch_size, n_customers, repeats, dtype):
+    batch, keys = markets(batch_size, 4, n_customers, 2, 0.5, seed=7, dtype=dtype)
+    imp = jax.jit(jax.vmap(lambda mk, k: lj.imp(mk, key=k).profit))
+    compile_s, run_s, _ = timed(imp, batch, keys, repeats=repeats)
+    return dict(
+        batch=batch_size,
+        M=4,
+        N=n_customers,
+        gamma=2,
+        compile_s=compile_s,
+        run_s=run_s,
+        markets_per_s=batch_size / run_s,
+    )
+
+
+def markdown(rows, scale_row, device):
+    lines = [
+        f"# Pricing benchmark ({device})",
+        "",
+        "Profit as a fraction of the best known per market (the MILP is exact when it proves "
+        "optimality); time per market = batched run time / markets for the JAX solvers (median of "
+        "repeats, compile apart), HiGHS's own solve time for the MILP.",
+        "",
+        "| M | N | method | profit/best mean | min | ms per market | x faster than MILP | compile s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['M']} | {r['N']} | {r['method']} | {r['mean_fraction']:.4f} | {r['min_fraction']:.4f} "
+            f"| {r['per_market_ms']:.3f} | {r['speedup_vs_milp']:.1f} | {r['compile_s']:.1f} |"
+        )
+    if scale_row:
+        s = scale_row
+        lines += [
+            "",
+            f"Gradient IMP on one batch of {s['batch']} default markets (M={s['M']}, N={s['N']}, "
+            f"Gamma={s['gamma']}, budgets on): {s['run_s']:.3f} s after compilation "
+            f"({s['markets_per_s']:.0f} markets/s); compile {s['compile_s']:.1f} s.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="2x20,3x40,4x40,4x80", help="MxN,... for the comparison")
+    parser.add_argument("--markets", type=int, default=8, help="markets per size")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--milp-time-limit", type=float, default=120.0)
+    parser.add_argument("--scale-batch", type=int, default=64, help="markets in the scale run (0: skip)")
+    parser.add_argument("--scale-customers", type=int, default=256)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--out", default="benchmarks/results", help="folder for pricing-<device>.md/json")
+    args = parser.parse_args(argv)
+    if args.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    device = f"{jax.devices()[0].platform}: {jax.devices()[0].device_kind}"
+    print(f"device {device}, dtype {args.dtype}", flush=True)
+    grid_points = {1: 400, 2: 120, 3: 30, 4: 14, 5: 8}
+    rows = compare(sizes, args.markets, grid_points, args.repeats, args.milp_time_limit, args.dtype)
+    scale_row = None
+    if args.scale_batch > 0:
+        scale_row = scale(args.scale_batch, args.scale_customers, args.repeats, args.dtype)
+        print(
+            f"scale: {scale_row['batch']} markets M=4 N={scale_row['N']}: {scale_row['run_s']:.3f} s "
+            f"({scale_row['markets_per_s']:.0f} markets/s), compile {scale_row['compile_s']:.1f} s",
+            flush=True,
+        )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = jax.devices()[0].platform
+    (out / f"pricing-{tag}.json").write_text(
+        json.dumps(dict(device=device, dtype=args.dtype, rows=rows, scale=scale_row), indent=2)
+    )
+    (out / f"pricing-{tag}.md").write_text(markdown(rows, scale_row, device))
+    print(markdown(rows, scale_row, device))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+import itertools
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lmaas_jax as lj
+from lmaas_jax.reference import milp_pricing
+
+# A fixed, seeded set of small budget-free markets: (n_models, n_customers, gamma).
+SIZES = [(2, 10, 0), (2, 30, 2), (3, 20, 1), (3, 40, 3), (4, 16, 2), (4, 40, 1)]
+
+
+def budget_free(m, n, gamma, seed, dtype="float64"):
+    key = jax.random.PRNGKey(1000 + seed)
+    return lj.random_market(key, m, n, gamma=gamma, budget_share=0.0, dtype=dtype)
+
+
+@pytest.fixture(scope="module")
+def milp_solutions():
+    out = []
+    for seed, (m, n, gamma) in enumerate(SIZES):
+        market = budget_free(m, n, gamma, seed)
+        out.append((market, milp_pricing(market, time_limit=120.0)))
+    return out
+
+
+def test_milp_objective_is_the_exact_profit(milp_solutions):
+    for market, sol in milp_solutions:
+        assert sol.stats["optimal"], sol.stats["message"]
+        exact = float(lj.seller_profit(market, sol.prices))
+        np.testing.assert_allclose(exact, sol.stats["objective"], rtol=1e-6)
+        np.testing.assert_allclose(float(sol.profit), exact, rtol=1e-12)
+        # The MILP's assignment is the customers' exact response up to HiGHS's tolerance.
+        same = np.asarray(sol.response.choice) == sol.stats["assignment"]
+        assert same.mean() >= 0.9
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_imp_reaches_99_percent_of_the_milp(milp_solutions, dtype):
+    for seed, (market64, ref) in enumerate(milp_solutions):
+        market = market64.astype(dtype)
+        sol = lj.imp(market, key=jax.random.PRNGKey(seed))
+        assert sol.prices.dtype == jnp.dtype(dtype)
+        best = ref.stats["objective"]
+        # Judge the prices in float64, whatever dtype found them. Optimal prices sit on customers'
+        # breakpoints, so float32 prices are judged with float32's tie tolerance: one float32 ulp
+        # past an indifferent customer's breakpoint would otherwise lose that customer.
+        tie_tol = 1e-5 if dtype == "float32" else None
+        exact = float(lj.seller_profit(market64, sol.prices.astype(jnp.float64), tie_tol=tie_tol))
+        assert exact >= 0.99 * best, (seed, exact, best)
+        assert float(sol.profit) >= 0.99 * best
+        mo = market.models
+        assert bool(jnp.all((sol.prices >= mo.price_lo) & (sol.prices <= mo.price_hi)))
+
+
+def test_classic_imp_and_grid_never_exceed_the_milp(milp_solutions):
+    for market, ref in milp_solutions:
+        best = ref.stats["objective"]
+        start = 0.5 * (market.models.price_lo + market.models.price_hi)
+        classic = lj.classic_imp(market, start)
+        assert float(classic.profit) <= best * (1 + 1e-9) + 1e-9
+        assert float(classic.profit) >= float(lj.seller_profit(market, start))  # monotone
+        assert int(classic.stats["sweeps"]) < 50  # stopped by itself
+        grid = lj.grid_search(market, 9 if market.n_models < 4 else 6)
+        assert float(grid.profit) <= best * (1 + 1e-9) + 1e-9
+
+
+def test_imp_with_budgets_reaches_99_percent_of_a_fine_grid():
+    for seed in range(3):
+        market = lj.random_market(jax.random.PRNGKey(seed), 2, 40, budget_share=0.7, dtype="float64")
+        grid = lj.grid_search(market, 300)
+        sol = lj.imp(market, key=jax.random.PRNGKey(seed))
+        assert float(sol.profit) >= 0.99 * float(grid.profit), seed
+
+
+def test_grid_search_is_exhaustive():
+    market = budget_free(3, 12, 2, 0)
+    g = 5
+    steps = np.linspace(0.0, 1.0, g)
+    lo, hi = np.asarray(market.models.price_lo), np.asarray(market.models.price_hi)
+    best = max(
+        float(lj.seller_profit(market, jnp.asarray(lo + np.asarray(u) * (hi - lo))))
+        for u in itertools.product(steps, repeat=3)
+    )
+    sol = lj.grid_search(market, g, chunk_size=7)  # 125 = 17 * 7 + 6: a ragged last chunk
+    np.testing.assert_allclose(float(sol.profit), best, rtol=1e-12)
+    np.testing.assert_allclose(float(lj.seller_profit(market, sol.prices)), best, rtol=1e-12)
+
+
+def test_imp_vmaps_over_markets_and_keys():
+    keys = jax.random.split(jax.random.PRNGKey(0), 4)
+    markets = jax.vmap(lambda k: lj.random_market(k, 3, 24))(keys)
+    solver = lj.GradientIMP(steps=60, restarts=4)
+    batched = jax.jit(jax.vmap(lambda m, k: lj.imp(m, solver, key=k)))(markets, keys)
+    for b in range(4):
+        one = lj.imp(lj.unstack_market(markets, b), solver, key=keys[b])
+        np.testing.assert_allclose(float(batched.profit[b]), float(one.profit), rtol=1e-5)
+    assert batched.trace.relaxed_profit.shape == (4, 60, 4)
+    # The trace's best exact profit never falls, and the result is at least the trace's best.
+    best = np.asarray(batched.trace.best_profit)
+    assert (np.diff(best, axis=1) >= 0).all()
+    assert (np.asarray(batched.profit) >= best[:, -1] * (1 - 1e-6)).all()
+
+
+def test_relaxed_gradient_float32_matches_float64():
+    market = lj.random_market(jax.random.PRNGKey(2), 4, 50, dtype="float64")
+    prices = 0.3 * market.models.price_lo + 0.7 * (0.2 * market.models.price_hi)
+    g64 = jax.grad(lj.relaxed_seller_profit, argnums=1)(market, prices, 200.0)
+    g32 = jax.grad(lj.relaxed_seller_profit, argnums=1)(
+        market.astype(jnp.float32), prices.astype(jnp.float32), jnp.float32(200.0)
+    )
+    np.testing.assert_allclose(np.asarray(g32), np.asarray(g64), rtol=2e-3, atol=1e-3)
+
+
+def test_milp_rejects_binding_budgets():
+    market = lj.random_market(jax.random.PRNGKey(0), 2, 10, budget_share=1.0, dtype="float64")
+    with pytest.raises(ValueError, match=re.escape("milp_pricing needs budgets that never bind")):
+        milp_pricing(market)
+    with pytest.raises(ValueError, match=r"Customers\.budget got [0-9.]+ at index 0"):
+        milp_pricing(market)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"steps": 0}, "GradientIMP.steps must be >= 1; got 0."),
+        ({"restarts": -2}, "GradientIMP.restarts must be >= 1; got -2."),
+        ({"final_temperature": 0.0}, "GradientIMP.final_temperature must be > 0; got 0.0."),
+    ],
+)
+def test_solver_validation(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        lj.GradientIMP(**kwargs)
+
+
+def test_grid_validation():
+    market = budget_free(2, 5, 0, 0)
+    with pytest.raises(ValueError, match=re.escape("points_per_model must be >= 2; got 1.")):
+        lj.grid_search(market, 1)
