@@ -154,13 +154,17 @@ def main(argv=None):
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--out", default="benchmarks/results", help="folder for pricing-<device>.md/json")
     args = parser.parse_args(argv)
-    if args.dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
+    # x64 on, so the MILP and its exact check run in float64; the JAX solvers use --dtype.
+    jax.config.update("jax_enable_x64", True)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     device = f"{jax.devices()[0].platform}: {jax.devices()[0].device_kind}"
     print(f"device {device}, dtype {args.dtype}", flush=True)
     grid_points = {1: 400, 2: 120, 3: 30, 4: 14, 5: 8}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = jax.devices()[0].platform
     rows = compare(sizes, args.markets, grid_points, args.repeats, args.milp_time_limit, args.dtype)
+    save(out, tag, device, args.dtype, rows, None)  # the comparison survives an interrupted scale run
     scale_row = None
     if args.scale_batch > 0:
         scale_row = scale(args.scale_batch, args.scale_customers, args.repeats, args.dtype)
@@ -169,14 +173,15 @@ def main(argv=None):
             f"({scale_row['markets_per_s']:.0f} markets/s), compile {scale_row['compile_s']:.1f} s",
             flush=True,
         )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tag = jax.devices()[0].platform
+    save(out, tag, device, args.dtype, rows, scale_row)
+    print(markdown(rows, scale_row, device))
+
+
+def save(out, tag, device, dtype, rows, scale_row):
     (out / f"pricing-{tag}.json").write_text(
-        json.dumps(dict(device=device, dtype=args.dtype, rows=rows, scale=scale_row), indent=2)
+        json.dumps(dict(device=device, dtype=dtype, rows=rows, scale=scale_row), indent=2)
     )
     (out / f"pricing-{tag}.md").write_text(markdown(rows, scale_row, device))
-    print(markdown(rows, scale_row, device))
 
 
 if __name__ == "__main__":

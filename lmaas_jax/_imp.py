@@ -32,8 +32,10 @@ class GradientIMP(eqx.Module):
     - `initial_temperature`, `final_temperature`: the temperature falls geometrically from the first
       to the second, both relative to the market's scale (the mean over customers of their best
       robust profit at the lowest prices), so one setting serves markets of any size and currency.
-    - `polish`: finish with classic IMP (exact breakpoint coordinate ascent) from every restart's
-      best prices, vmapped; it never lowers the profit.
+    - `polish`: finish with classic IMP (exact breakpoint coordinate ascent) from the restarts' best
+      prices, vmapped; it never lowers the profit.
+    - `polish_restarts`: polish only this many restarts, those with the best exact profit (`None`:
+      all). The polish costs O(M^2 N^2) per restart and sweep, so it dominates for large N.
     - `max_polish_sweeps`: cap on the polish's sweeps over the models.
     - `tie_tol`: as in [`lmaas_jax.rsr`][]; default by dtype.
 
@@ -45,15 +47,18 @@ class GradientIMP(eqx.Module):
     steps: int = eqx.field(static=True, default=200)
     restarts: int = eqx.field(static=True, default=32)
     eval_every: int = eqx.field(static=True, default=10)
-    initial_temperature: float = 0.3
+    initial_temperature: float = 0.1
     final_temperature: float = 1e-3
     polish: bool = eqx.field(static=True, default=True)
+    polish_restarts: int | None = eqx.field(static=True, default=None)
     max_polish_sweeps: int = eqx.field(static=True, default=20)
     tie_tol: float | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
-        for name in ("steps", "restarts", "eval_every", "max_polish_sweeps"):
+        for name in ("steps", "restarts", "eval_every", "max_polish_sweeps", "polish_restarts"):
             value = getattr(self, name)
+            if value is None:
+                continue
             if int(value) < 1:
                 raise ValueError(f"GradientIMP.{name} must be >= 1; got {value!r}.")
         for name in ("initial_temperature", "final_temperature"):
@@ -168,9 +173,15 @@ def imp(
     if solver.polish:
         # Polish every restart's best point: restarts that end in different basins of the relaxed
         # landscape often polish to different exact optima.
+        k = (
+            solver.restarts
+            if solver.polish_restarts is None
+            else min(solver.polish_restarts, solver.restarts)
+        )
+        _, top = lax.top_k(best, k)
         polished, best, sweeps = jax.vmap(
             lambda x: _classic_ascent(market, terms, prices_of(x), tol, solver.max_polish_sweeps)
-        )(best_x)
+        )(best_x[top])
         r = jnp.argmax(best)
         prices, profit, sweeps = polished[r], best[r], jnp.max(sweeps)
     else:

@@ -129,6 +129,7 @@ def test_milp_rejects_binding_budgets():
         ({"steps": 0}, "GradientIMP.steps must be >= 1; got 0."),
         ({"restarts": -2}, "GradientIMP.restarts must be >= 1; got -2."),
         ({"final_temperature": 0.0}, "GradientIMP.final_temperature must be > 0; got 0.0."),
+        ({"polish_restarts": 0}, "GradientIMP.polish_restarts must be >= 1; got 0."),
     ],
 )
 def test_solver_validation(kwargs, message):
@@ -140,3 +141,43 @@ def test_grid_validation():
     market = budget_free(2, 5, 0, 0)
     with pytest.raises(ValueError, match=re.escape("points_per_model must be >= 2; got 1.")):
         lj.grid_search(market, 1)
+
+
+def test_default_market_is_non_degenerate_at_the_optimal_prices():
+    """Spec section 5: at (near-)optimal prices of a default market every model serves someone,
+    some customers opt out, some budgets bind, and demand and channel are each the binding worst
+    case for some renting customers."""
+    market = lj.random_market(jax.random.PRNGKey(0), dtype="float64")
+    sol = lj.imp(market, key=jax.random.PRNGKey(0))
+    r = sol.response
+    choice = np.asarray(r.choice)
+    assert set(range(market.n_models + 1)) <= set(choice.tolist())
+    rented = choice > 0
+    j = np.maximum(choice - 1, 0)
+    spend = np.asarray(r.duration) * np.asarray(sol.prices)[j]
+    assert (np.isclose(spend, np.asarray(market.customers.budget), rtol=1e-9) & rented).any()
+    # The scenario that attains the worst case, and which of demand and channel limits it there.
+    sc, mask = np.asarray(market.scenarios), np.asarray(market.scenario_mask)
+    mo = market.models
+    payload = np.asarray(mo.payload)[j][:, None]
+    margin = np.maximum(
+        sc[..., 2] * np.asarray(mo.accuracy)[j][:, None]
+        - np.asarray(market.customers.comm_price)[:, None] * payload,
+        0.0,
+    )
+    worst = np.argmin(np.where(mask, margin * np.minimum(sc[..., 0], sc[..., 1] / payload), np.inf), 1)
+    rows = np.arange(len(worst))
+    demand_binds = sc[rows, worst, 0] <= sc[rows, worst, 1] / payload[:, 0]
+    assert (demand_binds & rented).any() and (~demand_binds & rented).any()
+
+
+def test_polish_never_lowers_the_profit_and_top_k_polish_is_bounded_by_all():
+    market = lj.random_market(jax.random.PRNGKey(4), 3, 30, dtype="float64")
+    key = jax.random.PRNGKey(0)
+    raw = lj.imp(market, lj.GradientIMP(polish=False, restarts=8), key=key)
+    top2 = lj.imp(market, lj.GradientIMP(polish_restarts=2, restarts=8), key=key)
+    full = lj.imp(market, lj.GradientIMP(restarts=8), key=key)
+    # Same key and settings: the gradient phase is identical, only the polish differs.
+    np.testing.assert_allclose(float(top2.stats["profit_before_polish"]), float(raw.profit), rtol=1e-12)
+    assert float(top2.profit) >= float(raw.profit)
+    assert float(full.profit) >= float(top2.profit) * (1 - 1e-12) or int(full.stats["polish_sweeps"]) > 0

@@ -30,6 +30,13 @@ def test_rsr_matches_ccg_on_random_customers(dtype):
     for name, market, prices in random_customer_markets(dtype):
         resp = lj.rsr(market, prices)
         tol = TOL[dtype]
+        per_scenario = lj.worst_case_profit(market, resp.choice, resp.duration, prices)
+        np.testing.assert_allclose(
+            np.asarray(jnp.min(per_scenario, axis=1)),
+            np.asarray(resp.worst_profit),
+            rtol=tol,
+            atol=tol * float(jnp.max(jnp.abs(resp.worst_profit))),
+        )
         for i in range(market.n_customers):
             ref = ccg_rsr(market, prices, i)
             assert ref.converged, (name, i)
