@@ -180,4 +180,5 @@ def test_polish_never_lowers_the_profit_and_top_k_polish_is_bounded_by_all():
     # Same key and settings: the gradient phase is identical, only the polish differs.
     np.testing.assert_allclose(float(top2.stats["profit_before_polish"]), float(raw.profit), rtol=1e-12)
     assert float(top2.profit) >= float(raw.profit)
-    assert float(full.profit) >= float(top2.profit) * (1 - 1e-12) or int(full.stats["polish_sweeps"]) > 0
+    # Polishing all restarts covers the top two, with the same deterministic arithmetic.
+    assert float(full.profit) >= float(top2.profit) * (1 - 1e-12)
