@@ -138,7 +138,7 @@ def markdown(rows, scale_row, device):
             "",
             f"Gradient IMP on one batch of {s['batch']} default markets (M={s['M']}, N={s['N']}, "
             f"Gamma={s['gamma']}, budgets on): {s['run_s']:.3f} s after compilation "
-            f"({s['markets_per_s']:.0f} markets/s); compile {s['compile_s']:.1f} s.",
+            f"({s['markets_per_s']:.3g} markets/s); compile {s['compile_s']:.1f} s.",
         ]
     return "\n".join(lines) + "\n"
 
@@ -170,7 +170,7 @@ def main(argv=None):
         scale_row = scale(args.scale_batch, args.scale_customers, args.repeats, args.dtype)
         print(
             f"scale: {scale_row['batch']} markets M=4 N={scale_row['N']}: {scale_row['run_s']:.3f} s "
-            f"({scale_row['markets_per_s']:.0f} markets/s), compile {scale_row['compile_s']:.1f} s",
+            f"({scale_row['markets_per_s']:.3g} markets/s), compile {scale_row['compile_s']:.1f} s",
             flush=True,
         )
     save(out, tag, device, args.dtype, rows, scale_row)
