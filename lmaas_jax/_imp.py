@@ -28,7 +28,8 @@ class GradientIMP(eqx.Module):
     - `optimiser`: an optax optimiser over prices scaled to [0, 1] per model (default Adam, 0.05).
     - `steps`: gradient steps per restart.
     - `restarts`: independent starts, run together under `jax.vmap`.
-    - `eval_every`: steps between exact profit evaluations (the best exact prices are kept).
+    - `eval_every`: steps between exact profit evaluations (the best exact prices are kept); the
+      loop runs `steps` rounded up to a multiple of it, and the trace keeps the first `steps`.
     - `initial_temperature`, `final_temperature`: the temperature falls geometrically from the first
       to the second, both relative to the market's scale (the mean over customers of their best
       robust profit at the lowest prices), so one setting serves markets of any size and currency.
@@ -171,8 +172,8 @@ def imp(
     before = jnp.max(best)
     sweeps = jnp.asarray(0, jnp.int32)
     if solver.polish:
-        # Polish every restart's best point: restarts that end in different basins of the relaxed
-        # landscape often polish to different exact optima.
+        # Polish the restarts' best points (all by default): restarts that end in different basins
+        # of the relaxed landscape often polish to different exact optima.
         k = (
             solver.restarts
             if solver.polish_restarts is None
