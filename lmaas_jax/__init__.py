@@ -1,50 +1,27 @@
 """lmaas_jax: GPU-accelerated, differentiable solvers for large-model-as-a-service pricing games."""
 
 from ._classic_imp import classic_imp as classic_imp
-from ._generator import family_models as family_models
-from ._generator import random_market as random_market
+from ._generator import family_models as family_models, random_market as random_market
 from ._grid import grid_search as grid_search
-from ._imp import GradientIMP as GradientIMP
-from ._imp import imp as imp
+from ._imp import GradientIMP as GradientIMP, imp as imp
 from ._market import (
     Customers as Customers,
-)
-from ._market import (
     Market as Market,
-)
-from ._market import (
     Models as Models,
-)
-from ._market import (
     pad_scenarios as pad_scenarios,
-)
-from ._market import (
     stack_markets as stack_markets,
-)
-from ._market import (
     unstack_market as unstack_market,
 )
-from ._profit import relaxed_seller_profit as relaxed_seller_profit
-from ._profit import seller_profit as seller_profit
-from ._relaxed_rsr import RelaxedResponse as RelaxedResponse
-from ._relaxed_rsr import relaxed_rsr as relaxed_rsr
+from ._profit import relaxed_seller_profit as relaxed_seller_profit, seller_profit as seller_profit
+from ._relaxed_rsr import RelaxedResponse as RelaxedResponse, relaxed_rsr as relaxed_rsr
 from ._rsr import (
     RobustTerms as RobustTerms,
-)
-from ._rsr import (
     RSRResponse as RSRResponse,
-)
-from ._rsr import (
     robust_terms as robust_terms,
-)
-from ._rsr import (
     rsr as rsr,
-)
-from ._rsr import (
     worst_case_profit as worst_case_profit,
 )
-from ._solution import PricingSolution as PricingSolution
-from ._solution import PricingTrace as PricingTrace
+from ._solution import PricingSolution as PricingSolution, PricingTrace as PricingTrace
 
 __version__ = "0.1.0"
 

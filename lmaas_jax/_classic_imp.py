@@ -10,7 +10,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from ._market import Market
 from ._profit import profit_from_terms
-from ._rsr import RobustTerms, _as_prices, _respond, default_tie_tol, rental_options, robust_terms
+from ._rsr import RobustTerms, _as_prices, _respond, rental_options, robust_terms, tie_tolerance
 from ._solution import PricingSolution
 
 
@@ -127,7 +127,7 @@ def classic_imp(
     A [`lmaas_jax.PricingSolution`][] with `stats["sweeps"]`.
     """
     prices = market.models.price_lo if prices is None else _as_prices(market, prices)
-    tol = default_tie_tol(market.dtype) if tie_tol is None else tie_tol
+    tol = tie_tolerance(market, tie_tol)
     terms = robust_terms(market)
     prices, profit, sweeps = _classic_ascent(market, terms, prices, tol, max_sweeps)
     return PricingSolution(

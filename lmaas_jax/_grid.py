@@ -9,7 +9,7 @@ from jax import lax
 
 from ._market import Market
 from ._profit import profit_from_terms
-from ._rsr import _respond, default_tie_tol, robust_terms
+from ._rsr import _respond, robust_terms, tie_tolerance
 from ._solution import PricingSolution
 
 
@@ -45,7 +45,7 @@ def grid_search(
         raise ValueError(f"points_per_model must be >= 2; got {points_per_model}.")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1; got {chunk_size}.")
-    tol = default_tie_tol(market.dtype) if tie_tol is None else tie_tol
+    tol = tie_tolerance(market, tie_tol)
     mo = market.models
     m = market.n_models
     total = g**m

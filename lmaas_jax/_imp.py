@@ -12,7 +12,7 @@ from jaxtyping import PRNGKeyArray
 from ._classic_imp import _classic_ascent
 from ._market import Market
 from ._profit import profit_from_terms, relaxed_profit_from_terms
-from ._rsr import _respond, default_tie_tol, rental_options, robust_terms
+from ._rsr import _respond, rental_options, robust_terms, tie_tolerance
 from ._solution import PricingSolution, PricingTrace
 
 # One shared default: `filter_jit` keys its cache on static fields, and two `optax.adam(0.05)` calls
@@ -113,7 +113,7 @@ def imp(
     if steps < 1:
         raise ValueError(f"max_steps must be >= 1; got {max_steps!r}.")
     dtype = market.dtype
-    tol = default_tie_tol(dtype) if solver.tie_tol is None else solver.tie_tol
+    tol = tie_tolerance(market, solver.tie_tol)
     mo = market.models
     lo, width = mo.price_lo, mo.price_hi - mo.price_lo
     terms = robust_terms(market)

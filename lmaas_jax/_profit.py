@@ -8,7 +8,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from ._market import Market
 from ._relaxed_rsr import _relaxed_respond
-from ._rsr import RobustTerms, _as_prices, choose, default_tie_tol, rental_options, robust_terms
+from ._rsr import RobustTerms, _as_prices, choose, rental_options, robust_terms, tie_tolerance
 
 
 def profit_from_terms(
@@ -41,7 +41,7 @@ def seller_profit(
     [`lmaas_jax.relaxed_seller_profit`][] for gradients.
     """
     prices = _as_prices(market, prices)
-    tol = default_tie_tol(market.dtype) if tie_tol is None else tie_tol
+    tol = tie_tolerance(market, tie_tol)
     return profit_from_terms(market, robust_terms(market), prices, tol)
 
 

@@ -121,9 +121,11 @@ class RSRResponse(eqx.Module):
     served: Float[Array, "customers scenarios"]
 
 
-def default_tie_tol(dtype) -> float:
-    """Default relative tie tolerance: 1e-5 in float32, 1e-9 in float64."""
-    return 1e-9 if jnp.dtype(dtype) == jnp.float64 else 1e-5
+def tie_tolerance(market: Market, tie_tol: float | None = None) -> float:
+    """`tie_tol`, or by default 1e-5 for a float32 market and 1e-9 for a float64 one."""
+    if tie_tol is not None:
+        return tie_tol
+    return 1e-9 if jnp.dtype(market.dtype) == jnp.float64 else 1e-5
 
 
 def choose(options: Options, tie_tol: float) -> Int[Array, " customers"]:
@@ -236,7 +238,7 @@ def rsr(market: Market, prices: Float[ArrayLike, " models"], *, tie_tol: float |
     An [`lmaas_jax.RSRResponse`][].
     """
     prices = _as_prices(market, prices)
-    tol = default_tie_tol(market.dtype) if tie_tol is None else tie_tol
+    tol = tie_tolerance(market, tie_tol)
     return _respond(market, robust_terms(market), prices, tol)
 
 

@@ -4,6 +4,5 @@ They are slow and exact, and exist to check the JAX core and to benchmark agains
 JAX core imports this package.
 """
 
-from ._ccg import CCGResult as CCGResult
-from ._ccg import ccg_rsr as ccg_rsr
+from ._ccg import CCGResult as CCGResult, ccg_rsr as ccg_rsr
 from ._milp import milp_pricing as milp_pricing

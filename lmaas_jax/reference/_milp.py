@@ -11,7 +11,7 @@ from scipy.sparse import coo_array
 
 from .._classic_imp import _classic_ascent
 from .._market import Market
-from .._rsr import _respond, default_tie_tol, robust_terms
+from .._rsr import _respond, robust_terms, tie_tolerance
 from .._solution import PricingSolution
 
 
@@ -150,7 +150,7 @@ def milp_pricing(
         raise RuntimeError(f"HiGHS found no feasible prices: {res.message}")
     raw_prices = jnp.clip(jnp.asarray(res.x[:m], market.dtype), mo.price_lo, mo.price_hi)
     assignment = np.asarray([int(np.argmax(res.x[z(i, 0) : z(i, 0) + m + 1])) for i in range(n)], np.int32)
-    tol = default_tie_tol(market.dtype)
+    tol = tie_tolerance(market)
     # HiGHS meets the follower constraints only to its feasibility tolerance, so its prices can sit a
     # hair past a customer's breakpoint, where that customer walks away. Snap them onto the exact
     # breakpoints by steepest exact coordinate moves (classic IMP's line search), which never lower
