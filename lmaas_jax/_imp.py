@@ -44,7 +44,7 @@ class GradientIMP(eqx.Module):
     one optax optimiser object) across calls to reuse the compilation.
     """
 
-    optimiser: optax.GradientTransformation = eqx.field(static=True, default_factory=lambda: optax.adam(0.05))
+    optimiser: optax.GradientTransformation = eqx.field(static=True, default=_DEFAULT_OPTIMISER)
     steps: int = eqx.field(static=True, default=200)
     restarts: int = eqx.field(static=True, default=32)
     eval_every: int = eqx.field(static=True, default=10)
