@@ -1,0 +1,284 @@
+"""Scenario sweeps: grids of random markets priced in sharded batches, saved chunk by chunk.
+
+[`lmaas_jax.sweep`][] draws every market of a [`lmaas_jax.SweepGrid`][], prices it with gradient
+IMP and records the seller's and the customers' side of the equilibrium (one row per market). The
+batch axis is sharded over every device JAX sees (`jax.sharding.Mesh` + `NamedSharding`); each
+finished chunk is written atomically, so an interrupted sweep resumes where it stopped. Pandas and
+PyArrow are imported here only, never by the JAX core.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from ._config import SCHEMA
+from ._generator import random_market
+from ._imp import GradientIMP, imp
+from ._planning import RULES, plan
+
+_PARAMS = ("gamma", "deviation", "capability_gap", "budget_share")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepGrid:
+    """A grid of market families: the Cartesian product of the fields, times `seeds` seeds.
+
+    Each field takes one value or a sequence; every combination is drawn with seeds 0..seeds-1 by
+    [`lmaas_jax.random_market`][] (the same seed draws the same customers whatever Gamma, deviation
+    or gap, so neighbouring grid points differ only in the parameter swept).
+
+    **Fields:** `n_models`, `n_customers`, `gamma`, `deviation`, `capability_gap`, `budget_share`
+    (as in [`lmaas_jax.random_market`][]) and `seeds` (a count).
+    """
+
+    n_models: Any = (4,)
+    n_customers: Any = (100,)
+    gamma: Any = (2,)
+    deviation: Any = (0.2,)
+    capability_gap: Any = (0.4,)
+    budget_share: Any = (0.5,)
+    seeds: int = 4
+
+    def __post_init__(self):
+        schema = SCHEMA["sweep"]
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple | np.ndarray):
+                value = [v.item() if isinstance(v, np.generic) else v for v in value]
+            object.__setattr__(self, f.name, schema[f.name].check(f"SweepGrid.{f.name}", value))
+
+    def markets(self) -> list[dict[str, Any]]:
+        """Every market of the grid, in a fixed order: one dict of parameters and `seed` each."""
+        names = [f.name for f in dataclasses.fields(self) if f.name != "seeds"]
+        axes = [getattr(self, n) for n in names] + [range(self.seeds)]
+        return [dict(zip([*names, "seed"], combo, strict=True)) for combo in itertools.product(*axes)]
+
+
+def _market_outcome(
+    seed, gamma, deviation, capability_gap, budget_share, *, n_models, n_customers, solver, dtype
+):
+    """Draw one market, price it with IMP, and summarise both sides of the equilibrium."""
+    key = jax.random.PRNGKey(seed)
+    market = random_market(
+        key,
+        n_models,
+        n_customers,
+        gamma=gamma,
+        deviation=deviation,
+        capability_gap=capability_gap,
+        budget_share=budget_share,
+        dtype=dtype,
+    )
+    sol = imp(market, solver, key=jax.random.fold_in(key, 1))
+    out = {
+        "profit": sol.profit,
+        "prices": sol.prices,
+        "shares": jnp.mean(jax.nn.one_hot(sol.response.choice, n_models + 1, dtype=market.dtype), axis=0),
+        "rented_hours": jnp.sum(sol.response.duration),
+    }
+    for rule in RULES:
+        outcome = plan(market, sol.prices, rule, tie_tol=solver.tie_tol)
+        out[f"customer_worst_{rule}"] = jnp.sum(outcome.worst_profit)
+        out[f"customer_mean_{rule}"] = jnp.sum(outcome.mean_profit)
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _batched(n_models: int, n_customers: int, solver: GradientIMP, dtype: str, mesh: Mesh):
+    sharding = NamedSharding(mesh, PartitionSpec("markets"))
+    one = functools.partial(
+        _market_outcome, n_models=n_models, n_customers=n_customers, solver=solver, dtype=dtype
+    )
+    return jax.jit(jax.vmap(one), in_shardings=sharding, out_shardings=sharding), sharding
+
+
+def _solve_chunk(rows: list[dict[str, Any]], width: int, solver, dtype, mesh) -> dict[str, np.ndarray]:
+    """Solve one chunk of markets sharing (n_models, n_customers), sharded over `mesh`.
+
+    The chunk is padded to `width` markets (repeating its last one), so every chunk of a group
+    has one shape and compiles once.
+    """
+    m, n = rows[0]["n_models"], rows[0]["n_customers"]
+    fn, sharding = _batched(m, n, solver, dtype, mesh)
+    size = -(-width // mesh.size) * mesh.size  # and to a multiple of the device count
+    padded = rows + [rows[-1]] * (size - len(rows))
+    float_dtype = np.dtype(dtype)
+    columns = [np.asarray([r["seed"] for r in padded], np.uint32)]
+    columns.append(np.asarray([r["gamma"] for r in padded], np.int32))
+    columns += [np.asarray([r[p] for r in padded], float_dtype) for p in _PARAMS[1:]]
+    args = [jax.make_array_from_callback(c.shape, sharding, lambda idx, c=c: c[idx]) for c in columns]
+    out = fn(*args)
+    if jax.process_count() > 1:
+        out = multihost_utils.process_allgather(out, tiled=True)
+    return {k: np.asarray(v)[: len(rows)] for k, v in jax.device_get(out).items()}
+
+
+def _table(rows, outcome, max_models):
+    import pandas as pd
+
+    table = pd.DataFrame(rows)
+    table["profit"] = outcome["profit"].astype(np.float64)
+    prices = np.full((len(rows), max_models), np.nan)
+    shares = np.full((len(rows), max_models + 1), np.nan)
+    m = outcome["prices"].shape[1]
+    prices[:, :m] = outcome["prices"]
+    shares[:, : m + 1] = outcome["shares"]
+    for j in range(max_models):
+        table[f"price_{j + 1}"] = prices[:, j]
+    table["share_none"] = shares[:, 0]
+    for j in range(max_models):
+        table[f"share_{j + 1}"] = shares[:, j + 1]
+    table["rented_hours"] = outcome["rented_hours"].astype(np.float64)
+    for rule in RULES:
+        for kind in ("worst", "mean"):
+            table[f"customer_{kind}_{rule}"] = outcome[f"customer_{kind}_{rule}"].astype(np.float64)
+    return table
+
+
+def _write_atomic(table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    table.to_parquet(tmp, index=False)
+    os.replace(tmp, path)  # atomic on POSIX: a chunk file is either whole or absent
+
+
+def _manifest(grid, solver, chunk_size, dtype) -> dict[str, Any]:
+    settings = {f.name: getattr(solver, f.name) for f in dataclasses.fields(solver) if f.name != "optimiser"}
+    return {
+        "grid": dataclasses.asdict(grid),
+        "solver": {
+            k: v if isinstance(v, int | float | bool | None) else float(v) for k, v in settings.items()
+        },
+        "chunk_size": chunk_size,
+        "dtype": dtype,
+    }
+
+
+def sweep(
+    grid: SweepGrid,
+    out: str | Path | None = None,
+    *,
+    solver: GradientIMP | None = None,
+    chunk_size: int = 64,
+    dtype: str = "float32",
+    devices: list | None = None,
+    progress: bool = True,
+):
+    """Price every market of `grid` with gradient IMP; one table row per market.
+
+    Markets are grouped by size (`n_models`, `n_customers` are static shapes), cut into equal
+    chunks of at most `chunk_size`, and each chunk is solved as one `jax.vmap` batch whose market
+    axis is sharded over
+    `devices` (a 1-D `Mesh` named `"markets"`, `NamedSharding(mesh, P("markets"))`; the chunk is
+    padded to a multiple of the device count). Each market depends only on its own parameters and
+    seed, so results do not depend on the chunking or the devices (up to floating-point rounding
+    of reductions when the per-device batch changes).
+
+    **Resuming.** With `out`, chunk k is written to `out/chunks/chunk-0000k.parquet` (to a temporary
+    name, then renamed: a file is whole or absent) as soon as it is solved, next to `manifest.json`,
+    which records the grid, solver settings, chunk size and dtype. Calling `sweep` again with the
+    same arguments reads finished chunks back and solves only the rest, so a run killed at any
+    point loses only the chunk in flight and the final table is the same. A different sweep in the
+    same folder is refused. At the end the whole table is written to `out/results.parquet`.
+
+    **Several hosts.** Call `jax.distributed.initialize()` on every host first and run the same
+    `sweep` call everywhere: `jax.devices()` then lists every host's devices, each host feeds its
+    own shards (`jax.make_array_from_callback`), results are gathered with
+    `multihost_utils.process_allgather`, and process 0 writes the files.
+
+    **Arguments:**
+
+    - `grid`: a [`lmaas_jax.SweepGrid`][].
+    - `out`: folder for chunks and results; `None` keeps everything in memory.
+    - `solver`: a [`lmaas_jax.GradientIMP`][]; default `GradientIMP()`. Its `tie_tol` also judges
+      the customers' plans.
+    - `chunk_size`: markets per batch and per file.
+    - `dtype`: `"float32"` or `"float64"` (needs `jax_enable_x64`).
+    - `devices`: devices to shard over; default `jax.devices()`.
+    - `progress`: show a progress bar over chunks (tqdm, on stderr).
+
+    **Returns:**
+
+    A `pandas.DataFrame`, one row per market in grid order: its parameters and seed, `profit`
+    (seller, exact, $), `price_j` ($/h), `share_none` and `share_j` (fractions of customers),
+    `rented_hours`, and for each customer rule r in `rsr`, `nominal`, `most_accurate`, `cheapest`
+    (see [`lmaas_jax.plan`][]) the customers' total worst-case profit `customer_worst_r` and total
+    scenario-average profit `customer_mean_r` ($).
+    """
+    import pandas as pd
+
+    if not isinstance(grid, SweepGrid):
+        raise TypeError(f"grid must be a SweepGrid; got {type(grid).__name__}.")
+    solver = GradientIMP() if solver is None else solver
+    chunk_size = SCHEMA["sweep"]["chunk_size"].check("chunk_size", chunk_size)
+    dtype = SCHEMA["sweep"]["dtype"].check("dtype", dtype)
+    if dtype == "float64" and not jax.config.read("jax_enable_x64"):
+        raise ValueError("dtype = 'float64' needs jax.config.update('jax_enable_x64', True) first.")
+    devices = jax.devices() if devices is None else list(devices)
+    mesh = Mesh(np.asarray(devices), ("markets",))
+
+    rows = grid.markets()
+    for i, r in enumerate(rows):
+        r["market"] = i
+    chunks = []
+    for _, group in itertools.groupby(rows, key=lambda r: (r["n_models"], r["n_customers"])):
+        group = list(group)
+        # Equal chunks of at most chunk_size: one shape per group (one compilation), little padding.
+        width = -(-len(group) // -(-len(group) // chunk_size))
+        chunks += [(group[k : k + width], width) for k in range(0, len(group), width)]
+
+    folder = None
+    if out is not None:
+        folder = Path(out)
+        (folder / "chunks").mkdir(parents=True, exist_ok=True)
+        manifest = _manifest(grid, solver, chunk_size, dtype)
+        path = folder / "manifest.json"
+        if path.exists():
+            if json.loads(path.read_text()) != json.loads(json.dumps(manifest)):
+                raise ValueError(
+                    f"{str(folder)!r} holds a different sweep (see its manifest.json); "
+                    "use another folder or delete it."
+                )
+        elif jax.process_index() == 0:
+            path.write_text(json.dumps(manifest, indent=2))
+
+    max_models = max(grid.n_models)
+    tables = []
+    done = [
+        folder is not None and (folder / "chunks" / f"chunk-{k:05d}.parquet").exists()
+        for k in range(len(chunks))
+    ]
+    bar = _progress(len(rows), sum(len(c) for (c, _), d in zip(chunks, done, strict=True) if d), progress)
+    for k, (chunk, width) in enumerate(chunks):
+        path = None if folder is None else folder / "chunks" / f"chunk-{k:05d}.parquet"
+        if done[k]:
+            tables.append(pd.read_parquet(path))
+            continue
+        table = _table(chunk, _solve_chunk(chunk, width, solver, dtype, mesh), max_models)
+        if path is not None and jax.process_index() == 0:
+            _write_atomic(table, path)
+        tables.append(table)
+        bar.update(len(chunk))
+    bar.close()
+    result = pd.concat(tables, ignore_index=True).sort_values("market", kind="stable").reset_index(drop=True)
+    result = result[["market", *[c for c in result.columns if c != "market"]]]
+    if folder is not None and jax.process_index() == 0:
+        _write_atomic(result, folder / "results.parquet")
+    return result
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="market", desc="sweep", disable=not enabled, leave=False)

@@ -1,0 +1,128 @@
+"""Sweeps: per-market results equal direct solves; resume after a kill; sharding over 4 devices."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+import lmaas_jax as lj
+
+SOLVER = lj.GradientIMP(steps=20, restarts=4, polish=False)
+
+
+def test_rows_equal_direct_solves():
+    grid = lj.SweepGrid(n_models=2, n_customers=10, gamma=[0, 3], deviation=[0.1, 0.3], seeds=2)
+    table = lj.sweep(grid, solver=SOLVER, chunk_size=3, progress=False)
+    assert len(table) == 8 and list(table["market"]) == list(range(8))
+    for row in table.itertuples():
+        key = jax.random.PRNGKey(row.seed)
+        market = lj.random_market(key, 2, 10, gamma=row.gamma, deviation=row.deviation, dtype="float32")
+        sol = lj.imp(market, SOLVER, key=jax.random.fold_in(key, 1))
+        np.testing.assert_allclose(row.profit, float(sol.profit), rtol=1e-5)
+        np.testing.assert_allclose([row.price_1, row.price_2], np.asarray(sol.prices), rtol=1e-5)
+        worst = float(np.sum(lj.plan(market, sol.prices, "nominal").worst_profit))
+        np.testing.assert_allclose(row.customer_worst_nominal, worst, rtol=1e-4, atol=1e-3)
+    shares = table[["share_none", "share_1", "share_2"]].sum(axis=1)
+    np.testing.assert_allclose(shares, 1.0, rtol=1e-6)
+    # RSR maximises every customer's worst case, so no rule's total beats it.
+    for rule in ("nominal", "most_accurate", "cheapest"):
+        assert np.all(table["customer_worst_rsr"] >= table[f"customer_worst_{rule}"] - 1e-3)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("gamma", 4), ("deviation", -0.1), ("n_customers", 0), ("seeds", 0), ("capability_gap", "big")],
+)
+def test_bad_grid_names_field_and_value(field, value):
+    with pytest.raises(lj.ConfigError, match=rf"SweepGrid\.{field} = {value!r}"):
+        lj.SweepGrid(**{field: value})
+
+
+def test_other_sweep_in_folder_is_refused(tmp_path):
+    grid = lj.SweepGrid(n_models=1, n_customers=4, gamma=0, seeds=1)
+    lj.sweep(grid, tmp_path, solver=SOLVER, progress=False)
+    with pytest.raises(ValueError, match="different sweep"):
+        lj.sweep(
+            lj.SweepGrid(n_models=1, n_customers=4, gamma=1, seeds=1), tmp_path, solver=SOLVER, progress=False
+        )
+
+
+_SWEEP_TOML = """
+[sweep]
+n_models = 2
+n_customers = 400
+gamma = [1, 2, 3]
+seeds = 3
+chunk_size = 1
+out = "{out}"
+
+[solver]
+steps = 30
+restarts = 8
+"""
+
+
+def _cli(*args, **kwargs):
+    cmd = [sys.executable, "-m", "lmaas_jax", *args]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_killed_sweep_resumes_to_the_same_table(tmp_path):
+    for name in ("killed", "whole"):
+        (tmp_path / f"{name}.toml").write_text(_SWEEP_TOML.format(out=tmp_path / name))
+    chunks = tmp_path / "killed" / "chunks"
+    proc = _cli("sweep", str(tmp_path / "killed.toml"), "--no-progress", start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not (chunks / "chunk-00000.parquet").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = sorted(chunks.glob("chunk-*.parquet"))
+    assert 1 <= len(done) < 9 and not (tmp_path / "killed" / "results.parquet").exists()
+    first = pd.read_parquet(done[0])
+
+    resumed = _cli("sweep", str(tmp_path / "killed.toml"), "--no-progress")
+    whole = _cli("sweep", str(tmp_path / "whole.toml"), "--no-progress")
+    for p in (resumed, whole):
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    a = pd.read_parquet(tmp_path / "killed" / "results.parquet")
+    b = pd.read_parquet(tmp_path / "whole" / "results.parquet")
+    assert len(a) == 9
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    pd.testing.assert_frame_equal(pd.read_parquet(done[0]), first)  # the finished chunk was reused
+
+
+_SHARDED = """
+import jax, lmaas_jax as lj
+assert jax.device_count() == 4, jax.devices()
+grid = lj.SweepGrid(n_models=2, n_customers=12, gamma=[0, 1, 2, 3], deviation=[0.1, 0.3], seeds=2)
+solver = lj.GradientIMP(steps=20, restarts=4, polish=False)
+lj.sweep(grid, solver=solver, chunk_size=6, progress=False).to_parquet("{out}/sharded.parquet")
+lj.sweep(grid, solver=solver, chunk_size=6, progress=False, devices=jax.devices()[:1]).to_parquet(
+    "{out}/single.parquet")
+"""
+
+
+def test_sharded_sweep_equals_unsharded(tmp_path):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    script = textwrap.dedent(_SHARDED.format(out=tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    a = pd.read_parquet(tmp_path / "sharded.parquet")
+    b = pd.read_parquet(tmp_path / "single.parquet")
+    assert len(a) == 16
+    shares = [c for c in a.columns if c.startswith("share_")]
+    pd.testing.assert_frame_equal(a[shares], b[shares], check_exact=True)
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-5)
