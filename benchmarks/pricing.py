@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
 import jax
@@ -24,35 +23,15 @@ import jax.numpy as jnp
 import numpy as np
 
 import lmaas_jax as lj
+from lmaas_jax.experiments import market_batch, timed
 from lmaas_jax.reference import milp_pricing
-
-
-def timed(fn, *args, repeats):
-    """(compile seconds, median run seconds, output) of a jitted fn."""
-    start = time.perf_counter()
-    out = jax.block_until_ready(fn(*args))
-    first = time.perf_counter() - start
-    runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        runs.append(time.perf_counter() - start)
-    run = statistics.median(runs)
-    return max(first - run, 0.0), run, out
-
-
-def markets(n_markets, m, n, gamma, budget_share, seed=0, dtype=None):
-    keys = jax.random.split(jax.random.PRNGKey(seed), n_markets)
-    return jax.vmap(lambda k: lj.random_market(k, m, n, gamma=gamma, budget_share=budget_share, dtype=dtype))(
-        keys
-    ), keys
 
 
 def compare(sizes, n_markets, grid_points, repeats, milp_limit, dtype):
     rows = []
     solver = lj.GradientIMP()
     for m, n in sizes:
-        batch, keys = markets(n_markets, m, n, 2, 0.0, seed=m * 1000 + n, dtype=dtype)
+        batch, keys = market_batch(n_markets, m, n, seed=m * 1000 + n, dtype=dtype, gamma=2, budget_share=0.0)
         imp = jax.jit(jax.vmap(lambda mk, k: lj.imp(mk, solver, key=k).profit))
         classic = jax.jit(jax.vmap(lambda mk: lj.classic_imp(mk).profit))
         g = grid_points[m]
@@ -102,7 +81,7 @@ def compare(sizes, n_markets, grid_points, repeats, milp_limit, dtype):
 
 
 def scale(batch_size, n_customers, repeats, dtype):
-    batch, keys = markets(batch_size, 4, n_customers, 2, 0.5, seed=7, dtype=dtype)
+    batch, keys = market_batch(batch_size, 4, n_customers, seed=7, dtype=dtype, gamma=2, budget_share=0.5)
     imp = jax.jit(jax.vmap(lambda mk, k: lj.imp(mk, key=k).profit))
     compile_s, run_s, _ = timed(imp, batch, keys, repeats=repeats)
     return dict(
