@@ -1,6 +1,7 @@
 """lmaas_jax: GPU-accelerated, differentiable solvers for large-model-as-a-service pricing games."""
 
 from ._classic_imp import classic_imp as classic_imp
+from ._config import ConfigError as ConfigError, load_config as load_config
 from ._generator import family_models as family_models, random_market as random_market
 from ._grid import grid_search as grid_search
 from ._imp import GradientIMP as GradientIMP, imp as imp
@@ -11,6 +12,11 @@ from ._market import (
     pad_scenarios as pad_scenarios,
     stack_markets as stack_markets,
     unstack_market as unstack_market,
+)
+from ._planning import (
+    PlanOutcome as PlanOutcome,
+    nominal_market as nominal_market,
+    plan as plan,
 )
 from ._profit import relaxed_seller_profit as relaxed_seller_profit, seller_profit as seller_profit
 from ._relaxed_rsr import RelaxedResponse as RelaxedResponse, relaxed_rsr as relaxed_rsr
@@ -28,8 +34,11 @@ __version__ = "0.1.0"
 
 def __getattr__(name):
     # `lmaas_jax.reference` needs scipy (HiGHS); load it on first use so the JAX core stays free of it.
-    if name == "reference":
-        import importlib
+    # `sweep` and `SweepGrid` need pandas/pyarrow; load them on first use too.
+    import importlib
 
+    if name == "reference":
         return importlib.import_module(".reference", __name__)
+    if name in ("sweep", "SweepGrid"):
+        return getattr(importlib.import_module("._sweep", __name__), name)
     raise AttributeError(f"module 'lmaas_jax' has no attribute {name!r}")

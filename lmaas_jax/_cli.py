@@ -1,0 +1,215 @@
+"""The `lmaas-jax` command (also `python -m lmaas_jax`): run, solve and sweep."""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from pathlib import Path
+
+import click
+
+from ._config import ConfigError, check_config, describe, gradient_imp, load_config
+
+
+def _friendly(fn):
+    """Turn configuration errors into a one-line message and exit status 1 (bugs keep their traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as e:
+            raise click.ClickException(str(e)) from None
+
+    return wrapper
+
+
+def _config(path, sections):
+    return check_config({}, sections) if path is None else load_config(path, sections)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="lmaas_jax")
+def main():
+    """GPU-accelerated solvers for large-model-as-a-service pricing games.
+
+    Start with `lmaas-jax run` (experiments E1-E5 on the built-in default configuration). Every
+    subcommand has --help; CONFIG files are TOML, checked before any work starts.
+    """
+
+
+@main.command(
+    epilog="CONFIG keys (all optional) and their defaults:\n\n\b\n" + describe(("run", "solver")),
+)
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), help="TOML file with [run], [solver]."
+)
+@click.option(
+    "--scale", type=int, help="Multiply seeds, market counts and E5 batch sizes (e.g. 16 on a GPU)."
+)
+@click.option("--out", type=click.Path(file_okay=False), help="Output folder (default lmaas-out).")
+@click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
+@_friendly
+def run(config_path, scale, out, progress):
+    """Run experiments E1-E5 and write report.md, figures (PNG) and tables (CSV, Parquet).
+
+    With no options: the built-in default configuration, about 5 minutes on a 2-core CPU. Output
+    goes to ./lmaas-out/.
+    """
+    cfg = _config(config_path, ("run", "solver"))
+    if scale is not None:
+        cfg["run"]["scale"] = _check("run", "scale", scale)
+    if out is not None:
+        cfg["run"]["out"] = out
+    from .experiments import run_experiments
+
+    start = time.perf_counter()
+    click.echo(f"Running E1-E5 into {cfg['run']['out']}/ (scale {cfg['run']['scale']}) ...", err=True)
+    path = run_experiments(cfg["run"], gradient_imp(cfg["solver"]), progress=progress)
+    summary = json.loads((path.parent / "summary.json").read_text())["e1"]["nominal"]
+    click.echo(
+        f"E1: RSR's worst-case gain over nominal planning: max {summary['max']:.2f}%, "
+        f"median {summary['median']:.2f}% (the LMaaS paper: up to 43.96%)."
+    )
+    click.echo(f"Wrote {path} and figures e1..e5.png in {time.perf_counter() - start:.0f} s.")
+
+
+def _check(section, key, value):
+    from ._config import SCHEMA
+
+    return SCHEMA[section][key].check(f"--{key}", value)
+
+
+@main.command(
+    epilog="CONFIG keys (all optional) and their defaults:\n\n\b\n" + describe(("market", "solver"))
+)
+@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option(
+    "--compare", is_flag=True, help="Also price with classic IMP, grid search and (budget-free) HiGHS."
+)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the results as JSON.")
+@_friendly
+def solve(config_path, compare, json_path):
+    """Price one market from a TOML CONFIG; print prices, profits and market shares."""
+    cfg = _config(config_path, ("market", "solver"))
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from ._classic_imp import classic_imp
+    from ._generator import random_market
+    from ._grid import grid_search
+    from ._imp import imp
+    from ._planning import plan
+
+    mk = cfg["market"]
+    if mk["dtype"] == "float64":
+        jax.config.update("jax_enable_x64", True)
+    market = random_market(
+        jax.random.PRNGKey(mk["seed"]),
+        mk["n_models"],
+        mk["n_customers"],
+        gamma=mk["gamma"],
+        deviation=mk["deviation"],
+        capability_gap=mk["capability_gap"],
+        budget_share=mk["budget_share"],
+        dtype=mk["dtype"],
+    )
+    solver = gradient_imp(cfg["solver"])
+    solvers = {"gradient IMP": lambda: imp(market, solver, key=jax.random.PRNGKey(cfg["solver"]["seed"]))}
+    if compare:
+        solvers["classic IMP"] = lambda: classic_imp(market)
+        if market.n_models <= 4:
+            g = {1: 400, 2: 120, 3: 30, 4: 14}[market.n_models]
+            solvers[f"grid {g}^{market.n_models}"] = lambda: grid_search(market, g)
+        if mk["budget_share"] == 0.0:
+            from .reference import milp_pricing
+
+            jax.config.update("jax_enable_x64", True)
+            solvers["HiGHS MILP (exact)"] = lambda: milp_pricing(market.astype(jnp.float64))
+    click.echo(
+        f"Market: {mk['n_models']} models, {mk['n_customers']} customers, Gamma = {mk['gamma']}, "
+        f"deviation = {mk['deviation']}, seed {mk['seed']}, {mk['dtype']}"
+    )
+    header = (
+        f"{'solver':20s} {'seller $':>12s} {'customers $':>12s} {'s':>6s}  prices $/h  |  shares (none, 1..M)"
+    )
+    click.echo(header)
+    results = {}
+    for name, fn in solvers.items():
+        start = time.perf_counter()
+        sol = jax.block_until_ready(fn())
+        seconds = time.perf_counter() - start
+        choice = np.asarray(sol.response.choice)
+        worst = float(jnp.sum(plan(market, jnp.asarray(sol.prices, market.dtype)).worst_profit))
+        r = results[name] = {
+            "seller_profit": float(sol.profit),
+            "customer_worst_profit": worst,
+            "prices": [float(p) for p in np.asarray(sol.prices)],
+            "shares": [float(np.mean(choice == j)) for j in range(market.n_models + 1)],
+            "seconds_with_compile": seconds,
+        }
+        prices = " ".join(f"{p:.3f}" for p in r["prices"])
+        shares = " ".join(f"{s:.2f}" for s in r["shares"])
+        click.echo(
+            f"{name:20s} {r['seller_profit']:12.2f} {worst:12.2f} {seconds:6.1f}  {prices}  |  {shares}"
+        )
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps({"config": cfg, "results": results}, indent=2))
+        click.echo(f"Wrote {json_path}")
+
+
+@main.command(epilog="CONFIG keys (all optional) and their defaults:\n\n\b\n" + describe(("sweep", "solver")))
+@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Output folder (overrides sweep.out).")
+@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+@_friendly
+def sweep(config_path, out, progress):
+    """Solve a grid of market families from a TOML CONFIG in sharded batches; results to Parquet.
+
+    Each finished chunk is saved at once; rerunning the same command resumes an interrupted sweep.
+    """
+    cfg = _config(config_path, ("sweep", "solver"))
+    sw = cfg["sweep"]
+    folder = Path(out or sw["out"])
+    import jax
+
+    from ._sweep import SweepGrid, sweep as run_sweep
+
+    if sw["dtype"] == "float64":
+        jax.config.update("jax_enable_x64", True)
+    grid = SweepGrid(
+        **{
+            k: sw[k]
+            for k in (
+                "n_models",
+                "n_customers",
+                "gamma",
+                "deviation",
+                "capability_gap",
+                "budget_share",
+                "seeds",
+            )
+        }
+    )
+    click.echo(
+        f"Sweep of {len(grid.markets())} markets on {jax.device_count()} device(s) into {folder}/", err=True
+    )
+    table = run_sweep(
+        grid,
+        folder,
+        solver=gradient_imp(cfg["solver"]),
+        chunk_size=sw["chunk_size"],
+        dtype=sw["dtype"],
+        progress=progress,
+    )
+    keys = ["n_models", "n_customers", "gamma", "deviation", "capability_gap", "budget_share"]
+    summary = table.groupby(keys, as_index=False)[["profit", "share_none", "customer_worst_rsr"]].mean()
+    click.echo(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    click.echo(f"Wrote {folder / 'results.parquet'} ({len(table)} markets).")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""The `lmaas-jax` command: every subcommand on a tiny config, and bad configs named key by key."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from lmaas_jax._cli import main
+
+TINY_RUN = """
+[run]
+out = "{out}"
+n_models = 2
+n_customers = 8
+seeds = 2
+gammas = [0, 2]
+deviations = [0.1, 0.3]
+capability_gaps = [0.2, 0.4]
+e2_sizes = ["2x8"]
+e2_markets = 2
+e4_customers = 2
+e5_size = "2x8"
+e5_batches = [2]
+e5_milp_markets = 1
+
+[solver]
+steps = 20
+restarts = 4
+"""
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_run_writes_report_figures_and_tables(tmp_path):
+    out = tmp_path / "out"
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(TINY_RUN.format(out=out))
+    result = invoke("run", "--config", cfg, "--no-progress")
+    assert result.exit_code == 0, result.output
+    report = (out / "report.md").read_text()
+    for k in range(1, 6):
+        png = (out / f"e{k}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+        assert f"](e{k}.png)" in report
+    summary = json.loads((out / "summary.json").read_text())["e1"]["nominal"]
+    assert f"maximum gain {summary['max']:.2f}%" in report and "43.96%" in report
+    e1 = pd.read_parquet(out / "e1_robustness.parquet")
+    pd.testing.assert_frame_equal(e1, pd.read_csv(out / "e1_robustness.csv"), check_dtype=False)
+    # With Gamma = 0 the scenario set is the nominal scenario: robust and nominal plans coincide.
+    np.testing.assert_allclose(e1[e1["gamma"] == 0]["gain_worst_nominal"], 0.0, atol=1e-9)
+    assert summary["max"] >= summary["median"] > 0.0
+    e2 = pd.read_parquet(out / "e2_seller.parquet")
+    assert e2["milp_optimal"].all()
+    assert np.all(e2["fraction"] <= 1.0 + 1e-6) and np.all(e2["fraction"] > 0.9)  # the MILP is an upper bound
+    ccg = pd.read_parquet(out / "e4_ccg_bounds.parquet")
+    last = ccg.groupby("customer").last()
+    np.testing.assert_allclose(last["lower"], last["upper"], rtol=1e-7, atol=1e-6)
+    np.testing.assert_allclose(last["lower"], last["rsr_value"], rtol=1e-4, atol=1e-3)
+    e5 = pd.read_parquet(out / "e5_scale.parquet")
+    assert set(e5["method"]) == {"gradient IMP", "HiGHS MILP"} and np.all(e5["markets_per_s"] > 0)
+
+
+def test_solve_prints_and_compares_with_the_milp(tmp_path):
+    cfg = tmp_path / "solve.toml"
+    cfg.write_text("[market]\nn_models = 2\nn_customers = 12\nbudget_share = 0.0\n[solver]\nsteps = 20\n")
+    result = invoke("solve", cfg, "--compare", "--json", tmp_path / "out.json")
+    assert result.exit_code == 0, result.output
+    assert "gradient IMP" in result.output and "HiGHS MILP (exact)" in result.output
+    results = json.loads((tmp_path / "out.json").read_text())["results"]
+    exact = results["HiGHS MILP (exact)"]["seller_profit"]
+    for name, r in results.items():
+        assert r["seller_profit"] <= exact * (1 + 1e-6), name
+        assert abs(sum(r["shares"]) - 1.0) < 1e-9
+    assert results["gradient IMP"]["seller_profit"] >= 0.99 * exact
+
+
+def test_sweep_writes_parquet(tmp_path):
+    cfg = tmp_path / "sweep.toml"
+    cfg.write_text(
+        f'[sweep]\nn_models = 1\nn_customers = 6\ngamma = [0, 1]\nseeds = 2\nout = "{tmp_path / "s"}"\n'
+        "[solver]\nsteps = 10\nrestarts = 2\npolish = false\n"
+    )
+    result = invoke("sweep", cfg, "--no-progress")
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(tmp_path / "s" / "results.parquet")
+    assert len(table) == 4 and sorted(table["gamma"]) == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize("command", ["run", "solve", "sweep"])
+def test_help(command):
+    result = invoke(command, "--help")
+    assert result.exit_code == 0 and "CONFIG keys" in result.output and "[solver]" in result.output
+
+
+BAD = [
+    # (command, TOML text, words the message must contain)
+    ("solve", "[market]\nn_customerz = 5\n", ["market.n_customerz", "5", "valid keys"]),
+    ("solve", '[market]\nn_customers = "ten"\n', ["market.n_customers", "'ten'", "expected int"]),
+    ("solve", "[market]\nn_customers = -3\n", ["market.n_customers", "-3"]),
+    ("solve", "[market]\ngamma = 4\n", ["market.gamma", "4", "[0, 3]"]),
+    ("solve", "[solver]\nsteps = 1.5\n", ["solver.steps", "1.5"]),
+    ("solve", "[markets]\nseed = 1\n", ["[markets]"]),
+    ("solve", "[market\nseed = 1\n", ["not valid TOML"]),
+    ("sweep", "[sweep]\ngamma = [1, 5]\n", ["sweep.gamma", "5", "[0, 3]"]),
+    ("sweep", "[sweep]\ndeviation = [-0.2]\n", ["sweep.deviation", "-0.2"]),
+    ("sweep", "[sweep]\nseeds = true\n", ["sweep.seeds", "True", "expected int"]),
+    ("run", "[run]\ne2_sizes = ['4by40']\n", ["run.e2_sizes", "'4by40'"]),
+    ("run", "[run]\nscale = 0\n", ["run.scale", "0"]),
+    (
+        "run",
+        "[solver]\ninitial_temperature = 0.001\nfinal_temperature = 0.1\n",
+        ["solver.final_temperature", "0.1"],
+    ),
+]
+
+
+@pytest.mark.parametrize("command, text, words", BAD)
+def test_bad_config_exits_naming_key_and_value(tmp_path, command, text, words):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text)
+    args = ["run", "--config", cfg] if command == "run" else [command, cfg]
+    result = invoke(*args)
+    assert result.exit_code != 0
+    for w in words:
+        assert w in result.output, (w, result.output)
+    assert not (tmp_path / "lmaas-out").exists()
+
+
+@pytest.mark.parametrize("command", ["solve", "sweep"])
+def test_unreadable_config(tmp_path, command):
+    result = invoke(command, tmp_path / "missing.toml")
+    assert result.exit_code != 0 and "missing.toml" in result.output
