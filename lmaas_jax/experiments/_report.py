@@ -77,7 +77,9 @@ def run_experiments(cfg: dict[str, Any], solver: GradientIMP, *, progress: bool 
     base_dev = _closest(deviations, 0.2)
     common = dict(n_models=m, n_customers=n, seeds=cfg["seeds"] * scale, budget_share=0.5)
     main_grid = SweepGrid(gamma=gammas, deviation=deviations, capability_gap=0.4, **common)
-    gap_grid = SweepGrid(gamma=base_gamma, deviation=base_dev, capability_gap=cfg["capability_gaps"], **common)
+    gap_grid = SweepGrid(
+        gamma=base_gamma, deviation=base_dev, capability_gap=cfg["capability_gaps"], **common
+    )
     # Chunks as large as the gap sweep, so that both sweeps (usually) share one compiled shape.
     chunk = len(gap_grid.markets())
     main = sweep(main_grid, solver=solver, dtype=dtype, chunk_size=chunk, progress=progress)
