@@ -211,5 +211,29 @@ def sweep(config_path, out, progress):
     click.echo(f"Wrote {folder / 'results.parquet'} ({len(table)} markets).")
 
 
+@main.command("token-cap")
+@click.option("--out", type=click.Path(file_okay=False), default="lmaas-out/token-cap", show_default=True)
+@click.option("--lo", type=float, default=0.5, show_default=True, help="Lowest impatience r.")
+@click.option("--hi", type=float, default=2.0, show_default=True, help="Highest impatience r.")
+@click.option(
+    "--rate", type=float, default=1.0, show_default=True, help="Resolution rate of the aligned model."
+)
+@_friendly
+def token_cap(out, lo, hi, rate):
+    """Token caps as the optimal screening menu: revenue comparison and figure (r ~ U[lo, hi])."""
+    if not 0 <= lo < hi:
+        raise ConfigError(f"--lo = {lo!r}, --hi = {hi!r}: need 0 <= lo < hi.")
+    if not rate > 0:
+        raise ConfigError(f"--rate = {rate!r}: must be > 0.")
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from .experiments._token_cap import token_cap_report
+
+    table = token_cap_report(out, lo, hi, rate)
+    click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    click.echo(f"Wrote {out}/token_cap.png, token_cap.csv and token_cap.parquet")
+
+
 if __name__ == "__main__":
     main()

@@ -90,6 +90,18 @@ def test_sweep_writes_parquet(tmp_path):
     assert len(table) == 4 and sorted(table["gamma"]) == [0, 0, 1, 1]
 
 
+def test_token_cap_writes_the_comparison(tmp_path):
+    result = invoke("token-cap", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "token_cap.csv").set_index("mechanism")
+    assert abs(table["revenue"].iloc[0] - 0.342) < 0.005 * 0.342  # the spec's check instance
+    np.testing.assert_allclose(
+        table.loc["posted price, constant delay", "revenue"], np.exp(-1.5) / 1.5, rtol=1e-5
+    )
+    assert (tmp_path / "token_cap.png").read_bytes()[:4] == b"\x89PNG"
+    assert invoke("token-cap", "--lo", 2, "--hi", 1).exit_code != 0
+
+
 @pytest.mark.parametrize("command", ["run", "solve", "sweep"])
 def test_help(command):
     result = invoke(command, "--help")

@@ -1,0 +1,154 @@
+"""Type distributions (users' impatience r) and resolution-time laws (when the question resolves).
+
+Our re-derivation of the model of Zhong, "Token Is All You Price" (arXiv 2510.09859): the paper's
+body was not available to us (`../shared/spec/token-cap.md`).
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float
+
+
+class TypeDistribution(eqx.Module):
+    """A distribution of the impatience r on [lo, hi]: subclasses give `cdf` and `pdf` in JAX.
+
+    Parameters are array fields, so revenue is differentiable with respect to them.
+    """
+
+    def support(self) -> tuple[Array, Array]:
+        raise NotImplementedError
+
+    def cdf(self, r: Float[Array, "..."]) -> Float[Array, "..."]:
+        raise NotImplementedError
+
+    def pdf(self, r: Float[Array, "..."]) -> Float[Array, "..."]:
+        raise NotImplementedError
+
+
+def _positive_interval(name, lo, hi):
+    if not isinstance(lo, jax.core.Tracer) and not isinstance(hi, jax.core.Tracer):
+        if not (float(lo) >= 0.0 and float(hi) > float(lo)):
+            raise ValueError(f"{name} needs 0 <= lo < hi; got lo={float(lo)!r}, hi={float(hi)!r}.")
+
+
+class Uniform(TypeDistribution):
+    """r uniform on [lo, hi] (0 <= lo < hi): G/g = r - lo increases, so no ironing is needed."""
+
+    lo: Float[Array, ""]
+    hi: Float[Array, ""]
+
+    def __init__(self, lo: float | ArrayLike, hi: float | ArrayLike):
+        _positive_interval("Uniform", lo, hi)
+        self.lo, self.hi = jnp.asarray(lo, float), jnp.asarray(hi, float)
+
+    def support(self):
+        return self.lo, self.hi
+
+    def cdf(self, r):
+        return jnp.clip((r - self.lo) / (self.hi - self.lo), 0.0, 1.0)
+
+    def pdf(self, r):
+        return jnp.where((r >= self.lo) & (r <= self.hi), 1.0 / (self.hi - self.lo), 0.0)
+
+
+class TwoBumps(TypeDistribution):
+    """A mixture of two Gaussian bumps truncated to [lo, hi]: with well separated bumps G/g is not
+    monotone, so the optimal caps need ironing (an example of a non-regular distribution).
+
+    **Fields:** `lo`, `hi` the support; `centres`, `widths`, `weights` shape `(2,)` each.
+    """
+
+    lo: Float[Array, ""]
+    hi: Float[Array, ""]
+    centres: Float[Array, " 2"]
+    widths: Float[Array, " 2"]
+    weights: Float[Array, " 2"]
+
+    def __init__(self, lo, hi, centres, widths, weights):
+        _positive_interval("TwoBumps", lo, hi)
+        self.lo, self.hi = jnp.asarray(lo, float), jnp.asarray(hi, float)
+        self.centres, self.widths = jnp.asarray(centres, float), jnp.asarray(widths, float)
+        self.weights = jnp.asarray(weights, float) / jnp.sum(jnp.asarray(weights, float))
+
+    def support(self):
+        return self.lo, self.hi
+
+    def _z(self, r):
+        r = jnp.asarray(r)
+        shape = (1,) * r.ndim + (2,)
+        return (r[..., None] - self.centres.reshape(shape)) / self.widths.reshape(shape), shape
+
+    def _raw_cdf(self, r):
+        z, shape = self._z(r)
+        return jnp.sum(self.weights.reshape(shape) * jax.scipy.stats.norm.cdf(z), axis=-1)
+
+    def cdf(self, r):
+        a, b = self._raw_cdf(self.lo), self._raw_cdf(self.hi)
+        return jnp.clip((self._raw_cdf(r) - a) / (b - a), 0.0, 1.0)
+
+    def pdf(self, r):
+        z, shape = self._z(r)
+        raw = jnp.sum(
+            self.weights.reshape(shape) * jax.scipy.stats.norm.pdf(z) / self.widths.reshape(shape), axis=-1
+        )
+        mass = self._raw_cdf(self.hi) - self._raw_cdf(self.lo)
+        return jnp.where((r >= self.lo) & (r <= self.hi), raw / mass, 0.0)
+
+
+class ResolutionLaw(eqx.Module):
+    """The law of the resolution time tau: a density on [0, `horizon`]."""
+
+    def density(self, t: Float[Array, "..."]) -> Float[Array, "..."]:
+        raise NotImplementedError
+
+    def horizon(self) -> float:
+        """A time beyond which the law has negligible mass (the largest cap considered)."""
+        raise NotImplementedError
+
+
+class Exponential(ResolutionLaw):
+    """tau ~ Exp(rate): full revelation at Poisson rate `rate` (the aligned model's law)."""
+
+    rate: Float[Array, ""]
+
+    def __init__(self, rate: float | ArrayLike):
+        if not isinstance(rate, jax.core.Tracer) and not float(rate) > 0:
+            raise ValueError(f"Exponential.rate must be > 0; got {float(rate)!r}.")
+        self.rate = jnp.asarray(rate, float)
+
+    def density(self, t):
+        return self.rate * jnp.exp(-self.rate * t)
+
+    def horizon(self):
+        return 40.0 / float(jax.lax.stop_gradient(self.rate))
+
+
+class Diffusion(ResolutionLaw):
+    """Brownian learning: tau = first time drift * t + sigma * W_t reaches `level` (inverse Gaussian).
+
+    Density level / (sigma sqrt(2 pi t^3)) exp(-(level - drift t)^2 / (2 sigma^2 t)), mean
+    level / drift. Less dispersed than the exponential law of the same mean.
+    """
+
+    drift: Float[Array, ""]
+    level: Float[Array, ""]
+    sigma: Float[Array, ""]
+
+    def __init__(self, drift, level=1.0, sigma=1.0):
+        for name, v in (("drift", drift), ("level", level), ("sigma", sigma)):
+            if not isinstance(v, jax.core.Tracer) and not float(v) > 0:
+                raise ValueError(f"Diffusion.{name} must be > 0; got {float(v)!r}.")
+        self.drift, self.level, self.sigma = (jnp.asarray(x, float) for x in (drift, level, sigma))
+
+    def density(self, t):
+        safe = jnp.where(t > 0, t, 1.0)
+        d = self.level / (self.sigma * jnp.sqrt(2 * jnp.pi * safe**3))
+        d = d * jnp.exp(-((self.level - self.drift * safe) ** 2) / (2 * self.sigma**2 * safe))
+        return jnp.where(t > 0, d, 0.0)
+
+    def horizon(self):
+        mean = float(jax.lax.stop_gradient(self.level / self.drift))
+        return 40.0 * mean

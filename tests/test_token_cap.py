@@ -1,0 +1,131 @@
+"""Token caps: the spec's check instance, closed forms, ironing against brute force, gradients."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lmaas_jax import token_cap as tc
+
+TYPES = tc.Uniform(0.5, 2.0)
+
+
+@pytest.fixture(scope="module")
+def menu():
+    return tc.solve(TYPES, tc.Exponential(1.0))
+
+
+def test_check_instance_of_the_spec(menu):
+    assert abs(float(menu.revenue) - 0.342) <= 0.005 * 0.342
+    assert abs(float(menu.revenue) - float(menu.virtual_surplus)) <= 0.005 * float(menu.virtual_surplus)
+    ic, ir = tc.audit(menu, TYPES)
+    assert float(ic) < 1e-4 and float(ir) < 1e-12
+    assert abs(float(menu.utilities[-1])) < 1e-12  # the most impatient type keeps nothing
+    assert np.all(np.diff(np.asarray(menu.utilities)) <= 1e-12)  # patient users keep more
+
+
+def test_caps_follow_the_closed_form(menu):
+    r, caps = np.asarray(menu.types), np.asarray(menu.caps)
+    expected = 1.0 / (r - 0.5)  # g / G for U[0.5, 2]
+    dt = float(menu.times[1] - menu.times[0])
+    # Beyond a cap of ~8 the chance that the question is still open (e^{-8}) makes longer caps
+    # worth nothing either way, so the grid optimum there is flat; compare where it is not.
+    inside = expected < 6.0
+    np.testing.assert_array_less(np.abs(caps[inside] - expected[inside]), dt + 1e-12)
+    assert np.all(np.diff(caps) <= 0)
+
+
+def test_value_table_matches_the_exponential_closed_form():
+    r = jnp.asarray([0.5, 1.0, 2.0])
+    t = jnp.linspace(0.0, 30.0, 30001)
+    v, _ = tc.value_table(r, t, tc.Exponential(1.0).density(t))
+    closed = 1.0 / (1.0 + r[:, None]) * (1.0 - jnp.exp(-(1.0 + r[:, None]) * t[None, :]))
+    np.testing.assert_allclose(v, closed, atol=1e-6)
+
+
+def test_posted_price_benchmark():
+    price, revenue = tc.posted_price_constant_delay(TYPES, 1.0)
+    # revenue(p) = p (-ln p - 0.5) / 1.5, maximal at p = e^{-1.5}: e^{-1.5} / 1.5 = 0.1487.
+    np.testing.assert_allclose(float(price), np.exp(-1.5), rtol=1e-3)
+    np.testing.assert_allclose(float(revenue), np.exp(-1.5) / 1.5, rtol=1e-6)
+
+
+def test_marginal_price_is_decreasing_and_is_the_schedule_slope(menu):
+    caps, pay, mp = (np.asarray(x) for x in (menu.caps, menu.payments, menu.marginal_price))
+    keep = caps < 0.5 * float(menu.times[-1])  # below the "no cap" end of the grid
+    # Types pooled on one grid cap pay the same; their e^{-rT} f(T) differ a little: average them.
+    c = np.unique(caps[keep])
+    p = np.asarray([pay[keep][caps[keep] == x][0] for x in c])
+    m = np.asarray([mp[keep][caps[keep] == x].mean() for x in c])
+    assert np.all(np.diff(m) < 0)  # volume discounts
+    slope = np.diff(p) / np.diff(c)
+    np.testing.assert_allclose(slope, 0.5 * (m[1:] + m[:-1]), rtol=2e-2, atol=1e-9)
+
+
+def test_dynamic_programme_equals_brute_force():
+    obj = jax.random.normal(jax.random.PRNGKey(0), (4, 5))
+    best = max(
+        (sum(float(obj[k, j]) for k, j in enumerate(ls)), ls)
+        for ls in itertools.product(range(5), repeat=4)
+        if all(a >= b for a, b in itertools.pairwise(ls))
+    )
+    idx = tc.optimal_caps(obj)
+    assert np.all(np.diff(np.asarray(idx)) <= 0)
+    np.testing.assert_allclose(float(jnp.sum(obj[jnp.arange(4), idx])), best[0], rtol=1e-12)
+
+
+def test_non_regular_distribution_is_ironed_and_incentive_compatible():
+    types = tc.TwoBumps(0.5, 2.0, centres=[0.8, 1.7], widths=[0.05, 0.05], weights=[1.0, 1.0])
+    r = jnp.linspace(0.55, 1.95, 500)
+    pointwise = types.pdf(r) / types.cdf(r)
+    assert np.any(np.diff(np.asarray(pointwise)) > 1e-3)  # g/G rises somewhere: not regular
+    menu = tc.solve(types, tc.Exponential(1.0), n_types=300, n_times=3000)
+    caps = np.asarray(menu.caps)
+    assert np.all(np.diff(caps) <= 0)
+    ic, ir = tc.audit(menu, types)
+    assert float(ic) < 1e-4 and float(ir) < 1e-12
+    # Ironing pools a range of types around the gap between the bumps on one cap.
+    between = (np.asarray(menu.types) > 1.1) & (np.asarray(menu.types) < 1.4)
+    assert len(np.unique(caps[between])) == 1
+    # And the ironed menu beats the best menu that follows g/G where it can (monotonised pointwise).
+    assert float(menu.revenue) >= float(menu.virtual_surplus) * 0.99
+
+
+def test_revenue_gradients_match_finite_differences():
+    def revenue(hi, rate):
+        return tc.solve(tc.Uniform(0.5, hi), tc.Exponential(rate), horizon=40.0, n_types=300).revenue
+
+    grad = jax.grad(revenue, argnums=(0, 1))(2.0, 1.0)
+    h = 1e-3
+    fd_hi = (revenue(2.0 + h, 1.0) - revenue(2.0 - h, 1.0)) / (2 * h)
+    fd_rate = (revenue(2.0, 1.0 + h) - revenue(2.0, 1.0 - h)) / (2 * h)
+    np.testing.assert_allclose(float(grad[0]), float(fd_hi), rtol=2e-2)
+    np.testing.assert_allclose(float(grad[1]), float(fd_rate), rtol=2e-2)
+    assert float(grad[1]) > 0  # faster resolution is worth more
+
+
+def test_diffusion_law_and_the_aligned_models_advantage(menu):
+    law = tc.Diffusion(drift=1.0, level=1.0)
+    t = jnp.linspace(0.0, law.horizon(), 200001)
+    mass = jnp.sum(0.5 * (law.density(t[1:]) + law.density(t[:-1])) * (t[1] - t[0]))
+    np.testing.assert_allclose(float(mass), 1.0, atol=1e-4)
+    diffusion = tc.solve(TYPES, law)
+    # Same mean resolution time (1); the exponential law is more dispersed, hence worth more.
+    assert float(diffusion.revenue) < float(menu.revenue)
+    assert float(tc.audit(diffusion, TYPES)[0]) < 1e-4
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: tc.Uniform(2.0, 1.0), "lo < hi"),
+        (lambda: tc.Exponential(-1.0), "rate"),
+        (lambda: tc.Diffusion(0.0), "drift"),
+        (lambda: tc.solve(TYPES, tc.Exponential(1.0), n_types=1), "n_types"),
+    ],
+)
+def test_bad_input_is_named(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
