@@ -77,7 +77,7 @@ def test_dynamic_programme_equals_brute_force():
 
 
 def test_non_regular_distribution_is_ironed_and_incentive_compatible():
-    types = tc.TwoBumps(0.5, 2.0, centres=[0.8, 1.7], widths=[0.05, 0.05], weights=[1.0, 1.0])
+    types = tc.GaussianMixture(0.5, 2.0, centres=[0.8, 1.7], widths=[0.05, 0.05], weights=[1.0, 1.0])
     r = jnp.linspace(0.55, 1.95, 500)
     pointwise = types.pdf(r) / types.cdf(r)
     assert np.any(np.diff(np.asarray(pointwise)) > 1e-3)  # g/G rises somewhere: not regular
@@ -91,6 +91,14 @@ def test_non_regular_distribution_is_ironed_and_incentive_compatible():
     assert len(np.unique(caps[between])) == 1
     # And the ironed menu beats the best menu that follows g/G where it can (monotonised pointwise).
     assert float(menu.revenue) >= float(menu.virtual_surplus) * 0.99
+
+
+def test_samples_and_user_functions_give_the_same_menu_as_uniform(menu):
+    samples = jax.random.uniform(jax.random.PRNGKey(0), (4000,), minval=0.5, maxval=2.0)
+    kde = tc.GaussianMixture.from_samples(samples, lo=0.5, hi=2.0)
+    assert abs(float(tc.solve(kde, tc.Exponential(1.0)).revenue) - float(menu.revenue)) < 0.02
+    own = tc.FromFunctions(0.5, 2.0, lambda r: TYPES.cdf(r), lambda r: TYPES.pdf(r))
+    np.testing.assert_allclose(tc.solve(own, tc.Exponential(1.0)).revenue, menu.revenue, rtol=1e-12)
 
 
 def test_revenue_gradients_match_finite_differences():

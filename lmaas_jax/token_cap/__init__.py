@@ -9,8 +9,9 @@ Price", arXiv 2510.09859; the paper's body was not available to us).
 from ._laws import (
     Diffusion as Diffusion,
     Exponential as Exponential,
+    FromFunctions as FromFunctions,
+    GaussianMixture as GaussianMixture,
     ResolutionLaw as ResolutionLaw,
-    TwoBumps as TwoBumps,
     TypeDistribution as TypeDistribution,
     Uniform as Uniform,
 )

@@ -6,6 +6,8 @@ body was not available to us (`../shared/spec/token-cap.md`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -54,31 +56,44 @@ class Uniform(TypeDistribution):
         return jnp.where((r >= self.lo) & (r <= self.hi), 1.0 / (self.hi - self.lo), 0.0)
 
 
-class TwoBumps(TypeDistribution):
-    """A mixture of two Gaussian bumps truncated to [lo, hi]: with well separated bumps G/g is not
-    monotone, so the optimal caps need ironing (an example of a non-regular distribution).
+class GaussianMixture(TypeDistribution):
+    """A mixture of Gaussian bumps truncated to [lo, hi]. With well separated bumps G/g is not
+    monotone, so the optimal caps need ironing (a non-regular distribution); from samples it is a
+    kernel density estimate ([`GaussianMixture.from_samples`][]).
 
-    **Fields:** `lo`, `hi` the support; `centres`, `widths`, `weights` shape `(2,)` each.
+    **Fields:** `lo`, `hi` the support; `centres`, `widths`, `weights` shape `(n,)` each.
     """
 
     lo: Float[Array, ""]
     hi: Float[Array, ""]
-    centres: Float[Array, " 2"]
-    widths: Float[Array, " 2"]
-    weights: Float[Array, " 2"]
+    centres: Float[Array, " n"]
+    widths: Float[Array, " n"]
+    weights: Float[Array, " n"]
 
     def __init__(self, lo, hi, centres, widths, weights):
-        _positive_interval("TwoBumps", lo, hi)
+        _positive_interval("GaussianMixture", lo, hi)
         self.lo, self.hi = jnp.asarray(lo, float), jnp.asarray(hi, float)
         self.centres, self.widths = jnp.asarray(centres, float), jnp.asarray(widths, float)
         self.weights = jnp.asarray(weights, float) / jnp.sum(jnp.asarray(weights, float))
+
+    @classmethod
+    def from_samples(cls, samples, lo=None, hi=None, bandwidth=None) -> GaussianMixture:
+        """A Gaussian kernel density estimate of observed impatience `samples` (Silverman's
+        bandwidth by default), truncated to [lo, hi] (default: the samples' range)."""
+        x = jnp.asarray(samples, float).ravel()
+        if x.shape[0] < 2 or not bool(jnp.all(jnp.isfinite(x))) or not bool(jnp.all(x >= 0)):
+            raise ValueError(f"samples must be >= 2 finite values >= 0; got {x.shape[0]} values.")
+        h = 1.06 * jnp.std(x) * x.shape[0] ** (-0.2) if bandwidth is None else bandwidth
+        lo = jnp.min(x) if lo is None else lo
+        hi = jnp.max(x) if hi is None else hi
+        return cls(lo, hi, x, jnp.full_like(x, h), jnp.ones_like(x))
 
     def support(self):
         return self.lo, self.hi
 
     def _z(self, r):
         r = jnp.asarray(r)
-        shape = (1,) * r.ndim + (2,)
+        shape = (1,) * r.ndim + self.centres.shape
         return (r[..., None] - self.centres.reshape(shape)) / self.widths.reshape(shape), shape
 
     def _raw_cdf(self, r):
@@ -96,6 +111,29 @@ class TwoBumps(TypeDistribution):
         )
         mass = self._raw_cdf(self.hi) - self._raw_cdf(self.lo)
         return jnp.where((r >= self.lo) & (r <= self.hi), raw / mass, 0.0)
+
+
+class FromFunctions(TypeDistribution):
+    """Any distribution on [lo, hi] given by a JAX `cdf(r)` and `pdf(r)` (static callables)."""
+
+    lo: Float[Array, ""]
+    hi: Float[Array, ""]
+    cdf_fn: Callable = eqx.field(static=True)
+    pdf_fn: Callable = eqx.field(static=True)
+
+    def __init__(self, lo, hi, cdf, pdf):
+        _positive_interval("FromFunctions", lo, hi)
+        self.lo, self.hi = jnp.asarray(lo, float), jnp.asarray(hi, float)
+        self.cdf_fn, self.pdf_fn = cdf, pdf
+
+    def support(self):
+        return self.lo, self.hi
+
+    def cdf(self, r):
+        return self.cdf_fn(r)
+
+    def pdf(self, r):
+        return self.pdf_fn(r)
 
 
 class ResolutionLaw(eqx.Module):
