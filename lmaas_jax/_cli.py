@@ -211,6 +211,44 @@ def sweep(config_path, out, progress):
     click.echo(f"Wrote {folder / 'results.parquet'} ({len(table)} markets).")
 
 
+@main.command("ttc")
+@click.option("--out", type=click.Path(file_okay=False), default="lmaas-out/ttc", show_default=True)
+@click.option(
+    "--sweep-points",
+    type=click.IntRange(2, 10_000),
+    default=100,
+    show_default=True,
+    help="Log-spaced beta values in [1, 1e6] for the inefficiency figure.",
+)
+@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+def ttc_command(out, sweep_points, progress):
+    """Test-time compute: pay-per-token market versus the reverse second-price auction.
+
+    All nine bundled markets (GSM8K, AIME, GPQA x majority, best-of-N, effort) at beta in
+    {200, 1e3, 1e5}, and the inefficiency-versus-beta figure.
+    """
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from .experiments._report import _progress
+    from .experiments._ttc import ttc_report
+
+    table = ttc_report(out, n_sweep=sweep_points, progress=_progress(progress))
+    cols = [
+        "benchmark",
+        "method",
+        "beta",
+        "first_best",
+        "market_welfare",
+        "inefficiency_pct",
+        "auction_winner",
+        "auction_user_price",
+        "auction_welfare",
+    ]
+    click.echo(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    click.echo(f"Wrote {out}/ttc_table.csv, ttc_table.parquet and ttc_inefficiency.png")
+
+
 @main.command("token-cap")
 @click.option("--out", type=click.Path(file_okay=False), default="lmaas-out/token-cap", show_default=True)
 @click.option("--lo", type=float, default=0.5, show_default=True, help="Lowest impatience r.")

@@ -103,7 +103,8 @@ def test_samples_and_user_functions_give_the_same_menu_as_uniform(menu):
 
 def test_revenue_gradients_match_finite_differences():
     def revenue(hi, rate):
-        return tc.solve(tc.Uniform(0.5, hi), tc.Exponential(rate), horizon=40.0, n_types=300).revenue
+        law = tc.Exponential(rate)
+        return tc.solve(tc.Uniform(0.5, hi), law, horizon=40.0, n_types=300, n_times=2000).revenue
 
     grad = jax.grad(revenue, argnums=(0, 1))(2.0, 1.0)
     h = 1e-3
@@ -119,7 +120,7 @@ def test_diffusion_law_and_the_aligned_models_advantage(menu):
     t = jnp.linspace(0.0, law.horizon(), 200001)
     mass = jnp.sum(0.5 * (law.density(t[1:]) + law.density(t[:-1])) * (t[1] - t[0]))
     np.testing.assert_allclose(float(mass), 1.0, atol=1e-4)
-    diffusion = tc.solve(TYPES, law)
+    diffusion = tc.solve(TYPES, law, n_types=300, n_times=3000)
     # Same mean resolution time (1); the exponential law is more dispersed, hence worth more.
     assert float(diffusion.revenue) < float(menu.revenue)
     assert float(tc.audit(diffusion, TYPES)[0]) < 1e-4

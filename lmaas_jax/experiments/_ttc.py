@@ -1,0 +1,70 @@
+"""`lmaas-jax ttc`: market versus auction for the nine bundled markets, and inefficiency versus beta."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .. import ttc  # noqa: E402
+
+
+def ttc_report(out: str | Path, betas=(200.0, 1e3, 1e5), n_sweep: int = 100, progress=lambda it, **kw: it):
+    """Write `ttc_table.csv/.parquet` (market vs auction, every benchmark x method x beta) and
+    `ttc_inefficiency.png` (inefficiency versus `n_sweep` log-spaced beta in [1, 1e6], one vmapped
+    call per market). Returns the table."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    key = jax.random.PRNGKey(0)
+    sweep = jnp.logspace(0.0, 6.0, n_sweep)
+    rows, curves = [], {}
+    markets = [(b, m) for b in ttc.BENCHMARKS for m in ttc.METHODS]
+    for bench, method in progress(markets, desc="TTC markets"):
+        market = ttc.load_market(bench, method)
+        a = ttc.auction(bench, method)
+        batch = jax.vmap(lambda beta, m=market: ttc.outcome(m, ttc.GameParams(beta=beta), key))(sweep)
+        curves[(bench, method)] = np.asarray(batch.inefficiency)
+        for beta in betas:
+            o = ttc.outcome(market, ttc.GameParams(beta=jnp.asarray(beta)), key)
+            rows.append(
+                dict(
+                    benchmark=bench,
+                    method=method,
+                    beta=beta,
+                    first_best=float(o.first_best),
+                    market_welfare=float(o.equilibrium_welfare),
+                    inefficiency_pct=float(o.inefficiency),
+                    market_avg_price=float(o.avg_price),
+                    market_profile=" ".join(f"{x:g}" for x in np.asarray(o.profile)),
+                    auction_winner=a.winner,
+                    auction_runner_up=a.runner_up,
+                    auction_user_value=float(a.user_value),
+                    auction_user_price=float(a.user_price),
+                    auction_winner_profit=float(a.winner_profit),
+                    auction_welfare=float(a.welfare),
+                )
+            )
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "ttc_table.csv", index=False)
+    table.to_parquet(out / "ttc_table.parquet", index=False)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
+    for ax, method in zip(axes, ttc.METHODS, strict=True):
+        for bench in ttc.BENCHMARKS:
+            ax.plot(np.asarray(sweep), curves[(bench, method)], label=bench)
+        ax.set_xscale("log")
+        ax.set_xlabel("user rationality beta (1/$)")
+        ax.set_title(f"{method} ({'3 reasoning' if method == 'effort' else '9 instruct'} providers)")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("inefficiency of pay-per-token, 100 (SW*/SW_NE - 1) (%)")
+    fig.suptitle("Test-time compute game: welfare lost at equilibrium (the auction loses none)")
+    fig.tight_layout()
+    fig.savefig(out / "ttc_inefficiency.png", dpi=120)
+    plt.close(fig)
+    return table

@@ -1,0 +1,146 @@
+"""Test-time compute markets: the bundled accuracy/token curves and the game's payoffs in JAX.
+
+Our implementation of the model of Artola Velasco, Rontogiannis, Tsirtsis and Gomez-Rodriguez,
+"Test-Time Compute Games" (arXiv 2601.21839), as fixed by `../shared/spec/ttc-game.md`.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.resources
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+BENCHMARKS = ("GSM8K", "AIME", "GPQA")
+METHODS = ("majority", "best_of_n", "effort")
+ALPHA = {"GSM8K": 0.008, "AIME": 0.05, "GPQA": 0.02}
+
+
+class TTCMarket(eqx.Module):
+    """One market: n providers, each with L compute levels.
+
+    **Fields:** `names` (static), `theta` (n, L) compute levels, `accuracy` (n, L) in [0, 1],
+    `tokens` (n, L) billed tokens per query, `token_price` (n,) $ per token, `alpha` the dollar
+    value scale of the benchmark, `benchmark`, `method` (static).
+    """
+
+    theta: Float[Array, "n L"]
+    accuracy: Float[Array, "n L"]
+    tokens: Float[Array, "n L"]
+    token_price: Float[Array, " n"]
+    alpha: Float[Array, ""]
+    names: tuple[str, ...] = eqx.field(static=True)
+    benchmark: str = eqx.field(static=True)
+    method: str = eqx.field(static=True)
+
+
+def _rows():
+    text = importlib.resources.files("lmaas_jax.ttc").joinpath("data/ttc_curves.csv").read_text()
+    return list(csv.DictReader(text.splitlines()))
+
+
+def load_market(benchmark: str, method: str) -> TTCMarket:
+    """The bundled market for `benchmark` in GSM8K, AIME, GPQA and `method` in majority,
+    best_of_n (nine instruct models, theta = samples 1..64) or effort (three reasoning models)."""
+    if benchmark not in BENCHMARKS:
+        raise ValueError(f"benchmark must be one of {', '.join(BENCHMARKS)}; got {benchmark!r}.")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}.")
+    rows = [r for r in _rows() if r["benchmark"] == benchmark and r["method"] == method]
+    names = tuple(dict.fromkeys(r["model"] for r in rows))
+    per = {n: sorted((float(r["theta"]), r) for r in rows if r["model"] == n) for n in names}
+
+    def table(key, scale=1.0):
+        return jnp.asarray([[float(r[key]) * scale for _, r in per[n]] for n in names])
+
+    return TTCMarket(
+        theta=jnp.asarray([[t for t, _ in per[n]] for n in names]),
+        accuracy=table("accuracy_pct", 0.01),
+        tokens=table("tokens_per_query"),
+        token_price=jnp.asarray([float(per[n][0][1]["price_per_1m_tokens"]) / 1e6 for n in names]),
+        alpha=jnp.asarray(ALPHA[benchmark]),
+        names=names,
+        benchmark=benchmark,
+        method=method,
+    )
+
+
+def identity(a):
+    return a
+
+
+class GameParams(eqx.Module):
+    """User rationality `beta`, provider `markup` m (cost = price / (1 + m)), quality floor `b`,
+    and the accuracy-to-quality map `quality_fn` (identity; see [`power_quality`][],
+    [`exponential_quality`][])."""
+
+    beta: Float[Array, ""]
+    markup: Float[Array, ""] = eqx.field(default_factory=lambda: jnp.asarray(0.25))
+    b: Float[Array, ""] = eqx.field(default_factory=lambda: jnp.asarray(0.1))
+    quality_fn: Callable = eqx.field(static=True, default=identity)
+
+
+def power_quality(gamma: float) -> Callable:
+    """f(a) = a^gamma."""
+    return lambda a: a**gamma
+
+
+def exponential_quality(k: float) -> Callable:
+    """f(a) = (e^{k a} - 1) / (e^k - 1)."""
+    return lambda a: jnp.expm1(k * a) / jnp.expm1(k)
+
+
+class Terms(eqx.Module):
+    """Per (provider, level): price p, cost c, quality q, user net value V = q - p."""
+
+    price: Float[Array, "n L"]
+    cost: Float[Array, "n L"]
+    quality: Float[Array, "n L"]
+    value: Float[Array, "n L"]
+
+
+def terms(market: TTCMarket, params: GameParams) -> Terms:
+    """p = pi T, c = p / (1 + m), q = alpha (b + (1 - b) f(a)), V = q - p, for every level."""
+    price = market.token_price[:, None] * market.tokens
+    quality = market.alpha * (params.b + (1 - params.b) * params.quality_fn(market.accuracy))
+    return Terms(price=price, cost=price / (1 + params.markup), quality=quality, value=quality - price)
+
+
+class Payoffs(eqx.Module):
+    """Outcome of one joint profile: shares, utilities, welfare and potential."""
+
+    shares: Float[Array, " n"]
+    utilities: Float[Array, " n"]
+    welfare: Float[Array, ""]
+    potential: Float[Array, ""]
+    avg_price: Float[Array, ""]
+
+
+def payoffs(t: Terms, profile: Int[Array, " n"], beta) -> Payoffs:
+    """Shares s_i = softmax over (outside option 0, beta V_i), u_i = s_i (p_i - c_i),
+    SW = sum s_i (q_i - c_i), Phi = sum log(p_i - c_i) + beta sum V_i - log(1 + sum e^{beta V_j}),
+    and the share-weighted average price (among users who buy)."""
+    rows = jnp.arange(profile.shape[0])
+    p, c, q, v = (x[rows, profile] for x in (t.price, t.cost, t.quality, t.value))
+    logits = jnp.concatenate([jnp.zeros((1,), v.dtype), beta * v])
+    lse = jax.nn.logsumexp(logits)
+    shares = jnp.exp(beta * v - lse)
+    margin = p - c
+    return Payoffs(
+        shares=shares,
+        utilities=shares * margin,
+        welfare=jnp.sum(shares * (q - c)),
+        potential=jnp.sum(jnp.log(margin)) + beta * jnp.sum(v) - lse,
+        avg_price=jnp.sum(shares * p) / jnp.sum(shares),
+    )
+
+
+def profiles_from_index(index: Int[Array, " k"], n: int, levels: int) -> Int[Array, "k n"]:
+    """The joint profiles numbered `index` in base `levels` (provider 0 the most significant)."""
+    powers = levels ** np.arange(n - 1, -1, -1)
+    return ((index[:, None] // jnp.asarray(powers)[None, :]) % levels).astype(jnp.int32)

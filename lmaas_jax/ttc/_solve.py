@@ -1,0 +1,222 @@
+"""Equilibrium, first best, the smoothed (Gibbs) market and the reverse second-price auction."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from ._market import GameParams, Terms, TTCMarket, load_market, payoffs, profiles_from_index, terms
+
+
+@eqx.filter_jit
+def equilibrium(
+    market: TTCMarket, params: GameParams, key: PRNGKeyArray, *, max_rounds: int = 1000, rtol: float = 1e-8
+) -> tuple[Int[Array, " n"], Int[Array, ""]]:
+    """Better-response dynamics of the spec: everyone starts at the lowest level; each round visits
+    the providers in a random order (from `key`); a visited provider moves to the nearest level
+    (by index distance, the lower one first at equal distance) that raises its utility by more than
+    `rtol` relative; stop after a round without a move, or after `max_rounds`. The game has an exact
+    potential in log utilities, so this converges. **Returns:** `(profile, rounds)`."""
+    t = terms(market, params)
+    n, levels = t.price.shape
+    grid = jnp.arange(levels, dtype=jnp.int32)
+
+    def visit(profile, i):
+        u = jax.vmap(lambda lv: payoffs(t, profile.at[i].set(lv), params.beta).utilities[i])(grid)
+        current = u[profile[i]]
+        better = u > current + rtol * jnp.abs(current)
+        order = 2 * jnp.abs(grid - profile[i]) + (grid > profile[i]).astype(jnp.int32)
+        choice = jnp.argmin(jnp.where(better, order, 4 * levels)).astype(jnp.int32)
+        moved = jnp.any(better)
+        return profile.at[i].set(jnp.where(moved, choice, profile[i]).astype(jnp.int32)), moved
+
+    def one_round(state):
+        profile, key, rounds, _ = state
+        key, sub = jax.random.split(key)
+        profile, moved = lax.scan(visit, profile, jax.random.permutation(sub, n))
+        return profile, key, rounds + 1, jnp.any(moved)
+
+    start = (jnp.zeros((n,), jnp.int32), key, jnp.asarray(0), jnp.asarray(True))
+    profile, _, rounds, _ = lax.while_loop(lambda s: s[3] & (s[2] < max_rounds), one_round, start)
+    return profile, rounds
+
+
+@eqx.filter_jit
+def first_best_brute_force(
+    market: TTCMarket, params: GameParams, *, chunk: int = 1 << 16
+) -> tuple[Float[Array, ""], Int[Array, " n"]]:
+    """max over all L^n joint profiles of the welfare, enumerated in chunks of `chunk` profiles
+    (bounded memory; 6^9 = 10.1M profiles for nine instruct providers). **Returns:** `(SW*, profile)`."""
+    t = terms(market, params)
+    n, levels = t.price.shape
+    total = levels**n
+    n_chunks = -(-total // chunk)
+
+    def one(c):
+        index = c * chunk + jnp.arange(chunk)
+        profiles = profiles_from_index(jnp.minimum(index, total - 1), n, levels)
+        sw = jax.vmap(lambda p: payoffs(t, p, params.beta).welfare)(profiles)
+        sw = jnp.where(index < total, sw, -jnp.inf)
+        k = jnp.argmax(sw)
+        return sw[k], index[k]
+
+    best, where = lax.map(one, jnp.arange(n_chunks))
+    k = jnp.argmax(best)
+    return best[k], profiles_from_index(where[k][None], n, levels)[0]
+
+
+def _dinkelbach(t: Terms, beta, iterations: int):
+    """Exact first best in O(n L) per iteration: SW = N / D with N = sum e^{beta V_i} w_i and
+    D = 1 + sum e^{beta V_i}, w = q - c. max N/D = lambda* iff max_x N - lambda* D = 0, and
+    N - lambda D = sum_i e^{beta V_i} (w_i - lambda) - lambda separates over providers; iterate
+    lambda <- SW(argmax) (Dinkelbach), which is monotone and finite on a finite set."""
+    n, _ = t.price.shape
+    w = t.quality - t.cost
+
+    def argmax_profile(lam):
+        gap = w - lam
+        tier = jnp.sign(gap)
+        inner = jnp.where(gap > 0, beta * t.value + jnp.log(jnp.abs(gap) + 1e-300), 0.0)
+        inner = jnp.where(gap < 0, -(beta * t.value + jnp.log(jnp.abs(gap) + 1e-300)), inner)
+        top = jnp.max(tier, axis=1, keepdims=True)
+        return jnp.argmax(jnp.where(tier == top, inner, -jnp.inf), axis=1).astype(jnp.int32)
+
+    def step(carry, _):
+        lam, profile = carry
+        new = argmax_profile(lam)
+        sw = payoffs(t, new, beta).welfare
+        better = sw > lam
+        return (jnp.where(better, sw, lam), jnp.where(better, new, profile)), None
+
+    start = jnp.zeros((n,), jnp.int32)
+    (lam, profile), _ = lax.scan(step, (payoffs(t, start, beta).welfare, start), None, length=iterations)
+    return lam, profile
+
+
+@eqx.filter_jit
+def first_best(market: TTCMarket, params: GameParams, *, iterations: int = 30):
+    """The first best SW* and its profile, exactly, by Dinkelbach's method (see `_dinkelbach`);
+    equal to [`first_best_brute_force`][] (tested) at O(n L) per iteration instead of L^n."""
+    return _dinkelbach(terms(market, params), params.beta, iterations)
+
+
+class MarketOutcome(eqx.Module):
+    """The pay-per-token market at one beta.
+
+    **Fields:** `first_best` SW* ($ per query), `equilibrium_welfare` SW at the equilibrium,
+    `inefficiency` 100 (SW* / SW_NE - 1) (percent), `profile` the equilibrium compute levels
+    (theta values), `level` their indices, `avg_price` share-weighted price per query,
+    `potential_profile` the potential maximiser's levels (also an equilibrium), `rounds`.
+    """
+
+    first_best: Float[Array, ""]
+    equilibrium_welfare: Float[Array, ""]
+    inefficiency: Float[Array, ""]
+    profile: Float[Array, " n"]
+    level: Int[Array, " n"]
+    avg_price: Float[Array, ""]
+    rounds: Int[Array, ""]
+
+
+@eqx.filter_jit
+def outcome(market: TTCMarket, params: GameParams, key: PRNGKeyArray) -> MarketOutcome:
+    """[`MarketOutcome`][] of `market` (first best by Dinkelbach); vmap it over `params.beta`."""
+    level, rounds = equilibrium(market, params, key)
+    t = terms(market, params)
+    eq = payoffs(t, level, params.beta)
+    best, _ = _dinkelbach(t, params.beta, 30)
+    return MarketOutcome(
+        first_best=best,
+        equilibrium_welfare=eq.welfare,
+        inefficiency=100.0 * (best / eq.welfare - 1.0),
+        profile=market.theta[jnp.arange(level.shape[0]), level],
+        level=level,
+        avg_price=eq.avg_price,
+        rounds=rounds,
+    )
+
+
+def market_outcome(benchmark: str, method: str, beta: float, *, key: PRNGKeyArray, **params) -> MarketOutcome:
+    """The bundled market (`benchmark` in GSM8K, AIME, GPQA; `method` in majority, best_of_n,
+    effort) at user rationality `beta`; other [`GameParams`][] by keyword (markup, b, quality_fn)."""
+    if not float(beta) > 0:
+        raise ValueError(f"beta must be > 0; got {beta!r}.")
+    market = load_market(benchmark, method)
+    return outcome(market, GameParams(beta=jnp.asarray(beta, float), **params), key)
+
+
+@eqx.filter_jit
+def gibbs_welfare(market: TTCMarket, params: GameParams, sharpness, *, chunk: int = 1 << 14):
+    """A smoothed market: expected welfare under the Gibbs distribution softmax(sharpness Phi)
+    over all joint profiles (Phi the exact potential); as sharpness grows it tends to the welfare
+    of the potential maximiser, an equilibrium. Differentiable in beta, markup, alpha and prices.
+    **Returns:** `(expected welfare, smoothed inefficiency 100 (SW* / E[SW] - 1))`."""
+    t = terms(market, params)
+    n, levels = t.price.shape
+    total = levels**n
+    n_chunks = -(-total // chunk)
+
+    def one(c):
+        index = c * chunk + jnp.arange(chunk)
+        profiles = profiles_from_index(jnp.minimum(index, total - 1), n, levels)
+        out = jax.vmap(lambda p: payoffs(t, p, params.beta))(profiles)
+        logit = jnp.where(index < total, sharpness * out.potential, -jnp.inf)
+        lse = jax.nn.logsumexp(logit)
+        return lse, jnp.sum(jnp.exp(logit - lse) * out.welfare)
+
+    lses, means = lax.map(one, jnp.arange(n_chunks))
+    weights = jax.nn.softmax(lses)
+    expected = jnp.sum(weights * means)
+    _, best_profile = _dinkelbach(t, params.beta, 30)
+    best = payoffs(t, lax.stop_gradient(best_profile), params.beta).welfare  # envelope theorem
+    return expected, 100.0 * (best / expected - 1.0)
+
+
+class AuctionOutcome(eqx.Module):
+    """The reverse second-price auction with truthful bids (see [`auction`][])."""
+
+    winner: str = eqx.field(static=True)
+    runner_up: str = eqx.field(static=True)
+    user_value: Float[Array, ""]
+    user_price: Float[Array, ""]
+    winner_profit: Float[Array, ""]
+    welfare: Float[Array, ""]
+    levels: Int[Array, " n"]
+
+
+def auction_scores(market: TTCMarket, params: GameParams):
+    """Each provider's truthful bid: level theta*_i = argmax (q - c), quality q_i, cost c_i, score."""
+    t = terms(market, params)
+    surplus = t.quality - t.cost
+    level = jnp.argmax(surplus, axis=1)
+    rows = jnp.arange(level.shape[0])
+    return level, t.quality[rows, level], t.cost[rows, level], surplus[rows, level]
+
+
+def auction(benchmark: str, method: str, **params) -> AuctionOutcome:
+    """Reverse second-price auction on (price, quality) bids, truthful bidding.
+
+    Each provider picks theta*_i = argmax (q_i - c_i) and bids its cost; the highest score
+    q - price wins; the user pays the winner's quality minus the runner-up's score. So user value
+    = runner-up's score, winner profit = the score margin, welfare = the winner's score =
+    max_i max_theta (q - c): efficient, individually rational, truthful bidding weakly dominant.
+    Other [`GameParams`][] by keyword (beta plays no role).
+    """
+    market = load_market(benchmark, method)
+    p = GameParams(beta=jnp.asarray(1.0), **params)
+    level, quality, _, score = auction_scores(market, p)
+    order = jnp.argsort(-score)
+    w, r = int(order[0]), int(order[1])
+    price = quality[w] - score[r]
+    return AuctionOutcome(
+        winner=market.names[w],
+        runner_up=market.names[r],
+        user_value=quality[w] - price,
+        user_price=price,
+        winner_profit=score[w] - score[r],
+        welfare=score[w],
+        levels=level,
+    )
