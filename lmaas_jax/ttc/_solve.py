@@ -44,6 +44,20 @@ def equilibrium(
     return profile, rounds
 
 
+def over_profiles(t: Terms, beta, chunk: int, reduce):
+    """Apply `reduce(index, valid, payoffs)` to every chunk of `chunk` joint profiles (all L^n of
+    them, numbered as in `profiles_from_index`), with `lax.map` so memory stays bounded."""
+    n, levels = t.price.shape
+    total = levels**n
+
+    def one(c):
+        index = c * chunk + jnp.arange(chunk)
+        profiles = profiles_from_index(jnp.minimum(index, total - 1), n, levels)
+        return reduce(index, index < total, jax.vmap(lambda p: payoffs(t, p, beta))(profiles))
+
+    return lax.map(one, jnp.arange(-(-total // chunk)))
+
+
 @eqx.filter_jit
 def first_best_brute_force(
     market: TTCMarket, params: GameParams, *, chunk: int = 1 << 16
@@ -51,20 +65,15 @@ def first_best_brute_force(
     """max over all L^n joint profiles of the welfare, enumerated in chunks of `chunk` profiles
     (bounded memory; 6^9 = 10.1M profiles for nine instruct providers). **Returns:** `(SW*, profile)`."""
     t = terms(market, params)
-    n, levels = t.price.shape
-    total = levels**n
-    n_chunks = -(-total // chunk)
 
-    def one(c):
-        index = c * chunk + jnp.arange(chunk)
-        profiles = profiles_from_index(jnp.minimum(index, total - 1), n, levels)
-        sw = jax.vmap(lambda p: payoffs(t, p, params.beta).welfare)(profiles)
-        sw = jnp.where(index < total, sw, -jnp.inf)
+    def best_of_chunk(index, valid, out):
+        sw = jnp.where(valid, out.welfare, -jnp.inf)
         k = jnp.argmax(sw)
         return sw[k], index[k]
 
-    best, where = lax.map(one, jnp.arange(n_chunks))
+    best, where = over_profiles(t, params.beta, chunk, best_of_chunk)
     k = jnp.argmax(best)
+    n, levels = t.price.shape
     return best[k], profiles_from_index(where[k][None], n, levels)[0]
 
 
@@ -155,19 +164,13 @@ def gibbs_welfare(market: TTCMarket, params: GameParams, sharpness, *, chunk: in
     of the potential maximiser, an equilibrium. Differentiable in beta, markup, alpha and prices.
     **Returns:** `(expected welfare, smoothed inefficiency 100 (SW* / E[SW] - 1))`."""
     t = terms(market, params)
-    n, levels = t.price.shape
-    total = levels**n
-    n_chunks = -(-total // chunk)
 
-    def one(c):
-        index = c * chunk + jnp.arange(chunk)
-        profiles = profiles_from_index(jnp.minimum(index, total - 1), n, levels)
-        out = jax.vmap(lambda p: payoffs(t, p, params.beta))(profiles)
-        logit = jnp.where(index < total, sharpness * out.potential, -jnp.inf)
+    def gibbs_of_chunk(index, valid, out):
+        logit = jnp.where(valid, sharpness * out.potential, -jnp.inf)
         lse = jax.nn.logsumexp(logit)
         return lse, jnp.sum(jnp.exp(logit - lse) * out.welfare)
 
-    lses, means = lax.map(one, jnp.arange(n_chunks))
+    lses, means = over_profiles(t, params.beta, chunk, gibbs_of_chunk)
     weights = jax.nn.softmax(lses)
     expected = jnp.sum(weights * means)
     _, best_profile = _dinkelbach(t, params.beta, 30)
