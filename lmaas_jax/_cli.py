@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ._config import ConfigError, check_config, describe, gradient_imp, load_config
+from ._config import SCHEMA, ConfigError, check_config, describe, gradient_imp, load_config
 
 
 def _friendly(fn):
@@ -76,8 +76,6 @@ def run(config_path, scale, out, progress):
 
 
 def _check(section, key, value):
-    from ._config import SCHEMA
-
     return SCHEMA[section][key].check(f"--{key}", value)
 
 

@@ -158,10 +158,8 @@ def _cross_check(section: str, values: dict[str, Any]) -> None:
         values["e5_size"] = parse_size("run.e5_size", values["e5_size"])
 
 
-def parse_size(name: str, text: str | tuple[int, int]) -> tuple[int, int]:
+def parse_size(name: str, text: str) -> tuple[int, int]:
     """ "MxN" -> (M, N), both >= 1."""
-    if isinstance(text, tuple):
-        return text
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(p.strip().isdigit() and int(p) >= 1 for p in parts):
         raise ConfigError(f"{name} = {text!r}: expected 'MxN' with M, N >= 1 integers, e.g. '4x40'.")

@@ -179,11 +179,11 @@ def sweep(
 
     Markets are grouped by size (`n_models`, `n_customers` are static shapes), cut into equal
     chunks of at most `chunk_size`, and each chunk is solved as one `jax.vmap` batch whose market
-    axis is sharded over
-    `devices` (a 1-D `Mesh` named `"markets"`, `NamedSharding(mesh, P("markets"))`; the chunk is
-    padded to a multiple of the device count). Each market depends only on its own parameters and
-    seed, so results do not depend on the chunking or the devices (up to floating-point rounding
-    of reductions when the per-device batch changes).
+    axis is sharded over `devices` (a 1-D `Mesh` named `"markets"`,
+    `NamedSharding(mesh, P("markets"))`; the chunk is padded to a multiple of the device count).
+    Each market depends only on its own parameters and seed, so results do not depend on the
+    chunking or the devices (up to floating-point rounding of reductions when the per-device batch
+    changes).
 
     **Resuming.** With `out`, chunk k is written to `out/chunks/chunk-0000k.parquet` (to a temporary
     name, then renamed: a file is whole or absent) as soon as it is solved, next to `manifest.json`,
@@ -255,14 +255,13 @@ def sweep(
 
     max_models = max(grid.n_models)
     tables = []
-    done = [
-        folder is not None and (folder / "chunks" / f"chunk-{k:05d}.parquet").exists()
-        for k in range(len(chunks))
+    paths = [
+        None if folder is None else folder / "chunks" / f"chunk-{k:05d}.parquet" for k in range(len(chunks))
     ]
+    done = [p is not None and p.exists() for p in paths]
     bar = _progress(len(rows), sum(len(c) for (c, _), d in zip(chunks, done, strict=True) if d), progress)
-    for k, (chunk, width) in enumerate(chunks):
-        path = None if folder is None else folder / "chunks" / f"chunk-{k:05d}.parquet"
-        if done[k]:
+    for (chunk, width), path, finished in zip(chunks, paths, done, strict=True):
+        if finished:
             tables.append(pd.read_parquet(path))
             continue
         table = _table(chunk, _solve_chunk(chunk, width, solver, dtype, mesh), max_models)

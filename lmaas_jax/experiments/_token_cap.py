@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .. import token_cap as tc  # noqa: E402
+from .. import token_cap as tc
+from ._figures import _save, plt
+from ._report import _write
 
 
 def token_cap_report(out: str | Path, lo: float = 0.5, hi: float = 2.0, rate: float = 1.0) -> pd.DataFrame:
@@ -44,14 +42,13 @@ def token_cap_report(out: str | Path, lo: float = 0.5, hi: float = 2.0, rate: fl
         )
     rows.append(dict(mechanism="posted price, constant delay", revenue=float(posted)))
     table = pd.DataFrame(rows)
-    table.to_csv(out / "token_cap.csv", index=False)
-    table.to_parquet(out / "token_cap.parquet", index=False)
+    _write(table, out, "token_cap")
 
     r, caps, mp = (np.asarray(x) for x in (menu.types, menu.caps, menu.marginal_price))
     shown = caps < 0.5 * float(menu.times[-1])
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.plot(r[shown], caps[shown], label="optimal cap T(r)")
-    a.plot(r[shown], 1.0 / (r[shown] - lo) if lo >= 0 else caps[shown], "k:", label="g/G = 1/(r - lo)")
+    a.plot(r[shown], 1.0 / (r[shown] - lo), "k:", label="g/G = 1/(r - lo)")
     a.set_xlabel("impatience r (discount rate per unit of conversation time)")
     a.set_ylabel("cap T (conversation time; tokens = chi T)")
     a.set_title("caps per type (patient users buy larger caps)")
@@ -65,7 +62,5 @@ def token_cap_report(out: str | Path, lo: float = 0.5, hi: float = 2.0, rate: fl
         f"Token caps, r ~ U[{lo}, {hi}], tau ~ Exp({rate}): revenue {menu.revenue:.3f} "
         f"vs posted price {posted:.3f}"
     )
-    fig.tight_layout()
-    fig.savefig(out / "token_cap.png", dpi=120)
-    plt.close(fig)
+    _save(fig, out / "token_cap.png")
     return table

@@ -6,20 +6,18 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .. import ttc  # noqa: E402
+from .. import ttc
+from ._figures import _save, plt
+from ._report import _write
 
 
 def ttc_report(out: str | Path, betas=(200.0, 1e3, 1e5), n_sweep: int = 100, progress=lambda it, **kw: it):
     """Write `ttc_table.csv/.parquet` (market vs auction, every benchmark x method x beta) and
-    `ttc_inefficiency.png` (inefficiency versus `n_sweep` log-spaced beta in [1, 1e6], one vmapped
-    call per market). Returns the table."""
+    `ttc_inefficiency.png` (inefficiency versus `n_sweep` log-spaced beta in [1, 1e6]); one vmapped
+    call per market covers the table's betas and the sweep. Returns the table."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     key = jax.random.PRNGKey(0)
@@ -29,10 +27,11 @@ def ttc_report(out: str | Path, betas=(200.0, 1e3, 1e5), n_sweep: int = 100, pro
     for bench, method in progress(markets, desc="TTC markets"):
         market = ttc.load_market(bench, method)
         a = ttc.auction(bench, method)
-        batch = jax.vmap(lambda beta, m=market: ttc.outcome(m, ttc.GameParams(beta=beta), key))(sweep)
-        curves[(bench, method)] = np.asarray(batch.inefficiency)
-        for beta in betas:
-            o = ttc.outcome(market, ttc.GameParams(beta=jnp.asarray(beta)), key)
+        all_betas = jnp.concatenate([jnp.asarray(betas, sweep.dtype), sweep])
+        batch = jax.vmap(lambda beta, m=market: ttc.outcome(m, ttc.GameParams(beta=beta), key))(all_betas)
+        curves[(bench, method)] = np.asarray(batch.inefficiency[len(betas) :])
+        for k, beta in enumerate(betas):
+            o = jax.tree_util.tree_map(lambda x, k=k: x[k], batch)
             rows.append(
                 dict(
                     benchmark=bench,
@@ -52,8 +51,7 @@ def ttc_report(out: str | Path, betas=(200.0, 1e3, 1e5), n_sweep: int = 100, pro
                 )
             )
     table = pd.DataFrame(rows)
-    table.to_csv(out / "ttc_table.csv", index=False)
-    table.to_parquet(out / "ttc_table.parquet", index=False)
+    _write(table, out, "ttc_table")
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
     for ax, method in zip(axes, ttc.METHODS, strict=True):
         for bench in ttc.BENCHMARKS:
@@ -64,7 +62,5 @@ def ttc_report(out: str | Path, betas=(200.0, 1e3, 1e5), n_sweep: int = 100, pro
         ax.legend(fontsize=8)
     axes[0].set_ylabel("inefficiency of pay-per-token, 100 (SW*/SW_NE - 1) (%)")
     fig.suptitle("Test-time compute game: welfare lost at equilibrium (the auction loses none)")
-    fig.tight_layout()
-    fig.savefig(out / "ttc_inefficiency.png", dpi=120)
-    plt.close(fig)
+    _save(fig, out / "ttc_inefficiency.png")
     return table
