@@ -2,7 +2,12 @@
 
 from ._classic_imp import classic_imp as classic_imp
 from ._config import ConfigError as ConfigError, load_config as load_config
-from ._generator import family_models as family_models, random_market as random_market
+from ._generator import (
+    STRESS_KINDS as STRESS_KINDS,
+    family_models as family_models,
+    random_market as random_market,
+    stress_market as stress_market,
+)
 from ._grid import grid_search as grid_search
 from ._imp import GradientIMP as GradientIMP, imp as imp
 from ._market import (

@@ -3,96 +3,63 @@
 from __future__ import annotations
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 from jax import lax
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import ArrayLike, Float
 
+from ._line_search import best_on_line
 from ._market import Market
+from ._posting import posted_solution
 from ._profit import profit_from_terms
-from ._rsr import RobustTerms, _as_prices, _respond, rental_options, robust_terms, tie_tolerance
+from ._rsr import _as_prices, robust_terms, tie_tolerance
 from ._solution import PricingSolution
 
 
-def breakpoints(
-    market: Market, terms: RobustTerms, prices: Float[Array, " models"], j: int
-) -> Float[Array, " customers"]:
-    """For model `j` (0-based), the price at which each customer stops preferring it.
+def coordinate_ascent(market, terms, prices, tol, sweeps: int, steepest: bool = False, line=best_on_line):
+    """Exact coordinate ascent for exactly `sweeps` sweeps; a start whose sweep stops paying is frozen.
 
-    With the other prices fixed, customer i's best alternative is worth
-    A_i = max(0, max_{l != j} U_il). Renting model j is worth (R - b) min(L, B / b) at price b,
-    R = m_ij mu_j, L = min(hours_ij, H_i): continuous and decreasing in b. It equals A_i at
-    b = R - A_i / L while the budget is slack (b <= B / L), else at b = R B / (A_i + B). Customers
-    who can never use j get `price_lo`. Results are clipped to the price box.
-    """
-    mo, cu = market.models, market.customers
-    opts = rental_options(market, terms, prices)
-    others = jnp.where((jnp.arange(market.n_models) != j)[None, :] & opts.available, opts.value, 0.0)
-    alt = jnp.maximum(jnp.max(others, axis=1), 0.0)
-    rate = terms.margin[:, j] * mo.throughput[j]
-    length = jnp.minimum(terms.hours[:, j], cu.horizon)
-    ok = length > 0
-    safe_length = jnp.where(ok, length, 1.0)
-    slack = rate - alt / safe_length
-    budget = cu.budget
-    finite = jnp.isfinite(budget)
-    safe_budget = jnp.where(finite, budget, 1.0)
-    binding = rate * safe_budget / (alt + safe_budget)
-    price = jnp.where(finite & (slack * safe_length > safe_budget), binding, slack)
-    price = jnp.where(ok, price, mo.price_lo[j])
-    return jnp.clip(price, mo.price_lo[j], mo.price_hi[j])
+    Each sweep re-prices the models in turn (cyclic), or with `steepest` searches every model's line
+    from the same prices and takes the single best move (slower, but the first model's move cannot
+    spoil a better one of another model). A move is taken only if it raises the exact profit; once a
+    sweep raises it by no more than a relative 1e-12 the prices are a coordinate-wise optimum and
+    stay frozen for the remaining sweeps. The trip count is fixed, so under `jax.vmap` every market
+    (and every restart) costs the same, whatever the slowest one needs: batching pays.
 
+    `line(market, terms, prices, j, tol) -> (price, profit)` is the line search: the O(N log N) one,
+    or [`lmaas_jax.reference.brute_force_line`][] for comparison.
 
-def _best_on_line(market, terms, prices, j, tol):
-    """Best exact profit over model j's breakpoints and box ends, other prices fixed."""
-    mo = market.models
-    candidates = jnp.concatenate(
-        [
-            breakpoints(market, terms, prices, j),
-            jnp.stack([mo.price_lo[j], mo.price_hi[j], prices[j]]),
-        ]
-    )
-    profits = jax.vmap(lambda b: profit_from_terms(market, terms, prices.at[j].set(b), tol))(candidates)
-    k = jnp.argmax(profits)
-    return candidates[k], profits[k]
-
-
-@eqx.filter_jit
-def _classic_ascent(market, terms, prices, tol, max_sweeps, steepest=False):
-    """Coordinate ascent until a sweep improves the profit by no more than a relative 1e-12.
-
-    Cyclic by default (re-price models 1..M in turn). With `steepest`, each sweep searches every
-    model's line from the same prices and takes only the single best move: slower, but it does
-    not let the first model's move spoil a better one of another model.
+    Returns `(prices, profit, sweeps_used)`; `sweeps_used == sweeps` means the cap was reached
+    before convergence.
     """
     profit0 = profit_from_terms(market, terms, prices, tol)
 
-    def sweep(carry):
-        prices, profit, _, count = carry
-        start = profit
+    def one_sweep(prices, profit):
         if steepest:
-            lines = [_best_on_line(market, terms, prices, j, tol) for j in range(market.n_models)]
+            lines = [line(market, terms, prices, j, tol) for j in range(market.n_models)]
             values = jnp.stack([p for _, p in lines])
             j = jnp.argmax(values)
             candidate = prices.at[j].set(jnp.stack([b for b, _ in lines])[j])
             better = values[j] > profit
-            prices = jnp.where(better, candidate, prices)
-            profit = jnp.where(better, values[j], profit)
-        else:
-            for j in range(market.n_models):
-                b, p = _best_on_line(market, terms, prices, j, tol)
-                better = p > profit
-                prices = jnp.where(better, prices.at[j].set(b), prices)
-                profit = jnp.where(better, p, profit)
-        improved = profit > start + 1e-12 * jnp.abs(start)
-        return prices, profit, improved, count + 1
+            return jnp.where(better, candidate, prices), jnp.where(better, values[j], profit)
+        for j in range(market.n_models):
+            b, p = line(market, terms, prices, j, tol)
+            better = p > profit
+            prices = jnp.where(better, prices.at[j].set(b), prices)
+            profit = jnp.where(better, p, profit)
+        return prices, profit
 
-    def keep_going(carry):
-        return carry[2] & (carry[3] < max_sweeps)
+    def sweep(carry, _):
+        prices, profit, done, used = carry
+        new_prices, new_profit = one_sweep(prices, profit)
+        improved = new_profit > profit + 1e-12 * jnp.abs(profit)
+        prices = jnp.where(done, prices, new_prices)
+        profit = jnp.where(done, profit, new_profit)
+        used = used + jnp.where(done, 0, 1).astype(used.dtype)
+        return (prices, profit, done | ~improved, used), None
 
-    init = (prices, profit0, jnp.asarray(True), jnp.asarray(0, jnp.int32))
-    prices, profit, _, sweeps = lax.while_loop(keep_going, sweep, init)
-    return prices, profit, sweeps
+    init = (prices, profit0, jnp.asarray(False), jnp.asarray(0, jnp.int32))
+    (prices, profit, done, used), _ = lax.scan(sweep, init, None, length=sweeps)
+    return prices, profit, used
 
 
 @eqx.filter_jit
@@ -100,7 +67,7 @@ def classic_imp(
     market: Market,
     prices: Float[ArrayLike, " models"] | None = None,
     *,
-    max_sweeps: int = 50,
+    max_sweeps: int = 20,
     tie_tol: float | None = None,
 ) -> PricingSolution:
     """Classic IMP: re-price one model at a time at its best breakpoint, exactly.
@@ -108,32 +75,34 @@ def classic_imp(
     With the other prices fixed, the seller's profit in beta_j is piecewise increasing: each
     customer who rents j pays more as beta_j rises, (beta_j - o_j) min(L, B / beta_j) being
     increasing, until the price passes the customer's breakpoint (where it switches to its best
-    alternative; closed form in `breakpoints` below). So the best beta_j is a breakpoint or the
-    top of the box, and one coordinate step evaluates the exact profit at those N + 3 prices
-    (vmapped) and takes the best. Steps never lower the profit and a sweep over all models is
-    repeated until it no longer raises it, so the method stops after finitely many sweeps at a
-    coordinate-wise optimum (at most `max_sweeps`). This is our reading of the paper's description of
-    IMP (iterate over models, each re-priced against every customer's best response).
+    alternative). So the best beta_j is a breakpoint or the top of the box. One coordinate step
+    finds the best of those N + 3 prices exactly in O(N log N) plus a few O(N M) exact checks (see
+    `lmaas_jax._line_search`: an upper bound on the profit at every candidate by sorting and prefix
+    sums, then exact evaluation in bound order until no unchecked candidate can win), which returns
+    what evaluating all N + 3 candidates ([`lmaas_jax.reference.brute_force_line`][], O(N^2 M))
+    returns. Steps never lower the profit and sweeps over all models repeat until one no longer
+    raises it: a coordinate-wise optimum after finitely many sweeps (at most `max_sweeps`, a fixed
+    trip count so that `jax.vmap` over markets pays). This is our reading of the paper's
+    description of IMP (iterate over models, each re-priced against every customer's best response).
 
     **Arguments:**
 
     - `market`: a [`lmaas_jax.Market`][]; `jax.vmap` over markets works.
     - `prices`: shape `(M,)`, the starting prices; default the bottom of the box.
-    - `max_sweeps`: cap on sweeps over all models.
+    - `max_sweeps`: sweeps over all models; converged prices stay frozen for the rest.
     - `tie_tol`: as in [`lmaas_jax.rsr`][].
 
     **Returns:**
 
-    A [`lmaas_jax.PricingSolution`][] with `stats["sweeps"]`.
+    A [`lmaas_jax.PricingSolution`][] whose prices are moved off the breakpoints so that they hold
+    when posted (see `lmaas_jax._posting`; `stats["profit_supremum"]` is the profit before the move),
+    with `stats["sweeps"]` (sweeps that changed something plus the one that confirmed convergence;
+    equal to `max_sweeps` if the cap was reached first).
     """
+    if int(max_sweeps) < 1:
+        raise ValueError(f"max_sweeps must be >= 1; got {max_sweeps!r}.")
     prices = market.models.price_lo if prices is None else _as_prices(market, prices)
     tol = tie_tolerance(market, tie_tol)
     terms = robust_terms(market)
-    prices, profit, sweeps = _classic_ascent(market, terms, prices, tol, max_sweeps)
-    return PricingSolution(
-        prices=prices,
-        profit=profit,
-        response=_respond(market, terms, prices, tol),
-        trace=None,
-        stats={"sweeps": sweeps},
-    )
+    prices, _, sweeps = coordinate_ascent(market, terms, prices, tol, int(max_sweeps))
+    return posted_solution(market, terms, prices, tol, stats={"sweeps": sweeps})

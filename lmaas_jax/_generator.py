@@ -119,3 +119,61 @@ def random_market(
     nominal = jnp.stack([demand, channel, value], axis=1)
     dev = jnp.asarray(deviation, dtype) * nominal
     return Market.budgeted(models, customers, nominal, dev, gamma)
+
+
+STRESS_KINDS = ("whale", "no_gap", "identical", "gamma0", "budgets", "wide_box", "narrow_box")
+
+
+def stress_market(
+    kind: str, key: PRNGKeyArray, n_models: int = 4, n_customers: int = 60, *, dtype=None
+) -> Market:
+    """A market built to be hard for pricing solvers: one of `STRESS_KINDS`, budget-free unless named.
+
+    - `"whale"`: customer 0's nominal demand and channel are 30x the draw, so it is worth far more
+      than any other customer (and dominates the market's mean scale).
+    - `"no_gap"`: no capability gap: every model is equally accurate.
+    - `"identical"`: near-identical models: every model is the middle one of the family, its
+      throughput, payload and costs jittered by at most 1%.
+    - `"gamma0"`: no uncertainty (Gamma = 0).
+    - `"budgets"`: every customer has a finite budget, most of which bind.
+    - `"wide_box"`: price boxes [o_j, 1000 o_j]; `"narrow_box"`: [o_j, 1.05 o_j].
+
+    **Arguments:** as in [`lmaas_jax.random_market`][], plus `kind`.
+
+    **Returns:** a [`lmaas_jax.Market`][].
+    """
+    import equinox as eqx
+
+    if kind not in STRESS_KINDS:
+        raise ValueError(f"kind must be one of {STRESS_KINDS}; got {kind!r}.")
+    k1, k2 = jax.random.split(key)
+    options = dict(budget_share=0.0, dtype=dtype)
+    if kind == "no_gap":
+        options["capability_gap"] = 0.0
+    if kind == "gamma0":
+        options["gamma"] = 0
+    if kind == "budgets":
+        options["budget_share"] = 1.0
+    market = random_market(k1, n_models, n_customers, **options)
+    mo = market.models
+    if kind == "whale":
+        boost = jnp.ones_like(market.scenarios).at[0, :, :2].set(30.0)
+        return eqx.tree_at(lambda m: m.scenarios, market, market.scenarios * boost)
+    if kind == "identical":
+        middle = n_models // 2
+        jitter = 1.0 + 0.01 * jax.random.uniform(k2, (4, n_models), mo.accuracy.dtype, -1.0, 1.0)
+        serving = mo.serving_cost[middle] * jitter[2]
+        models = Models(
+            accuracy=jnp.full_like(mo.accuracy, mo.accuracy[middle]),
+            throughput=mo.throughput[middle] * jitter[0],
+            payload=mo.payload[middle] * jitter[1],
+            serving_cost=serving,
+            training_cost=mo.training_cost[middle] * jitter[3],
+            price_lo=serving,
+            price_hi=15.0 * serving,
+        )
+        return eqx.tree_at(lambda m: m.models, market, models)
+    if kind in ("wide_box", "narrow_box"):
+        factor = 1000.0 if kind == "wide_box" else 1.05
+        return eqx.tree_at(lambda m: m.models.price_hi, market, mo.serving_cost * factor)
+    return market

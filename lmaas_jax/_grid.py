@@ -8,8 +8,9 @@ import jax.numpy as jnp
 from jax import lax
 
 from ._market import Market
+from ._posting import posted_solution
 from ._profit import profit_from_terms
-from ._rsr import _respond, robust_terms, tie_tolerance
+from ._rsr import robust_terms, tie_tolerance
 from ._solution import PricingSolution
 
 
@@ -38,7 +39,9 @@ def grid_search(
 
     **Returns:**
 
-    A [`lmaas_jax.PricingSolution`][] with `stats["evaluations"]`.
+    A [`lmaas_jax.PricingSolution`][] with `stats["evaluations"]`; the best grid point is moved off
+    any breakpoint it sits on so that it holds when posted (`stats["profit_supremum"]` is its profit
+    before the move).
     """
     g = int(points_per_model)
     if g < 2:
@@ -68,11 +71,4 @@ def grid_search(
 
     profits, indices = lax.map(evaluate, jnp.arange(n_chunks, dtype=radix.dtype))
     best = jnp.argmax(profits)
-    prices = prices_of(indices[best])
-    return PricingSolution(
-        prices=prices,
-        profit=profits[best],
-        response=_respond(market, terms, prices, tol),
-        trace=None,
-        stats={"evaluations": jnp.asarray(total)},
-    )
+    return posted_solution(market, terms, prices_of(indices[best]), tol, stats={"evaluations": jnp.asarray(total)})

@@ -9,10 +9,11 @@ import optax
 from jax import lax
 from jaxtyping import PRNGKeyArray
 
-from ._classic_imp import _classic_ascent
+from ._classic_imp import coordinate_ascent
 from ._market import Market
+from ._posting import posted_solution
 from ._profit import profit_from_terms, relaxed_profit_from_terms
-from ._rsr import _respond, rental_options, robust_terms, tie_tolerance
+from ._rsr import rental_options, robust_terms, tie_tolerance
 from ._solution import PricingSolution, PricingTrace
 
 # One shared default: `filter_jit` keys its cache on static fields, and two `optax.adam(0.05)` calls
@@ -31,13 +32,19 @@ class GradientIMP(eqx.Module):
     - `eval_every`: steps between exact profit evaluations (the best exact prices are kept); the
       loop runs `steps` rounded up to a multiple of it, and the trace keeps the first `steps`.
     - `initial_temperature`, `final_temperature`: the temperature falls geometrically from the first
-      to the second, both relative to the market's scale (the mean over customers of their best
+      to the second, both relative to the market's scale (the median over customers of their best
       robust profit at the lowest prices), so one setting serves markets of any size and currency.
     - `polish`: finish with classic IMP (exact breakpoint coordinate ascent) from the restarts' best
       prices, vmapped; it never lowers the profit.
     - `polish_restarts`: polish only this many restarts, those with the best exact profit (`None`:
       all). The polish costs O(M^2 N^2) per restart and sweep, so it dominates for large N.
-    - `max_polish_sweeps`: cap on the polish's sweeps over the models.
+    - `polish_random`: also polish this many uniformly random prices (in the useful box, see
+      `useful_top`), drawn from `key`: classic IMP from several starts finds basins the relaxed
+      landscape hides.
+    - `polish_sweeps`: sweeps every polished start gets (stage 1).
+    - `polish_finalists`: the best this many after stage 1 get `max_polish_sweeps` more (stage 2).
+    - `max_polish_sweeps`: sweeps of stage 2. Both stages have a fixed trip count, converged starts
+      frozen, so a vmapped batch costs the same per market whatever its slowest member needs.
     - `tie_tol`: as in [`lmaas_jax.rsr`][]; default by dtype.
 
     [`lmaas_jax.imp`][] is compiled once per market shape and solver: reuse one solver object (and
@@ -52,28 +59,59 @@ class GradientIMP(eqx.Module):
     final_temperature: float = 1e-3
     polish: bool = eqx.field(static=True, default=True)
     polish_restarts: int | None = eqx.field(static=True, default=None)
-    max_polish_sweeps: int = eqx.field(static=True, default=20)
+    polish_random: int = eqx.field(static=True, default=16)
+    polish_sweeps: int = eqx.field(static=True, default=3)
+    polish_finalists: int = eqx.field(static=True, default=4)
+    max_polish_sweeps: int = eqx.field(static=True, default=8)
     tie_tol: float | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
-        for name in ("steps", "restarts", "eval_every", "max_polish_sweeps", "polish_restarts"):
+        for name in (
+            "steps",
+            "restarts",
+            "eval_every",
+            "max_polish_sweeps",
+            "polish_restarts",
+            "polish_sweeps",
+            "polish_finalists",
+        ):
             value = getattr(self, name)
             if value is None:
                 continue
             if int(value) < 1:
                 raise ValueError(f"GradientIMP.{name} must be >= 1; got {value!r}.")
+        if int(self.polish_random) < 0:
+            raise ValueError(f"GradientIMP.polish_random must be >= 0; got {self.polish_random!r}.")
         for name in ("initial_temperature", "final_temperature"):
             value = getattr(self, name)
             if not isinstance(value, jax.core.Tracer) and not float(value) > 0:
                 raise ValueError(f"GradientIMP.{name} must be > 0; got {value!r}.")
 
 
+def useful_top(market: Market, terms) -> jax.Array:
+    """Per model, the highest price anyone would pay: min(price_hi, max_i m_ij mu_j), at least price_lo.
+
+    Above R_ij = m_ij mu_j customer i's value of model j is negative, so no customer rents j at a
+    higher price and the profit no longer depends on beta_j there. The gradient phase searches
+    [price_lo, useful_top] (a box of [o, 1000 o] would otherwise put every optimum in its bottom
+    percent); the polish and the solution still use the whole box.
+    """
+    mo = market.models
+    rate = jnp.where(terms.hours > 0, terms.margin * mo.throughput[None, :], 0.0)
+    return jnp.clip(jnp.max(rate, axis=0), mo.price_lo, mo.price_hi)
+
+
 def market_scale(market: Market, terms) -> jax.Array:
-    """Mean over customers of their best robust profit at the lowest prices ($), at least tiny."""
+    """The typical customer's best robust profit at the lowest prices ($): the median over customers
+    who can profit at all (1 if none can).
+
+    The median, not the mean: one customer worth far more than the rest would inflate a mean, and
+    with it every temperature, leaving the relaxed landscape too smooth for the others at the end.
+    """
     opts = rental_options(market, terms, market.models.price_lo)
     best = jnp.max(jnp.where(opts.available, jnp.maximum(opts.value, 0.0), 0.0), axis=1)
-    scale = jnp.mean(best)
-    return jnp.where(scale > 0, scale, 1.0)
+    scale = jnp.nanmedian(jnp.where(best > 0, best, jnp.nan))
+    return jnp.where(jnp.isfinite(scale) & (scale > 0), scale, 1.0)
 
 
 @eqx.filter_jit
@@ -115,8 +153,8 @@ def imp(
     dtype = market.dtype
     tol = tie_tolerance(market, solver.tie_tol)
     mo = market.models
-    lo, width = mo.price_lo, mo.price_hi - mo.price_lo
     terms = robust_terms(market)
+    lo, width = mo.price_lo, useful_top(market, terms) - mo.price_lo
     scale = market_scale(market, terms)
     norm = scale * market.n_customers
 
@@ -166,7 +204,8 @@ def imp(
         (_, _, best_x, best), (relaxed_trace, best_trace) = lax.scan(block, init, ts)
         return best_x, best, relaxed_trace.reshape(-1), best_trace
 
-    x0 = jax.random.uniform(key, (solver.restarts, market.n_models), dtype)
+    key_starts, key_polish = jax.random.split(key)
+    x0 = jax.random.uniform(key_starts, (solver.restarts, market.n_models), dtype)
     ts = temperature.reshape(blocks, every)
     best_x, best, relaxed_trace, best_trace = jax.vmap(run, in_axes=(0, None))(x0, ts)
     before = jnp.max(best)
@@ -180,28 +219,34 @@ def imp(
             else min(solver.polish_restarts, solver.restarts)
         )
         _, top = lax.top_k(best, k)
+        starts = best_x[top]
+        if solver.polish_random:
+            fresh = jax.random.uniform(key_polish, (solver.polish_random, market.n_models), dtype)
+            starts = jnp.concatenate([starts, fresh])
+        # Stage 1: every start, a few sweeps; stage 2: the best few, to convergence. Most starts
+        # end in poor basins after a sweep or two, and only the finalists need every sweep.
         polished, best, sweeps = jax.vmap(
-            lambda x: _classic_ascent(market, terms, prices_of(x), tol, solver.max_polish_sweeps)
-        )(best_x[top])
+            lambda x: coordinate_ascent(market, terms, prices_of(x), tol, solver.polish_sweeps)
+        )(starts)
+        finalists = min(solver.polish_finalists, starts.shape[0])
+        _, top = lax.top_k(best, finalists)
+        polished, best, more = jax.vmap(
+            lambda p: coordinate_ascent(market, terms, p, tol, solver.max_polish_sweeps)
+        )(polished[top])
+        sweeps = sweeps[top] + more
         r = jnp.argmax(best)
-        prices, profit, sweeps = polished[r], best[r], jnp.max(sweeps)
+        prices, sweeps = polished[r], jnp.max(sweeps)
     else:
-        r = jnp.argmax(best)
-        prices, profit = prices_of(best_x[r]), best[r]
+        prices = prices_of(best_x[jnp.argmax(best)])
     trace = PricingTrace(
         relaxed_profit=relaxed_trace.T[:steps],
         best_profit=jnp.repeat(jnp.max(best_trace, axis=0), every)[:steps],
         temperature=temperature[:steps],
     )
-    return PricingSolution(
-        prices=prices,
-        profit=profit,
-        response=_respond(market, terms, prices, tol),
-        trace=trace,
-        stats={
-            "steps": jnp.asarray(steps),
-            "restarts": jnp.asarray(solver.restarts),
-            "profit_before_polish": before,
-            "polish_sweeps": sweeps,
-        },
-    )
+    stats = {
+        "steps": jnp.asarray(steps),
+        "restarts": jnp.asarray(solver.restarts),
+        "profit_before_polish": before,
+        "polish_sweeps": sweeps,
+    }
+    return posted_solution(market, terms, prices, tol, trace=trace, stats=stats)

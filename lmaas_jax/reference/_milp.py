@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import time
 
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_array
 
-from .._classic_imp import _classic_ascent
+from .._classic_imp import coordinate_ascent
 from .._market import Market
-from .._rsr import _respond, robust_terms, tie_tolerance
+from .._posting import posted_solution
+from .._rsr import robust_terms, tie_tolerance
 from .._solution import PricingSolution
 
 
@@ -68,7 +70,8 @@ def milp_pricing(
     **Returns:**
 
     A [`lmaas_jax.PricingSolution`][] whose `profit` is [`lmaas_jax.seller_profit`][] at the MILP's
-    prices snapped onto the exact breakpoints (see the code: HiGHS's feasibility tolerance), with
+    prices snapped onto the exact breakpoints (see the code: HiGHS's feasibility tolerance) and then
+    moved off them so they hold when posted (`stats["profit_supremum"]`: the profit before), with
     `stats` holding `objective` (the MILP's own value), `status`, `message`, `mip_gap`,
     `dual_bound`, `optimal`, `seconds`, `raw_prices` (HiGHS's) and `assignment` (each customer's
     option in the MILP, 0 = none).
@@ -155,13 +158,12 @@ def milp_pricing(
     # hair past a customer's breakpoint, where that customer walks away. Snap them onto the exact
     # breakpoints by steepest exact coordinate moves (classic IMP's line search), which never lower
     # the profit; steepest, because a cyclic first move can spoil a tie elsewhere.
-    prices, profit, _ = _classic_ascent(market, terms, raw_prices, tol, 4 * m, steepest=True)
-    response = _respond(market, terms, prices, tol)
-    return PricingSolution(
-        prices=prices,
-        profit=profit,
-        response=response,
-        trace=None,
+    # Then move them off the breakpoints so they hold when posted, as every solver does.
+    return _snap_and_post(
+        market,
+        terms,
+        raw_prices,
+        tol,
         stats={
             "objective": -float(res.fun) - fixed,
             "status": int(res.status),
@@ -174,3 +176,9 @@ def milp_pricing(
             "assignment": assignment,
         },
     )
+
+
+@eqx.filter_jit
+def _snap_and_post(market, terms, raw_prices, tol, stats):
+    prices, _, _ = coordinate_ascent(market, terms, raw_prices, tol, 4 * market.n_models, steepest=True)
+    return posted_solution(market, terms, prices, tol, stats=stats)

@@ -1,0 +1,247 @@
+"""IMP at scale: time split into gradient phase and polish, growth in N, batching, memory.
+
+One run, one machine, five tables (markdown to stdout and `--out`, JSON beside it):
+
+1. `lj.imp` (defaults) on default markets for M in {2, 4, 8} and N from 64 to 1024: gradient phase
+   (`polish=False`) and polish (the difference) per market, and the growth exponent of the total in N.
+2. The polish alone from the same starting prices on the same markets: the O(N log N) line search
+   against the brute force it replaced (`lmaas_jax.reference.brute_force_line`), as a ratio.
+3. `jit(vmap(imp))` markets per second against batch size (M = 4, N = 64 and N = 256).
+4. Memory of one `imp` (XLA's compiled temporary buffers, from `memory_analysis`) against N, up to
+   N = 20,000 customers, with the time of that solve.
+5. With `--baseline PATH` (a checkout of an older lmaas_jax, e.g. `git worktree add /tmp/base REV`):
+   that version's `imp` on the same markets, in a subprocess, for the speed-up and profit ratios.
+
+Times are medians of `--repeats` calls after a compile call, with `block_until_ready`.
+
+    python benchmarks/scale.py --baseline /tmp/base
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import lmaas_jax as lj
+from lmaas_jax._classic_imp import coordinate_ascent
+from lmaas_jax._line_search import best_on_line
+from lmaas_jax._rsr import robust_terms, tie_tolerance
+from lmaas_jax.reference import brute_force_line
+
+SEED = 515151  # markets: random_market(PRNGKey(SEED + N), M, N); the baseline script uses the same
+
+
+def timed(fn, *args, repeats=3):
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    first = time.perf_counter() - t0
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        runs.append(time.perf_counter() - t0)
+    run = float(np.median(runs))
+    return max(first - run, 0.0), run, out
+
+
+def market(m, n, dtype):
+    return lj.random_market(jax.random.PRNGKey(SEED + n), m, n, dtype=dtype)
+
+
+def size_table(models, sizes, dtype, repeats):
+    rows = []
+    full = jax.jit(lambda mk, k: lj.imp(mk, key=k).profit)
+    grad = jax.jit(lambda mk, k: lj.imp(mk, lj.GradientIMP(polish=False), key=k).profit)
+    for m in models:
+        for n in sizes:
+            mk, key = market(m, n, dtype), jax.random.PRNGKey(0)
+            _, t_full, profit = timed(full, mk, key, repeats=repeats)
+            _, t_grad, _ = timed(grad, mk, key, repeats=repeats)
+            rows.append(
+                dict(
+                    M=m,
+                    N=n,
+                    total_s=t_full,
+                    gradient_s=t_grad,
+                    polish_s=max(t_full - t_grad, 0.0),
+                    profit=float(profit),
+                )
+            )
+            print(f"size M={m} N={n}: total {t_full:.3f} s, gradient {t_grad:.3f} s", flush=True)
+    for m in models:
+        sub = [r for r in rows if r["M"] == m]
+        slope = np.polyfit(np.log([r["N"] for r in sub]), np.log([r["total_s"] for r in sub]), 1)[0]
+        for r in sub:
+            r["growth_exponent"] = float(slope)
+    return rows
+
+
+def polish_table(sizes, dtype, repeats, starts=16, sweeps=8):
+    rows = []
+    for n in sizes:
+        mk = market(4, n, dtype)
+        terms, tol = robust_terms(mk), tie_tolerance(mk)
+        u = jax.random.uniform(jax.random.PRNGKey(n), (starts, 4), mk.dtype)
+        x0 = mk.models.price_lo + u * (mk.models.price_hi - mk.models.price_lo)
+        out = {}
+        for name, line in (("new", best_on_line), ("old", brute_force_line)):
+            fn = jax.jit(
+                jax.vmap(lambda p, line=line: coordinate_ascent(mk, terms, p, tol, sweeps, line=line)[1])
+            )
+            _, t, profit = timed(fn, x0, repeats=repeats)
+            out[name] = (t, np.asarray(profit, np.float64))
+        same = float(np.max(np.abs(out["new"][1] - out["old"][1]) / np.abs(out["old"][1])))
+        rows.append(
+            dict(
+                N=n,
+                starts=starts,
+                sweeps=sweeps,
+                new_s=out["new"][0],
+                old_s=out["old"][0],
+                speedup=out["old"][0] / out["new"][0],
+                max_rel_profit_diff=same,
+            )
+        )
+        print(f"polish N={n}: new {out['new'][0]:.3f} s old {out['old'][0]:.3f} s", flush=True)
+    return rows
+
+
+def batch_table(sizes, batches, dtype, repeats):
+    rows = []
+    fn = jax.jit(jax.vmap(lambda mk, k: lj.imp(mk, key=k).profit))
+    for n in sizes:
+        for b in batches:
+            keys = jax.random.split(jax.random.PRNGKey(n), b)
+            mks = jax.vmap(lambda k, n=n: lj.random_market(k, 4, n, dtype=dtype))(keys)
+            compile_s, t, _ = timed(fn, mks, keys, repeats=repeats)
+            rows.append(dict(M=4, N=n, batch=b, run_s=t, markets_per_s=b / t, compile_s=compile_s))
+            print(f"batch N={n} B={b}: {b / t:.2f} markets/s", flush=True)
+    return rows
+
+
+def memory_table(sizes, dtype):
+    rows = []
+    fn = jax.jit(lambda mk, k: lj.imp(mk, key=k).profit)
+    for n in sizes:
+        mk, key = market(4, n, dtype), jax.random.PRNGKey(0)
+        compiled = fn.lower(mk, key).compile()
+        mem = compiled.memory_analysis()
+        temp = getattr(mem, "temp_size_in_bytes", float("nan"))
+        t0 = time.perf_counter()
+        profit = float(jax.block_until_ready(compiled(mk, key)))
+        rows.append(dict(M=4, N=n, temp_MiB=temp / 2**20, seconds=time.perf_counter() - t0, profit=profit))
+        print(f"memory N={n}: {temp / 2**20:.1f} MiB, {rows[-1]['seconds']:.1f} s", flush=True)
+    return rows
+
+
+BASELINE_SCRIPT = """
+import json, sys, time
+import jax, numpy as np
+import lmaas_jax as lj
+sizes, seed, dtype = json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+f = jax.jit(lambda mk, k: lj.imp(mk, key=k).profit)
+out = []
+for n in sizes:
+    mk = lj.random_market(jax.random.PRNGKey(seed + n), 4, n, dtype=dtype)
+    p = float(jax.block_until_ready(f(mk, jax.random.PRNGKey(0))))
+    t0 = time.perf_counter(); jax.block_until_ready(f(mk, jax.random.PRNGKey(0))); t = time.perf_counter() - t0
+    out.append(dict(N=n, seconds=t, profit=p, version=lj.__file__))
+print("BASELINE" + json.dumps(out))
+"""
+
+
+def baseline_table(path, sizes, dtype, new_rows):
+    env = dict(os.environ, PYTHONPATH=str(path))
+    res = subprocess.run(
+        [sys.executable, "-c", BASELINE_SCRIPT, json.dumps(sizes), str(SEED), dtype],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    old = json.loads(res.stdout.split("BASELINE", 1)[1])
+    rows = []
+    for o in old:
+        new = next(r for r in new_rows if r["M"] == 4 and r["N"] == o["N"])
+        rows.append(
+            dict(
+                N=o["N"],
+                old_s=o["seconds"],
+                new_s=new["total_s"],
+                speedup=o["seconds"] / new["total_s"],
+                old_profit=o["profit"],
+                new_profit=new["profit"],
+                profit_ratio=new["profit"] / o["profit"],
+            )
+        )
+    return rows
+
+
+def table(rows, columns):
+    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    return head + "".join("| " + " | ".join(fmt(r[c]) for c in columns) + " |\n" for r in rows)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="2,4,8")
+    parser.add_argument("--sizes", default="64,128,256,512,1024")
+    parser.add_argument("--polish-sizes", default="128,512")
+    parser.add_argument("--batch-sizes", default="64,256")
+    parser.add_argument("--batches", default="1,2,4,8,16,32,64,128,256")
+    parser.add_argument("--memory-sizes", default="1000,2000,5000,20000")
+    parser.add_argument(
+        "--baseline", default=None, help="path of an older lmaas_jax checkout to compare with"
+    )
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="benchmarks/results")
+    args = parser.parse_args(argv)
+    if args.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    ints = lambda s: [int(v) for v in s.split(",") if v]  # noqa: E731
+    device = f"{jax.devices()[0].platform}: {jax.devices()[0].device_kind}, {os.cpu_count()} CPU cores"
+    result = dict(device=device, dtype=args.dtype)
+    result["sizes"] = size_table(ints(args.models), ints(args.sizes), args.dtype, args.repeats)
+    result["polish"] = polish_table(ints(args.polish_sizes), args.dtype, args.repeats)
+    if args.baseline:
+        result["baseline"] = baseline_table(
+            args.baseline, ints(args.polish_sizes), args.dtype, result["sizes"]
+        )
+    result["batch"] = batch_table(ints(args.batch_sizes), ints(args.batches), args.dtype, args.repeats)
+    result["memory"] = memory_table(ints(args.memory_sizes), args.dtype)
+    text = f"# IMP at scale ({device}, {args.dtype})\n\n"
+    text += "## Default `lj.imp` per market: gradient phase and polish\n\n"
+    text += table(
+        result["sizes"], ["M", "N", "total_s", "gradient_s", "polish_s", "growth_exponent", "profit"]
+    )
+    text += "\n## Polish from the same 16 starts, 8 sweeps: new line search vs brute force (M = 4)\n\n"
+    text += table(result["polish"], ["N", "new_s", "old_s", "speedup", "max_rel_profit_diff"])
+    if args.baseline:
+        text += f"\n## Against the baseline checkout ({args.baseline}), M = 4, same markets\n\n"
+        text += table(
+            result["baseline"], ["N", "old_s", "new_s", "speedup", "old_profit", "new_profit", "profit_ratio"]
+        )
+    text += "\n## jit(vmap(imp)): markets per second against batch size (M = 4)\n\n"
+    text += table(result["batch"], ["N", "batch", "run_s", "markets_per_s", "compile_s"])
+    text += "\n## Memory of one imp (XLA temporaries) and its time, M = 4\n\n"
+    text += table(result["memory"], ["N", "temp_MiB", "seconds", "profit"])
+    print(text)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = jax.devices()[0].platform
+    (out / f"scale-{tag}.md").write_text(text)
+    (out / f"scale-{tag}.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""The O(N log N) line search of classic IMP against the brute force it replaced, and the polish."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lmaas_jax as lj
+from lmaas_jax._line_search import best_on_line, candidates
+from lmaas_jax._rsr import robust_terms, tie_tolerance
+from lmaas_jax.reference import brute_force_line
+
+# (n_models, n_customers): 30 markets each, two price vectors each, every model's line: 540 cases
+# per dtype.
+SHAPES = [(2, 7), (3, 20), (4, 33)]
+MARKETS = 30
+
+
+def _batch(m, n, dtype, seed):
+    """Markets with no, some and only finite budgets, and with duplicated customers (equal breakpoints)."""
+    keys = jax.random.split(jax.random.PRNGKey(seed), MARKETS)
+    share = jnp.asarray(np.resize([0.0, 0.5, 1.0], MARKETS), dtype)
+    gamma = jnp.asarray(np.resize([0, 1, 2, 3], MARKETS))
+    markets = jax.vmap(lambda k, s, g: lj.random_market(k, m, n, budget_share=s, gamma=g, dtype=dtype))(
+        keys, share, gamma
+    )
+    # Every other market: customer 1 becomes a copy of customer 0, so two breakpoints coincide.
+    copy = (jnp.arange(MARKETS) % 2 == 0)[:, None]
+    scenarios = jnp.where(
+        copy[:, :, None, None], markets.scenarios.at[:, 1].set(markets.scenarios[:, 0]), markets.scenarios
+    )
+    customers = markets.customers
+    fields = ("comm_price", "horizon", "budget")
+    values = [
+        jnp.where(
+            copy, getattr(customers, f).at[:, 1].set(getattr(customers, f)[:, 0]), getattr(customers, f)
+        )
+        for f in fields
+    ]
+    markets = eqx.tree_at(
+        lambda mk: (mk.scenarios, *[getattr(mk.customers, f) for f in fields]), markets, (scenarios, *values)
+    )
+    return markets, keys
+
+
+def _prices(markets, keys, planted):
+    """Random prices in the box; `planted`: each price moved onto a random customer's breakpoint."""
+
+    def one(market, key):
+        mo = market.models
+        u = jax.random.uniform(key, (market.n_models,), mo.price_lo.dtype)
+        prices = mo.price_lo + u * (mo.price_hi - mo.price_lo)
+        if planted:
+            terms = robust_terms(market)
+            for j in range(market.n_models):
+                cands, _ = candidates(market, terms, prices, j)
+                pick = jax.random.randint(jax.random.fold_in(key, j), (), 0, market.n_customers)
+                prices = prices.at[j].set(cands[pick])
+        return prices
+
+    return jax.vmap(one)(markets, keys)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_line_search_equals_the_brute_force(shape, dtype):
+    m, n = shape
+    markets, keys = _batch(m, n, dtype, seed=31 * m + n)
+    # Random prices and planted ties for every market, every model's line: one vmapped call.
+    both_markets = jax.tree_util.tree_map(lambda x: jnp.concatenate([x, x]), markets)
+    prices = jnp.concatenate([_prices(markets, keys, False), _prices(markets, keys, True)])
+
+    def both(market, p, j):
+        terms = robust_terms(market)
+        tol = tie_tolerance(market)
+        return best_on_line(market, terms, p, j, tol), brute_force_line(market, terms, p, j, tol)
+
+    lines = jax.vmap(both, in_axes=(None, None, 0))
+    (b_new, p_new), (b_old, p_old) = jax.jit(jax.vmap(lines, in_axes=(0, 0, None)))(
+        both_markets, prices, jnp.arange(m)
+    )
+    assert p_new.size == 2 * MARKETS * m  # cases of this shape and dtype
+    b_new, p_new, b_old, p_old = (np.asarray(x, np.float64) for x in (b_new, p_new, b_old, p_old))
+    if dtype == "float64":
+        np.testing.assert_allclose(p_new, p_old, rtol=1e-12, atol=1e-9)
+        # Prices equal; the breakpoint formula compiled in two XLA fusions can round one ulp apart.
+        np.testing.assert_allclose(b_new, b_old, rtol=4 * np.finfo(np.float64).eps)
+    else:
+        # float32: the same up to that one-ulp difference, at which the profit moves by ~1e-6.
+        np.testing.assert_allclose(p_new, p_old, rtol=1e-5)
+        np.testing.assert_allclose(b_new, b_old, rtol=4 * np.finfo(np.float32).eps)
+    # The profit returned is the exact profit at the price returned.
+    exact = jax.vmap(
+        jax.vmap(lambda mk, p, b, j: lj.seller_profit(mk, p.at[j].set(b)), in_axes=(None, None, 0, 0)),
+        in_axes=(0, 0, 0, None),
+    )(both_markets, prices, jnp.asarray(b_new, markets.dtype), jnp.arange(m))
+    # (float32: the same sum compiled separately rounds differently, relative to its largest terms)
+    rtol = 1e-12 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(
+        np.asarray(exact, np.float64), p_new, rtol=rtol, atol=rtol * np.abs(p_new).max()
+    )
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_classic_imp_stops_at_a_coordinatewise_optimum(dtype):
+    """At classic IMP's (unmoved) prices, no model's line, searched by brute force, pays more."""
+    market = lj.random_market(jax.random.PRNGKey(12345), 3, 40, budget_share=0.5, dtype=dtype)
+    sol = lj.classic_imp(market, 0.5 * (market.models.price_lo + market.models.price_hi))
+    assert int(sol.stats["sweeps"]) < 20
+    terms, tol = robust_terms(market), tie_tolerance(market)
+    from lmaas_jax._classic_imp import coordinate_ascent
+
+    prices, profit, _ = jax.jit(lambda p: coordinate_ascent(market, terms, p, tol, 20))(sol.prices)
+    rtol = 1e-12 if dtype == "float64" else 1e-6
+    for j in range(3):
+        _, line = brute_force_line(market, terms, prices, j, tol)
+        assert float(line) <= float(profit) * (1 + rtol) + rtol
+    np.testing.assert_allclose(float(sol.stats["profit_supremum"]), float(profit), rtol=10 * rtol)
+
+
+def test_classic_imp_vmaps_and_equals_the_loop():
+    keys = jax.random.split(jax.random.PRNGKey(3), 5)
+    markets = jax.vmap(lambda k: lj.random_market(k, 3, 25, dtype="float64"))(keys)
+    batched = jax.jit(jax.vmap(lambda mk: lj.classic_imp(mk)))(markets)
+    for b in range(5):
+        one = lj.classic_imp(lj.unstack_market(markets, b))
+        np.testing.assert_allclose(float(batched.profit[b]), float(one.profit), rtol=1e-12)
+        np.testing.assert_array_equal(np.asarray(batched.prices[b]), np.asarray(one.prices))
+
+
+def test_classic_imp_validation():
+    market = lj.random_market(jax.random.PRNGKey(0), 2, 5)
+    with pytest.raises(ValueError, match="max_sweeps must be >= 1; got 0"):
+        lj.classic_imp(market, max_sweeps=0)
