@@ -94,7 +94,11 @@ def polish_table(sizes, dtype, repeats, starts=16, sweeps=8):
         out = {}
         for name, line in (("new", best_on_line), ("old", brute_force_line)):
             fn = jax.jit(
-                jax.vmap(lambda p, line=line: coordinate_ascent(mk, terms, p, tol, sweeps, line=line)[1])
+                jax.vmap(
+                    lambda p, mk=mk, terms=terms, tol=tol, line=line: coordinate_ascent(
+                        mk, terms, p, tol, sweeps, line=line
+                    )[1]
+                )
             )
             _, t, profit = timed(fn, x0, repeats=repeats)
             out[name] = (t, np.asarray(profit, np.float64))
@@ -152,7 +156,9 @@ out = []
 for n in sizes:
     mk = lj.random_market(jax.random.PRNGKey(seed + n), 4, n, dtype=dtype)
     p = float(jax.block_until_ready(f(mk, jax.random.PRNGKey(0))))
-    t0 = time.perf_counter(); jax.block_until_ready(f(mk, jax.random.PRNGKey(0))); t = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    jax.block_until_ready(f(mk, jax.random.PRNGKey(0)))
+    t = time.perf_counter() - t0
     out.append(dict(N=n, seconds=t, profit=p, version=lj.__file__))
 print("BASELINE" + json.dumps(out))
 """

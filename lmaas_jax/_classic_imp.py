@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jax import lax
 from jaxtyping import ArrayLike, Float
@@ -33,20 +34,22 @@ def coordinate_ascent(market, terms, prices, tol, sweeps: int, steepest: bool = 
     """
     profit0 = profit_from_terms(market, terms, prices, tol)
 
+    # One traced copy of the line search per sweep (j is a loop index, not unrolled): compile time
+    # stays flat in M.
     def one_sweep(prices, profit):
         if steepest:
-            lines = [line(market, terms, prices, j, tol) for j in range(market.n_models)]
-            values = jnp.stack([p for _, p in lines])
+            b, values = jax.vmap(lambda j: line(market, terms, prices, j, tol))(jnp.arange(market.n_models))
             j = jnp.argmax(values)
-            candidate = prices.at[j].set(jnp.stack([b for b, _ in lines])[j])
             better = values[j] > profit
-            return jnp.where(better, candidate, prices), jnp.where(better, values[j], profit)
-        for j in range(market.n_models):
+            return jnp.where(better, prices.at[j].set(b[j]), prices), jnp.where(better, values[j], profit)
+
+        def move(j, carry):
+            prices, profit = carry
             b, p = line(market, terms, prices, j, tol)
             better = p > profit
-            prices = jnp.where(better, prices.at[j].set(b), prices)
-            profit = jnp.where(better, p, profit)
-        return prices, profit
+            return jnp.where(better, prices.at[j].set(b), prices), jnp.where(better, p, profit)
+
+        return lax.fori_loop(0, market.n_models, move, (prices, profit))
 
     def sweep(carry, _):
         prices, profit, done, used = carry

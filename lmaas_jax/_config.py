@@ -89,6 +89,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "final_temperature": Key(float, 1e-3, "relative softmax temperature at the end", lo=1e-12),
         "polish": Key(bool, True, "classic-IMP polish of the restarts"),
         "polish_restarts": Key(int, None, "polish only the best k restarts", lo=1, optional=True),
+        "polish_random": Key(int, 16, "also polish this many random prices", lo=0),
+        "polish_sweeps": Key(int, 3, "polish sweeps every start gets", lo=1),
+        "polish_finalists": Key(int, 4, "starts that get max_polish_sweeps more", lo=1),
+        "max_polish_sweeps": Key(int, 8, "polish sweeps of the finalists", lo=1),
         "seed": Key(int, 1, "IMP's PRNG seed", lo=0),
     },
     "sweep": {
@@ -226,4 +230,8 @@ def gradient_imp(solver: Mapping[str, Any]):
         final_temperature=solver["final_temperature"],
         polish=solver["polish"],
         polish_restarts=solver["polish_restarts"],
+        polish_random=solver["polish_random"],
+        polish_sweeps=solver["polish_sweeps"],
+        polish_finalists=solver["polish_finalists"],
+        max_polish_sweeps=solver["max_polish_sweeps"],
     )

@@ -71,4 +71,5 @@ def grid_search(
 
     profits, indices = lax.map(evaluate, jnp.arange(n_chunks, dtype=radix.dtype))
     best = jnp.argmax(profits)
-    return posted_solution(market, terms, prices_of(indices[best]), tol, stats={"evaluations": jnp.asarray(total)})
+    stats = {"evaluations": jnp.asarray(total)}
+    return posted_solution(market, terms, prices_of(indices[best]), tol, stats=stats)

@@ -38,9 +38,10 @@ class GradientIMP(eqx.Module):
       prices, vmapped; it never lowers the profit.
     - `polish_restarts`: polish only this many restarts, those with the best exact profit (`None`:
       all). The polish costs O(M^2 N^2) per restart and sweep, so it dominates for large N.
-    - `polish_random`: also polish this many uniformly random prices (in the useful box, see
-      `useful_top`), drawn from `key`: classic IMP from several starts finds basins the relaxed
-      landscape hides.
+    - `polish_random`: also polish this many random prices drawn from `key`: each model uniform in
+      its useful box (see `useful_top`) or, with probability 1/4, priced out of the market at
+      `price_hi`. Classic IMP from several starts and menus finds basins the relaxed landscape
+      hides.
     - `polish_sweeps`: sweeps every polished start gets (stage 1).
     - `polish_finalists`: the best this many after stage 1 get `max_polish_sweeps` more (stage 2).
     - `max_polish_sweeps`: sweeps of stage 2. Both stages have a fixed trip count, converged starts
@@ -89,7 +90,7 @@ class GradientIMP(eqx.Module):
 
 
 def useful_top(market: Market, terms) -> jax.Array:
-    """Per model, the highest price anyone would pay: min(price_hi, max_i m_ij mu_j), at least price_lo.
+    """Per model, 1% above the highest price anyone pays: min(price_hi, 1.01 max_i m_ij mu_j) >= price_lo.
 
     Above R_ij = m_ij mu_j customer i's value of model j is negative, so no customer rents j at a
     higher price and the profit no longer depends on beta_j there. The gradient phase searches
@@ -98,7 +99,9 @@ def useful_top(market: Market, terms) -> jax.Array:
     """
     mo = market.models
     rate = jnp.where(terms.hours > 0, terms.margin * mo.throughput[None, :], 0.0)
-    return jnp.clip(jnp.max(rate, axis=0), mo.price_lo, mo.price_hi)
+    # 1% beyond: the top of the gradient box then prices the model out of the market altogether,
+    # which pays where near-identical models cannibalise each other.
+    return jnp.clip(1.01 * jnp.max(rate, axis=0), mo.price_lo, mo.price_hi)
 
 
 def market_scale(market: Market, terms) -> jax.Array:
@@ -112,6 +115,37 @@ def market_scale(market: Market, terms) -> jax.Array:
     best = jnp.max(jnp.where(opts.available, jnp.maximum(opts.value, 0.0), 0.0), axis=1)
     scale = jnp.nanmedian(jnp.where(best > 0, best, jnp.nan))
     return jnp.where(jnp.isfinite(scale) & (scale > 0), scale, 1.0)
+
+
+def _polish(market, terms, tol, starts, solver: GradientIMP):
+    """Classic IMP from every start for `polish_sweeps` sweeps, then the best `polish_finalists`
+    for `max_polish_sweeps` more, in one loop whose body polishes one group of `polish_finalists`
+    starts: most starts end in poor basins after a sweep or two and only the finalists need every
+    sweep, and one traced copy of the line search keeps compile time down.
+
+    Returns `(prices, profits, sweeps)` for every start (each start's sweeps that changed something).
+    """
+    f = min(solver.polish_finalists, starts.shape[0])
+    groups = -(-starts.shape[0] // f)
+    pad = groups * f - starts.shape[0]
+    pool = jnp.concatenate([starts, jnp.repeat(starts[-1:], pad, axis=0)])
+    profit0 = jax.vmap(lambda p: profit_from_terms(market, terms, p, tol))(pool)
+    rounds = -(-solver.max_polish_sweeps // solver.polish_sweeps)
+    index = jnp.arange(groups * f, dtype=jnp.int32).reshape(groups, f)
+
+    def body(i, state):
+        pool, profit, sweeps = state
+        _, top = lax.top_k(profit, f)
+        rows = jnp.where(i < groups, index[jnp.minimum(i, groups - 1)], top)
+        new, value, used = jax.vmap(lambda p: coordinate_ascent(market, terms, p, tol, solver.polish_sweeps))(
+            pool[rows]
+        )
+        return pool.at[rows].set(new), profit.at[rows].set(value), sweeps.at[rows].add(used)
+
+    init = (pool, profit0, jnp.zeros(groups * f, jnp.int32))
+    pool, profit, sweeps = lax.fori_loop(0, groups + rounds, body, init)
+    n = starts.shape[0]
+    return pool[:n], profit[:n], sweeps[:n]
 
 
 @eqx.filter_jit
@@ -220,22 +254,18 @@ def imp(
         )
         _, top = lax.top_k(best, k)
         starts = best_x[top]
+        starts = jax.vmap(prices_of)(starts)
         if solver.polish_random:
-            fresh = jax.random.uniform(key_polish, (solver.polish_random, market.n_models), dtype)
+            # Random menus too: each model priced out of the market (at price_hi) with probability
+            # 1/4, since which models to offer is the combinatorial part the gradient handles worst.
+            k_price, k_menu = jax.random.split(key_polish)
+            u = jax.random.uniform(k_price, (solver.polish_random, market.n_models), dtype)
+            out = jax.random.bernoulli(k_menu, 0.25, u.shape)
+            fresh = jnp.where(out, mo.price_hi[None, :], jax.vmap(prices_of)(u))
             starts = jnp.concatenate([starts, fresh])
-        # Stage 1: every start, a few sweeps; stage 2: the best few, to convergence. Most starts
-        # end in poor basins after a sweep or two, and only the finalists need every sweep.
-        polished, best, sweeps = jax.vmap(
-            lambda x: coordinate_ascent(market, terms, prices_of(x), tol, solver.polish_sweeps)
-        )(starts)
-        finalists = min(solver.polish_finalists, starts.shape[0])
-        _, top = lax.top_k(best, finalists)
-        polished, best, more = jax.vmap(
-            lambda p: coordinate_ascent(market, terms, p, tol, solver.max_polish_sweeps)
-        )(polished[top])
-        sweeps = sweeps[top] + more
+        prices, best, sweeps = _polish(market, terms, tol, starts, solver)
         r = jnp.argmax(best)
-        prices, sweeps = polished[r], jnp.max(sweeps)
+        prices, sweeps = prices[r], jnp.max(sweeps)
     else:
         prices = prices_of(best_x[jnp.argmax(best)])
     trace = PricingTrace(
