@@ -34,22 +34,10 @@ import lmaas_jax as lj
 from lmaas_jax._classic_imp import coordinate_ascent
 from lmaas_jax._line_search import best_on_line
 from lmaas_jax._rsr import robust_terms, tie_tolerance
+from lmaas_jax.experiments import timed
 from lmaas_jax.reference import brute_force_line
 
 SEED = 515151  # markets: random_market(PRNGKey(SEED + N), M, N); the baseline script uses the same
-
-
-def timed(fn, *args, repeats=3):
-    t0 = time.perf_counter()
-    out = jax.block_until_ready(fn(*args))
-    first = time.perf_counter() - t0
-    runs = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        runs.append(time.perf_counter() - t0)
-    run = float(np.median(runs))
-    return max(first - run, 0.0), run, out
 
 
 def market(m, n, dtype):
@@ -210,21 +198,30 @@ def main(argv=None):
     )
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--parts", default="sizes,polish,baseline,batch,memory", help="tables to run")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args(argv)
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     ints = lambda s: [int(v) for v in s.split(",") if v]  # noqa: E731
     device = f"{jax.devices()[0].platform}: {jax.devices()[0].device_kind}, {os.cpu_count()} CPU cores"
-    result = dict(device=device, dtype=args.dtype)
-    result["sizes"] = size_table(ints(args.models), ints(args.sizes), args.dtype, args.repeats)
-    result["polish"] = polish_table(ints(args.polish_sizes), args.dtype, args.repeats)
-    if args.baseline:
+    parts = set(args.parts.split(","))
+    result = dict(device=device, dtype=args.dtype, sizes=[], polish=[], batch=[], memory=[])
+    if "sizes" in parts or ("baseline" in parts and args.baseline):
+        # The baseline is compared with the same sizes' rows (M = 4 only when sizes is not asked for).
+        models = ints(args.models) if "sizes" in parts else [4]
+        sizes = ints(args.sizes) if "sizes" in parts else ints(args.polish_sizes)
+        result["sizes"] = size_table(models, sizes, args.dtype, args.repeats)
+    if "polish" in parts:
+        result["polish"] = polish_table(ints(args.polish_sizes), args.dtype, args.repeats)
+    if "baseline" in parts and args.baseline:
         result["baseline"] = baseline_table(
             args.baseline, ints(args.polish_sizes), args.dtype, result["sizes"]
         )
-    result["batch"] = batch_table(ints(args.batch_sizes), ints(args.batches), args.dtype, args.repeats)
-    result["memory"] = memory_table(ints(args.memory_sizes), args.dtype)
+    if "batch" in parts:
+        result["batch"] = batch_table(ints(args.batch_sizes), ints(args.batches), args.dtype, args.repeats)
+    if "memory" in parts:
+        result["memory"] = memory_table(ints(args.memory_sizes), args.dtype)
     text = f"# IMP at scale ({device}, {args.dtype})\n\n"
     text += "## Default `lj.imp` per market: gradient phase and polish\n\n"
     text += table(
@@ -232,7 +229,7 @@ def main(argv=None):
     )
     text += "\n## Polish from the same 16 starts, 8 sweeps: new line search vs brute force (M = 4)\n\n"
     text += table(result["polish"], ["N", "new_s", "old_s", "speedup", "max_rel_profit_diff"])
-    if args.baseline:
+    if result.get("baseline"):
         text += f"\n## Against the baseline checkout ({args.baseline}), M = 4, same markets\n\n"
         text += table(
             result["baseline"], ["N", "old_s", "new_s", "speedup", "old_profit", "new_profit", "profit_ratio"]
