@@ -50,7 +50,7 @@ from jax import lax
 
 from ._market import Market
 from ._profit import profit_from_terms
-from ._rsr import RobustTerms, choose, rental_options
+from ._rsr import RobustTerms, choose, chosen_margin, rental_options
 
 
 def candidates(market: Market, terms: RobustTerms, prices, j):
@@ -123,9 +123,7 @@ def profit_bounds(market: Market, terms: RobustTerms, prices, j, tol, cands, par
     finite = jnp.isfinite(budget)
 
     # Current exact choice: the contribution of customers who can never use j, whatever beta_j.
-    choice = choose(opts, tol)
-    jj = jnp.maximum(choice - 1, 0)
-    current = jnp.where(choice > 0, jnp.take_along_axis(opts.seller_margin, jj[:, None], 1)[:, 0], 0.0)
+    current = chosen_margin(opts, choose(opts, tol))
 
     # Window half-width: the largest tie tolerance over b, plus the rounding of the values.
     gross_others = jnp.max(jnp.where(others, opts.gross, 0.0), axis=1)

@@ -40,8 +40,8 @@ import jax
 import jax.numpy as jnp
 
 from ._market import Market
-from ._profit import profit_from_terms
-from ._rsr import RobustTerms, choose, rental_options
+from ._rsr import RobustTerms, _respond, choose, chosen_margin, rental_options
+from ._solution import PricingSolution
 
 _TOP_SHIFT = 1e-2
 _POST_TIE_TOL = 1e-9
@@ -85,7 +85,7 @@ def _shortfall(market: Market, terms: RobustTerms, prices, intended):
     return lack, pick(margin), pick(duration)
 
 
-def held_profit(market: Market, terms: RobustTerms, prices, intended, tol=None):
+def held_profit(market: Market, terms: RobustTerms, prices, intended):
     """The profit from customers who strictly prefer their `intended` option (0 = none) at `prices`."""
     lack, margin, _ = _shortfall(market, terms, prices, intended)
     return jnp.sum(jnp.where(lack <= 0, margin, 0.0)) - jnp.sum(market.models.training_cost)
@@ -118,11 +118,13 @@ def _targeted(market: Market, terms: RobustTerms, prices, intended, rounds: int)
 def post(market: Market, terms: RobustTerms, prices, tol):
     """Prices moved off the breakpoints so the intended customers hold (see the module docstring).
 
-    Returns `(posted_prices, profit, stats)`: the exact profit at the posted prices, and `stats`
-    with `profit_supremum` (exact profit at `prices`, ties to the seller) and `price_shift` (eps).
+    Returns `(posted_prices, stats)`, `stats` with `profit_supremum` (exact profit at `prices`, ties
+    to the seller) and `price_shift` (the largest relative cut).
     """
     mo = market.models
-    intended = choose(rental_options(market, terms, prices), tol)
+    opts = rental_options(market, terms, prices)
+    intended = choose(opts, tol)
+    supremum = jnp.sum(chosen_margin(opts, intended)) - jnp.sum(mo.training_cost)
     ladder = _ladder(prices.dtype)
 
     def moved(eps):
@@ -136,8 +138,6 @@ def post(market: Market, terms: RobustTerms, prices, tol):
     # shift, the targeted cut only where it holds more.
     k = jnp.argmax(held)
     posted = options[k]
-    supremum = profit_from_terms(market, terms, prices, tol)
-    profit = profit_from_terms(market, terms, posted, tol)
     eps = jnp.max(
         jnp.where(
             prices > mo.serving_cost,
@@ -145,19 +145,17 @@ def post(market: Market, terms: RobustTerms, prices, tol):
             0.0,
         )
     )
-    return posted, profit, {"profit_supremum": supremum, "price_shift": eps}
+    return posted, {"profit_supremum": supremum, "price_shift": eps}
 
 
 def posted_solution(market: Market, terms: RobustTerms, prices, tol, *, trace=None, stats=None):
     """The [`lmaas_jax.PricingSolution`][] every solver returns: posted prices and their exact profit."""
-    from ._rsr import _respond
-    from ._solution import PricingSolution
-
-    posted, profit, extra = post(market, terms, prices, tol)
+    posted, extra = post(market, terms, prices, tol)
+    response = _respond(market, terms, posted, tol)
     return PricingSolution(
         prices=posted,
-        profit=profit,
-        response=_respond(market, terms, posted, tol),
+        profit=jnp.sum(response.seller_margin) - jnp.sum(market.models.training_cost),
+        response=response,
         trace=trace,
         stats={**(stats or {}), **extra},
     )

@@ -8,7 +8,15 @@ from jaxtyping import Array, ArrayLike, Float
 
 from ._market import Market
 from ._relaxed_rsr import _relaxed_respond
-from ._rsr import RobustTerms, _as_prices, choose, rental_options, robust_terms, tie_tolerance
+from ._rsr import (
+    RobustTerms,
+    _as_prices,
+    choose,
+    chosen_margin,
+    rental_options,
+    robust_terms,
+    tie_tolerance,
+)
 
 
 def profit_from_terms(
@@ -16,10 +24,8 @@ def profit_from_terms(
 ) -> Float[Array, ""]:
     """Exact seller profit from precomputed [`lmaas_jax.RobustTerms`][]: O(N M) per price vector."""
     options = rental_options(market, terms, prices)
-    choice = choose(options, tie_tol)
-    j = jnp.maximum(choice - 1, 0)
-    margin = jnp.take_along_axis(options.seller_margin, j[:, None], axis=1)[:, 0]
-    return jnp.sum(jnp.where(choice > 0, margin, 0.0)) - jnp.sum(market.models.training_cost)
+    margin = chosen_margin(options, choose(options, tie_tol))
+    return jnp.sum(margin) - jnp.sum(market.models.training_cost)
 
 
 def relaxed_profit_from_terms(

@@ -146,6 +146,13 @@ def choose(options: Options, tie_tol: float) -> Int[Array, " customers"]:
     return jnp.where(jnp.any(rentals, axis=1), 1 + jnp.argmax(rentals, axis=1), 0).astype(jnp.int32)
 
 
+def chosen_margin(options: Options, choice: Int[Array, " customers"]) -> Float[Array, " customers"]:
+    """What the seller earns from each customer's `choice` (0 = none): (beta_j - o_j) tau_ij, or 0."""
+    j = jnp.maximum(choice - 1, 0)
+    margin = jnp.take_along_axis(options.seller_margin, j[:, None], axis=1)[:, 0]
+    return jnp.where(choice > 0, margin, 0.0)
+
+
 def _realised(market: Market, j, duration):
     """Per-task margin and tasks served in every scenario, for model `j[i]` rented `duration[i]`."""
     mo, sc = market.models, market.scenarios

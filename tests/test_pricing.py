@@ -131,6 +131,9 @@ def test_milp_rejects_binding_budgets():
         ({"restarts": -2}, "GradientIMP.restarts must be >= 1; got -2."),
         ({"final_temperature": 0.0}, "GradientIMP.final_temperature must be > 0; got 0.0."),
         ({"polish_restarts": 0}, "GradientIMP.polish_restarts must be >= 1; got 0."),
+        ({"polish_random": -1}, "GradientIMP.polish_random must be >= 0; got -1."),
+        ({"polish_sweeps": 0}, "GradientIMP.polish_sweeps must be >= 1; got 0."),
+        ({"polish_finalists": 0}, "GradientIMP.polish_finalists must be >= 1; got 0."),
     ],
 )
 def test_solver_validation(kwargs, message):
@@ -231,16 +234,3 @@ def test_imp_on_stress_markets_matches_classic_imp_from_many_starts(dtype):
 def test_stress_market_validation():
     with pytest.raises(ValueError, match=re.escape("kind must be one of")):
         lj.stress_market("easy", jax.random.PRNGKey(0))
-
-
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
-        ({"polish_random": -1}, "GradientIMP.polish_random must be >= 0; got -1."),
-        ({"polish_sweeps": 0}, "GradientIMP.polish_sweeps must be >= 1; got 0."),
-        ({"polish_finalists": 0}, "GradientIMP.polish_finalists must be >= 1; got 0."),
-    ],
-)
-def test_polish_settings_validation(kwargs, message):
-    with pytest.raises(ValueError, match=re.escape(message)):
-        lj.GradientIMP(**kwargs)
