@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import lmaas_jax as lj
+from lmaas_jax.experiments import timed
 
 SETTINGS = {
     # The study's earlier rounds (closing note of the IMP-at-scale issue) compared polishing 1 to 32
@@ -28,6 +29,12 @@ SETTINGS = {
     # temperature of 1e-4; add rows here to rerun any of them.
     "defaults (32 restarts + 16 random polished 3 sweeps, best 4: 9 more)": dict(),
     "no random polish starts": dict(polish_random=0),
+    "100 steps": dict(steps=100),
+    "16 restarts": dict(restarts=16),
+    "16 restarts, 100 steps": dict(restarts=16, steps=100),
+    "8 random polish starts": dict(polish_random=8),
+    "2 first-stage sweeps": dict(polish_sweeps=2),
+    "16 restarts, 100 steps, 8 random": dict(restarts=16, steps=100, polish_random=8),
 }
 
 MULTISTART = "classic IMP, 64 random starts"
@@ -46,6 +53,7 @@ def main(argv=None):
     parser.add_argument("--models", type=int, default=4)
     parser.add_argument("--customers", type=int, default=60)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--time-customers", type=int, default=512, help="N of the timing column")
     parser.add_argument("--out", default="benchmarks/results/imp-defaults.md")
     args = parser.parse_args(argv)
     jax.config.update("jax_enable_x64", True)
@@ -72,6 +80,8 @@ def main(argv=None):
             jax.block_until_ready(out)
             seconds[name, kind] = (time.perf_counter() - t0) / len(out)
             profits[name, kind] = np.asarray([float(p) for p in out])
+        big = lj.random_market(jax.random.PRNGKey(515151), args.models, args.time_customers, dtype=args.dtype)
+        seconds[name, "large"] = timed(fn, big, jax.random.PRNGKey(0), repeats=3)[1]
         print(f"done: {name}", flush=True)
     multistart = jax.jit(classic_multistart)
     best = {}
@@ -88,17 +98,22 @@ def main(argv=None):
         f"N = {args.customers}, {args.markets} markets per kind)",
         "",
         "Profit as a fraction of the best known per market: mean / worst over the kind's markets; "
-        "s = seconds per market, one at a time, compile apart.",
+        "s = seconds per market, one at a time, compile apart; "
+        f"s at N = {args.time_customers}: one default-family market of that size (median of 3).",
         "",
-        "| setting | " + " | ".join(kinds) + " | all: mean | all: worst | s |",
-        "|---|" + "---|" * (len(kinds) + 3),
+        "| setting | "
+        + " | ".join(kinds)
+        + f" | all: mean | all: worst | s | s at N = {args.time_customers} |",
+        "|---|" + "---|" * (len(kinds) + 4),
     ]
     for name in [*SETTINGS, MULTISTART]:
         fr = {k: profits[name, k] / best[k] for k in kinds}
         every = np.concatenate(list(fr.values()))
         s = np.mean([seconds.get((name, k), np.nan) for k in kinds])
+        s_large = seconds.get((name, "large"), np.nan)
         cells = " | ".join(f"{fr[k].mean():.5f} / {fr[k].min():.5f}" for k in kinds)
-        lines.append(f"| {name} | {cells} | {every.mean():.6f} | {every.min():.5f} | {s:.3f} |")
+        stats = f"{every.mean():.6f} | {every.min():.5f} | {s:.3f} | {s_large:.3f}"
+        lines.append(f"| {name} | {cells} | {stats} |")
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

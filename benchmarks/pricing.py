@@ -2,13 +2,17 @@
 
 Compares gradient IMP, classic IMP and grid search (each jit-compiled and vmapped over a batch of
 markets) with the HiGHS MILP (one market at a time) on budget-free markets across sizes, then
-times gradient IMP on one large batch of default markets. Compile time and run time are reported
-apart (run time = median of `--repeats` calls after `block_until_ready`); profit is a fraction of
-the best known for each market (the MILP's when it proves optimality). Writes a markdown table and
-JSON next to each other.
+times gradient IMP on one large batch of default markets. With `--quality SIZES`, the quality
+table instead: default `lj.imp` solved in each of `--dtypes` on held-out budget-free markets (seeds
+from 50,000 on; the tests use seeds below 10^4), its prices posted in the float64 market with
+`tie_tol=1e-9`, as a fraction of the HiGHS MILP's profit (optimal, or its incumbent at the
+limit). Compile time and run time are reported apart (run time = median of `--repeats` calls
+after `block_until_ready`); profit is a fraction of the best known for each market (the MILP's
+when it proves optimality). Writes a markdown table and JSON next to each other.
 
     python benchmarks/pricing.py                      # CPU-sized defaults
     python benchmarks/pricing.py --scale-batch 4096   # the GPU target: 4096 markets, M=4, N=256
+    python benchmarks/pricing.py --quality 2x20,3x40,4x40,4x60 --markets 10 --milp-time-limit 300
 """
 
 from __future__ import annotations
@@ -80,6 +84,69 @@ def compare(sizes, n_markets, grid_points, repeats, milp_limit, dtype):
     return rows
 
 
+def quality(sizes, n_markets, milp_limit, dtypes, seed=50000):
+    """Default `lj.imp` in each dtype against the HiGHS MILP, prices posted in float64 (tie_tol 1e-9)."""
+    rows = []
+    solver = lj.GradientIMP()
+    imp = jax.jit(jax.vmap(lambda mk, k: lj.imp(mk, solver, key=k)))
+    posted = jax.jit(jax.vmap(lambda mk, p: lj.seller_profit(mk, p, tie_tol=1e-9)))
+    for m, n in sizes:
+        batch, keys = market_batch(
+            n_markets, m, n, seed=seed + m * 1000 + n, dtype="float64", gamma=2, budget_share=0.0
+        )
+        milp = [milp_pricing(lj.unstack_market(batch, b), time_limit=milp_limit) for b in range(n_markets)]
+        milp_profit = np.asarray([float(s.profit) for s in milp])
+        optimal = int(sum(bool(s.stats["optimal"]) for s in milp))
+        milp_s = statistics.mean(float(s.stats["seconds"]) for s in milp)
+        for dtype in dtypes:
+            low = batch.astype(jnp.dtype(dtype))
+            compile_s, run_s, sol = timed(imp, low, keys, repeats=1)
+            held = np.asarray(posted(batch, sol.prices.astype(jnp.float64)), np.float64)
+            frac = held / milp_profit
+            rows.append(
+                dict(
+                    M=m,
+                    N=n,
+                    dtype=dtype,
+                    markets=n_markets,
+                    milp_optimal=optimal,
+                    milp_limit_s=milp_limit,
+                    mean_fraction=float(frac.mean()),
+                    min_fraction=float(frac.min()),
+                    imp_ms_per_market=1e3 * run_s / n_markets,
+                    milp_s_per_market=milp_s,
+                    held_over_reported=float(np.min(held / np.asarray(sol.profit, np.float64))),
+                )
+            )
+            print(
+                f"quality M={m} N={n} {dtype}: imp / MILP mean {frac.mean():.6f} min {frac.min():.6f} "
+                f"(MILP optimal on {optimal}/{n_markets}, {milp_s:.1f} s/market)",
+                flush=True,
+            )
+    return rows
+
+
+def quality_markdown(rows, device):
+    lines = [
+        f"# Gradient IMP against the HiGHS MILP ({device})",
+        "",
+        "Default `lj.imp`, solved in the given dtype, its prices posted in the float64 market with "
+        "`tie_tol=1e-9`; profit as a fraction of the MILP's (proven optimal on `optimal` markets, "
+        "else its incumbent at the time limit). Held-out budget-free markets (Gamma = 2).",
+        "",
+        "| M | N | dtype | markets | MILP optimal | MILP limit s | imp/MILP mean | min "
+        "| held/reported min | imp ms/market (batched) | MILP s/market |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['M']} | {r['N']} | {r['dtype']} | {r['markets']} | {r['milp_optimal']} | "
+            f"{r['milp_limit_s']:.0f} | {r['mean_fraction']:.6f} | {r['min_fraction']:.6f} | "
+            f"{r['held_over_reported']:.7f} | {r['imp_ms_per_market']:.1f} | {r['milp_s_per_market']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def scale(batch_size, n_customers, repeats, dtype):
     batch, keys = market_batch(batch_size, 4, n_customers, seed=7, dtype=dtype, gamma=2, budget_share=0.5)
     imp = jax.jit(jax.vmap(lambda mk, k: lj.imp(mk, key=k).profit))
@@ -131,6 +198,9 @@ def main(argv=None):
     parser.add_argument("--scale-batch", type=int, default=64, help="markets in the scale run (0: skip)")
     parser.add_argument("--scale-customers", type=int, default=256)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--quality", default="", help="MxN,... : run the quality table instead")
+    parser.add_argument("--dtypes", default="float32,float64", help="dtypes of the quality table")
+    parser.add_argument("--tag", default="", help="suffix of the quality table's file names")
     parser.add_argument("--out", default="benchmarks/results", help="folder for pricing-<device>.md/json")
     args = parser.parse_args(argv)
     # x64 on, so the MILP and its exact check run in float64; the JAX solvers use --dtype.
@@ -142,6 +212,14 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = jax.devices()[0].platform
+    if args.quality:
+        sizes = [tuple(int(v) for v in s.split("x")) for s in args.quality.split(",")]
+        rows = quality(sizes, args.markets, args.milp_time_limit, args.dtypes.split(","))
+        name = f"quality-{tag}{'-' + args.tag if args.tag else ''}"
+        (out / f"{name}.json").write_text(json.dumps(dict(device=device, rows=rows), indent=2))
+        (out / f"{name}.md").write_text(quality_markdown(rows, device))
+        print(quality_markdown(rows, device))
+        return
     rows = compare(sizes, args.markets, grid_points, args.repeats, args.milp_time_limit, args.dtype)
     save(out, tag, device, args.dtype, rows, None)  # the comparison survives an interrupted scale run
     scale_row = None

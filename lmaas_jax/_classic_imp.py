@@ -17,7 +17,7 @@ from ._solution import PricingSolution
 
 
 def coordinate_ascent(market, terms, prices, tol, sweeps: int, steepest: bool = False, line=best_on_line):
-    """Exact coordinate ascent for exactly `sweeps` sweeps; a start whose sweep stops paying is frozen.
+    """Exact coordinate ascent for at most `sweeps` sweeps; a start whose sweep stops paying is frozen.
 
     Each sweep re-prices the models in turn (cyclic), or with `steepest` searches every model's line
     from the same prices and takes the single best move (slower, but the first model's move cannot
@@ -26,13 +26,19 @@ def coordinate_ascent(market, terms, prices, tol, sweeps: int, steepest: bool = 
     stay frozen for the remaining sweeps. The trip count is fixed, so under `jax.vmap` every market
     (and every restart) costs the same, whatever the slowest one needs: batching pays.
 
+    `prices` is one start, shape `(M,)`, or a batch of starts, shape `(W, M)`, polished together:
+    once every start of the batch is frozen the remaining sweeps are skipped (a `lax.cond`; under an
+    outer `jax.vmap` over markets it runs them, discarded, as a select).
+
     `line(market, terms, prices, j, tol) -> (price, profit)` is the line search: the O(N log N) one,
     or [`lmaas_jax.reference.brute_force_line`][] for comparison.
 
-    Returns `(prices, profit, sweeps_used)`; `sweeps_used == sweeps` means the cap was reached
-    before convergence.
+    Returns `(prices, profit, sweeps_used)`, shaped like `prices` with the model axis dropped for the
+    last two; `sweeps_used == sweeps` means the cap was reached before convergence.
     """
-    profit0 = profit_from_terms(market, terms, prices, tol)
+    single = prices.ndim == 1
+    starts = prices[None, :] if single else prices
+    profit0 = jax.vmap(lambda p: profit_from_terms(market, terms, p, tol))(starts)
 
     # One traced copy of the line search per sweep (j is a loop index, not unrolled): compile time
     # stays flat in M.
@@ -51,17 +57,23 @@ def coordinate_ascent(market, terms, prices, tol, sweeps: int, steepest: bool = 
 
         return lax.fori_loop(0, market.n_models, move, (prices, profit))
 
-    def sweep(carry, _):
+    def run(carry):
         prices, profit, done, used = carry
-        new_prices, new_profit = one_sweep(prices, profit)
+        new_prices, new_profit = jax.vmap(one_sweep)(prices, profit)
         improved = new_profit > profit + 1e-12 * jnp.abs(profit)
-        prices = jnp.where(done, prices, new_prices)
+        prices = jnp.where(done[:, None], prices, new_prices)
         profit = jnp.where(done, profit, new_profit)
         used = used + jnp.where(done, 0, 1).astype(used.dtype)
-        return (prices, profit, done | ~improved, used), None
+        return prices, profit, done | ~improved, used
 
-    init = (prices, profit0, jnp.asarray(False), jnp.asarray(0, jnp.int32))
-    (prices, profit, done, used), _ = lax.scan(sweep, init, None, length=sweeps)
+    def sweep(carry, _):
+        return lax.cond(jnp.all(carry[2]), lambda c: c, run, carry), None
+
+    w = starts.shape[0]
+    init = (starts, profit0, jnp.zeros(w, bool), jnp.zeros(w, jnp.int32))
+    (prices, profit, _, used), _ = lax.scan(sweep, init, None, length=sweeps)
+    if single:
+        return prices[0], profit[0], used[0]
     return prices, profit, used
 
 

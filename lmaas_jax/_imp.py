@@ -119,33 +119,29 @@ def market_scale(market: Market, terms) -> jax.Array:
 
 def _polish(market, terms, tol, starts, solver: GradientIMP):
     """Classic IMP from every start for `polish_sweeps` sweeps, then the best `polish_finalists`
-    for `max_polish_sweeps` more, in one loop whose body polishes one group of `polish_finalists`
-    starts: most starts end in poor basins after a sweep or two and only the finalists need every
-    sweep, and one traced copy of the line search keeps compile time down.
+    for `max_polish_sweeps` more, in one loop whose body polishes one start: most starts end in poor
+    basins after a sweep or two and only the finalists need every sweep, one traced copy of the line
+    search keeps compile time down, and a start that has converged skips its remaining sweeps (see
+    `coordinate_ascent`; under `jax.vmap` over markets the batch is the parallel axis).
 
     Returns `(prices, profits, sweeps)` for every start (each start's sweeps that changed something).
     """
-    f = min(solver.polish_finalists, starts.shape[0])
-    groups = -(-starts.shape[0] // f)
-    pad = groups * f - starts.shape[0]
-    pool = jnp.concatenate([starts, jnp.repeat(starts[-1:], pad, axis=0)])
-    profit0 = jax.vmap(lambda p: profit_from_terms(market, terms, p, tol))(pool)
+    n = starts.shape[0]
+    f = min(solver.polish_finalists, n)
     rounds = -(-solver.max_polish_sweeps // solver.polish_sweeps)
-    index = jnp.arange(groups * f, dtype=jnp.int32).reshape(groups, f)
+    profit0 = jax.vmap(lambda p: profit_from_terms(market, terms, p, tol))(starts)
 
     def body(i, state):
-        pool, profit, sweeps = state
-        _, top = lax.top_k(profit, f)
-        rows = jnp.where(i < groups, index[jnp.minimum(i, groups - 1)], top)
-        new, value, used = jax.vmap(lambda p: coordinate_ascent(market, terms, p, tol, solver.polish_sweeps))(
-            pool[rows]
-        )
-        return pool.at[rows].set(new), profit.at[rows].set(value), sweeps.at[rows].add(used)
+        pool, profit, sweeps, finalists = state
+        # Stage 2 polishes the starts that were best when stage 1 ended, in a fixed order.
+        finalists = jnp.where(i == n, lax.top_k(profit, f)[1], finalists)
+        row = jnp.where(i < n, i, finalists[jnp.maximum(i - n, 0) % f])
+        new, value, used = coordinate_ascent(market, terms, pool[row], tol, solver.polish_sweeps)
+        return pool.at[row].set(new), profit.at[row].set(value), sweeps.at[row].add(used), finalists
 
-    init = (pool, profit0, jnp.zeros(groups * f, jnp.int32))
-    pool, profit, sweeps = lax.fori_loop(0, groups + rounds, body, init)
-    n = starts.shape[0]
-    return pool[:n], profit[:n], sweeps[:n]
+    init = (starts, profit0, jnp.zeros(n, jnp.int32), jnp.zeros(f, jnp.int32))
+    pool, profit, sweeps, _ = lax.fori_loop(0, n + rounds * f, body, init)
+    return pool, profit, sweeps
 
 
 @eqx.filter_jit

@@ -26,8 +26,8 @@ the exact profit at all N + 3 candidates costs O(N^2 M) (that is
 
 2. **Exact checks in bound order.** Candidates are then evaluated exactly, with the same
    `profit_from_terms` as the brute force (so at a given price the two agree to the last bit),
-   `chunk` at a time in decreasing order of the bound, until the best exact profit found exceeds
-   every remaining bound by more than the rounding slack. Ties among exact profits go to the
+   `chunk` at a time (default 2) in decreasing order of the bound, until the best exact profit found
+   exceeds every remaining bound by more than the rounding slack. Ties among exact profits go to the
    earliest candidate in the brute force's order (breakpoints by customer, then the box ends and the
    current price). Where the data are generic one chunk suffices; at most `max_chunks` are checked,
    which only matters where many candidates share one profit (a model nobody buys), and then the
@@ -95,12 +95,16 @@ def _prefix(x):
     return lax.associative_scan(jnp.add, x, axis=0)
 
 
-def _count_sum(positions, deltas, queries, side):
-    """For each query q: the sum of `deltas` rows whose position is <= q (side 'right') or < q."""
+def _count_sum(positions, deltas, queries):
+    """For each query q: the sum of `deltas` rows whose position is <= q.
+
+    One sort of the positions (an event that must count only where its position is < q is passed at
+    the next float up: p < q iff nextafter(p, inf) <= q), prefix sums, and a binary search per query.
+    """
     order = jnp.argsort(positions)
     pos = positions[order]
     csum = _prefix(deltas[order])
-    k = jnp.searchsorted(pos, queries, side=side)
+    k = jnp.searchsorted(pos, queries, side="right")
     zero = jnp.zeros((1, deltas.shape[1]), deltas.dtype)
     return jnp.concatenate([zero, csum], axis=0)[k]
 
@@ -166,12 +170,16 @@ def profit_bounds(market: Market, terms: RobustTerms, prices, j, tol, cands, par
     d_w1 = jnp.where(use, window - before_window, 0.0)
     d_w2 = jnp.where(use, beyond - window, 0.0)
     big = jnp.asarray(jnp.inf, dtype)
-    pos_le = jnp.concatenate([jnp.where(use[:, 0] & kinked, kink, big), jnp.where(usable, w1, big)])
-    delta_le = jnp.concatenate([d_kink, d_w1], axis=0)
-    pos_lt = jnp.where(usable, w2, big)
-
-    coef = jnp.sum(base, axis=0)[None, :]
-    coef = coef + _count_sum(pos_le, delta_le, cands, "right") + _count_sum(pos_lt, d_w2, cands, "left")
+    # Kink and window start count where position <= b, the window's end where position < b.
+    positions = jnp.concatenate(
+        [
+            jnp.where(use[:, 0] & kinked, kink, big),
+            jnp.where(usable, w1, big),
+            jnp.nextafter(jnp.where(usable, w2, big), big),
+        ]
+    )
+    deltas = jnp.concatenate([d_kink, d_w1, d_w2], axis=0)
+    coef = jnp.sum(base, axis=0)[None, :] + _count_sum(positions, deltas, cands)
     b = cands
     inv = jnp.where(b > 0, 1.0 / jnp.where(b > 0, b, 1.0), 0.0)
     bound = coef[:, 0] + coef[:, 1] * b + coef[:, 2] * inv - jnp.sum(mo.training_cost)
@@ -195,8 +203,8 @@ def best_on_line(
     j,
     tol,
     *,
-    chunk: int = 8,
-    max_chunks: int = 4,
+    chunk: int = 2,
+    max_chunks: int = 16,
 ):
     """The best exact profit over model j's breakpoints and box ends, the other prices fixed.
 
@@ -212,10 +220,12 @@ def best_on_line(
     c = cands.shape[0]
     k = min(chunk, c)
     n_chunks = min(max_chunks, -(-c // k))
-    order = jnp.argsort(-bound, stable=True)  # ties: earlier candidate first
+    # Only the first n_chunks * k in bound order can be checked: top_k, not a full sort (ties:
+    # earlier candidate first, as documented for lax.top_k).
+    top_bound, order = lax.top_k(bound, min(n_chunks * k, c))
     pad = max(n_chunks * k - c, 0)  # a ragged last chunk re-checks the last candidate
     padded = jnp.concatenate([order, jnp.full((pad,), order[-1])])
-    sorted_bound = jnp.concatenate([bound[order], jnp.full((pad,), -jnp.inf, bound.dtype)])
+    sorted_bound = jnp.concatenate([top_bound, jnp.full((pad,), -jnp.inf, bound.dtype)])
 
     def exact(index):
         return profit_from_terms(market, terms, prices.at[j].set(cands[index]), tol)
