@@ -1,5 +1,6 @@
 """lmaas_jax: GPU-accelerated, differentiable solvers for large-model-as-a-service pricing games."""
 
+from . import datasets as datasets
 from ._classic_imp import classic_imp as classic_imp
 from ._config import ConfigError as ConfigError, load_config as load_config
 from ._generator import (
@@ -11,9 +12,13 @@ from ._generator import (
 from ._grid import grid_search as grid_search
 from ._imp import GradientIMP as GradientIMP, imp as imp
 from ._market import (
+    AnyMarket as AnyMarket,
+    CustomerLimits as CustomerLimits,
     Customers as Customers,
     Market as Market,
+    ModelPrices as ModelPrices,
     Models as Models,
+    ValueMarket as ValueMarket,
     pad_scenarios as pad_scenarios,
     stack_markets as stack_markets,
     unstack_market as unstack_market,

@@ -9,7 +9,7 @@ from jax import lax
 from jaxtyping import ArrayLike, Float
 
 from ._line_search import best_on_line
-from ._market import Market
+from ._market import AnyMarket
 from ._posting import posted_solution
 from ._profit import profit_from_terms
 from ._rsr import _as_prices, robust_terms, tie_tolerance
@@ -79,7 +79,7 @@ def coordinate_ascent(market, terms, prices, tol, sweeps: int, steepest: bool = 
 
 @eqx.filter_jit
 def classic_imp(
-    market: Market,
+    market: AnyMarket,
     prices: Float[ArrayLike, " models"] | None = None,
     *,
     max_sweeps: int = 20,
@@ -102,7 +102,7 @@ def classic_imp(
 
     **Arguments:**
 
-    - `market`: a [`lmaas_jax.Market`][]; `jax.vmap` over markets works.
+    - `market`: a [`lmaas_jax.Market`][] or [`lmaas_jax.ValueMarket`][]; `jax.vmap` over markets works.
     - `prices`: shape `(M,)`, the starting prices; default the bottom of the box.
     - `max_sweeps`: sweeps over all models; converged prices stay frozen for the rest.
     - `tie_tol`: as in [`lmaas_jax.rsr`][].

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._market import Market
+from ._market import AnyMarket
 from ._posting import posted_solution
 from ._profit import profit_from_terms
 from ._rsr import robust_terms, tie_tolerance
@@ -16,7 +16,7 @@ from ._solution import PricingSolution
 
 @eqx.filter_jit
 def grid_search(
-    market: Market,
+    market: AnyMarket,
     points_per_model: int,
     *,
     chunk_size: int = 4096,
@@ -32,7 +32,7 @@ def grid_search(
 
     **Arguments:**
 
-    - `market`: a [`lmaas_jax.Market`][].
+    - `market`: a [`lmaas_jax.Market`][] or [`lmaas_jax.ValueMarket`][].
     - `points_per_model`: G >= 2, grid points per model, box ends included.
     - `chunk_size`: price vectors evaluated together.
     - `tie_tol`: as in [`lmaas_jax.rsr`][].

@@ -10,7 +10,7 @@ from jax import lax
 from jaxtyping import PRNGKeyArray
 
 from ._classic_imp import coordinate_ascent
-from ._market import Market
+from ._market import AnyMarket
 from ._posting import posted_solution
 from ._profit import profit_from_terms, relaxed_profit_from_terms
 from ._rsr import rental_options, robust_terms, tie_tolerance
@@ -37,7 +37,7 @@ class GradientIMP(eqx.Module):
     - `polish`: finish with classic IMP (exact breakpoint coordinate ascent) from the restarts' best
       prices, vmapped; it never lowers the profit.
     - `polish_restarts`: polish only this many restarts, those with the best exact profit (`None`:
-      all). The polish costs O(M^2 N^2) per restart and sweep, so it dominates for large N.
+      all). Each polished start costs O(M N log N) per sweep plus a few O(N M) exact checks per model.
     - `polish_random`: also polish this many random prices drawn from `key`: each model uniform in
       its useful box (see `useful_top`) or, with probability 1/4, priced out of the market at
       `price_hi`. Classic IMP from several starts and menus finds basins the relaxed landscape
@@ -89,7 +89,7 @@ class GradientIMP(eqx.Module):
                 raise ValueError(f"GradientIMP.{name} must be > 0; got {value!r}.")
 
 
-def useful_top(market: Market, terms) -> jax.Array:
+def useful_top(market: AnyMarket, terms) -> jax.Array:
     """Per model, 1% above the highest price anyone pays: min(price_hi, 1.01 max_i m_ij mu_j) >= price_lo.
 
     Above R_ij = m_ij mu_j customer i's value of model j is negative, so no customer rents j at a
@@ -98,13 +98,13 @@ def useful_top(market: Market, terms) -> jax.Array:
     percent); the polish and the solution still use the whole box.
     """
     mo = market.models
-    rate = jnp.where(terms.hours > 0, terms.margin * mo.throughput[None, :], 0.0)
+    rate = jnp.where(terms.hours > 0, terms.rate, 0.0)
     # 1% beyond: the top of the gradient box then prices the model out of the market altogether,
     # which pays where near-identical models cannibalise each other.
     return jnp.clip(1.01 * jnp.max(rate, axis=0), mo.price_lo, mo.price_hi)
 
 
-def market_scale(market: Market, terms) -> jax.Array:
+def market_scale(market: AnyMarket, terms) -> jax.Array:
     """The typical customer's best robust profit at the lowest prices ($): the median over customers
     who can profit at all (1 if none can).
 
@@ -146,7 +146,7 @@ def _polish(market, terms, tol, starts, solver: GradientIMP):
 
 @eqx.filter_jit
 def imp(
-    market: Market,
+    market: AnyMarket,
     solver: GradientIMP | None = None,
     *,
     key: PRNGKeyArray,
@@ -166,7 +166,7 @@ def imp(
 
     **Arguments:**
 
-    - `market`: a [`lmaas_jax.Market`][].
+    - `market`: a [`lmaas_jax.Market`][] or [`lmaas_jax.ValueMarket`][].
     - `solver`: a [`lmaas_jax.GradientIMP`][]; default `GradientIMP()`.
     - `key`: a JAX PRNG key for the starting points.
     - `max_steps`: overrides `solver.steps`.

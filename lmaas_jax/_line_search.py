@@ -48,12 +48,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._market import Market
+from ._market import AnyMarket
 from ._profit import profit_from_terms
 from ._rsr import RobustTerms, choose, chosen_margin, rental_options
 
 
-def candidates(market: Market, terms: RobustTerms, prices, j):
+def candidates(market: AnyMarket, terms: RobustTerms, prices, j):
     """Model j's candidate prices: every customer's breakpoint, the box ends and the current price.
 
     Returns `(candidates, parts)` where `parts` holds the per-customer quantities the bound needs.
@@ -65,7 +65,7 @@ def candidates(market: Market, terms: RobustTerms, prices, j):
     m = market.n_models
     others = (jnp.arange(m) != j)[None, :] & opts.available
     alt = jnp.maximum(jnp.max(jnp.where(others, opts.value, 0.0), axis=1), 0.0)
-    rate = terms.margin[:, j] * mo.throughput[j]
+    rate = terms.rate[:, j]
     length = jnp.minimum(terms.hours[:, j], cu.horizon)
     usable = length > 0
     lo, hi = mo.price_lo[j], mo.price_hi[j]
@@ -109,7 +109,7 @@ def _count_sum(positions, deltas, queries):
     return jnp.concatenate([zero, csum], axis=0)[k]
 
 
-def profit_bounds(market: Market, terms: RobustTerms, prices, j, tol, cands, parts):
+def profit_bounds(market: AnyMarket, terms: RobustTerms, prices, j, tol, cands, parts):
     """An upper bound on the exact profit at every candidate price of model j, and its slack.
 
     Returns `(bound, slack)`: exact(c) <= bound(c) + slack for every candidate c, in exact
@@ -197,7 +197,7 @@ def profit_bounds(market: Market, terms: RobustTerms, prices, j, tol, cands, par
 
 
 def best_on_line(
-    market: Market,
+    market: AnyMarket,
     terms: RobustTerms,
     prices,
     j,

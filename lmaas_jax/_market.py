@@ -72,11 +72,7 @@ class Models(eqx.Module):
         for name in ("throughput", "payload"):
             x = np.asarray(getattr(self, name))
             fail_where(f"Models.{name}", x <= 0, x, "must be > 0")
-        for name in ("serving_cost", "training_cost", "price_lo", "price_hi"):
-            x = np.asarray(getattr(self, name))
-            fail_where(f"Models.{name}", x < 0, x, "must be >= 0")
-        lo, hi = np.asarray(self.price_lo), np.asarray(self.price_hi)
-        fail_where("Models.price_lo", lo > hi, lo, "must be <= Models.price_hi")
+        _check_seller_side("Models", self)
 
     @property
     def n_models(self) -> int:
@@ -106,12 +102,9 @@ class Customers(eqx.Module):
         for name in _fields(self):
             check_shape(f"Customers.{name}", getattr(self, name), n)
         check_finite("Customers.comm_price", self.comm_price)
-        check_finite("Customers.horizon", self.horizon)
-        check_not_nan("Customers.budget", self.budget)
-        c, h, b = (np.asarray(x) for x in (self.comm_price, self.horizon, self.budget))
+        c = np.asarray(self.comm_price)
         fail_where("Customers.comm_price", c < 0, c, "must be >= 0")
-        fail_where("Customers.horizon", h <= 0, h, "must be > 0")
-        fail_where("Customers.budget", b <= 0, b, "must be > 0 (use inf for no budget)")
+        _check_limits("Customers", self)
 
     @property
     def n_customers(self) -> int:
@@ -191,6 +184,25 @@ class Market(eqx.Module):
 
         return jax.tree_util.tree_map(cast, self)
 
+    def value_market(self) -> ValueMarket:
+        """The equivalent [`lmaas_jax.ValueMarket`][]: this market's robust terms as a value table.
+
+        rate_ij = m_ij mu_j and hours_ij = Q_ij / mu_j from [`lmaas_jax.robust_terms`][], with the
+        models' costs and price boxes and the customers' horizons and budgets. Every response and
+        price is the same in both (`tests/test_value_market.py`); only the per-scenario detail
+        (`RSRResponse.served`) and the planners' nominal markets need the scenarios.
+        """
+        from ._rsr import robust_terms
+
+        terms = robust_terms(self)
+        mo, cu = self.models, self.customers
+        return ValueMarket(
+            ModelPrices(mo.serving_cost, mo.training_cost, mo.price_lo, mo.price_hi),
+            CustomerLimits(cu.horizon, cu.budget),
+            terms.rate,
+            terms.hours,
+        )
+
     @classmethod
     def budgeted(
         cls,
@@ -244,6 +256,183 @@ class Market(eqx.Module):
         return cls(models, customers, scenarios, scenario_mask)
 
 
+def _check_seller_side(prefix: str, x) -> None:
+    """Costs and price box, shared by `Models` and `ModelPrices` (concrete values)."""
+    for name in ("serving_cost", "training_cost", "price_lo", "price_hi"):
+        v = np.asarray(getattr(x, name))
+        fail_where(f"{prefix}.{name}", v < 0, v, "must be >= 0")
+    lo, hi = np.asarray(x.price_lo), np.asarray(x.price_hi)
+    fail_where(f"{prefix}.price_lo", lo > hi, lo, f"must be <= {prefix}.price_hi")
+
+
+def _check_limits(prefix: str, x) -> None:
+    """Horizon and budget, shared by `Customers` and `CustomerLimits` (concrete values)."""
+    check_finite(f"{prefix}.horizon", x.horizon)
+    check_not_nan(f"{prefix}.budget", x.budget)
+    h, b = np.asarray(x.horizon), np.asarray(x.budget)
+    fail_where(f"{prefix}.horizon", h <= 0, h, "must be > 0")
+    fail_where(f"{prefix}.budget", b <= 0, b, "must be > 0 (use inf for no budget)")
+
+
+class ModelPrices(eqx.Module):
+    """The seller's side of each model in a [`lmaas_jax.ValueMarket`][]: costs and price box.
+
+    **Fields** (shape `(M,)`): `serving_cost` ($/h), `training_cost` ($), `price_lo`, `price_hi`
+    ($/h), as in [`lmaas_jax.Models`][].
+    """
+
+    serving_cost: Float[Array, " models"] = eqx.field(converter=as_float)
+    training_cost: Float[Array, " models"] = eqx.field(converter=as_float)
+    price_lo: Float[Array, " models"] = eqx.field(converter=as_float)
+    price_hi: Float[Array, " models"] = eqx.field(converter=as_float)
+
+    def __check_init__(self):
+        if not is_concrete(*jax.tree_util.tree_leaves(self)):
+            return
+        m = jnp.shape(self.serving_cost)
+        if len(m) != 1 or m[0] < 1:
+            raise ValueError(f"ModelPrices.serving_cost must be a 1-D array of length >= 1; got shape {m}.")
+        for name in _fields(self):
+            check_shape(f"ModelPrices.{name}", getattr(self, name), m)
+            check_finite(f"ModelPrices.{name}", getattr(self, name))
+        _check_seller_side("ModelPrices", self)
+
+    @property
+    def n_models(self) -> int:
+        return self.serving_cost.shape[-1]
+
+
+class CustomerLimits(eqx.Module):
+    """Each customer's rental limits in a [`lmaas_jax.ValueMarket`][].
+
+    **Fields** (shape `(N,)`): `horizon` (h, > 0, finite) and `budget` ($, > 0; `inf` for none), as
+    in [`lmaas_jax.Customers`][].
+    """
+
+    horizon: Float[Array, " customers"] = eqx.field(converter=as_float)
+    budget: Float[Array, " customers"] = eqx.field(converter=as_float)
+
+    def __check_init__(self):
+        if not is_concrete(*jax.tree_util.tree_leaves(self)):
+            return
+        n = jnp.shape(self.horizon)
+        if len(n) != 1 or n[0] < 1:
+            raise ValueError(f"CustomerLimits.horizon must be a 1-D array of length >= 1; got shape {n}.")
+        check_shape("CustomerLimits.budget", self.budget, n)
+        _check_limits("CustomerLimits", self)
+
+    @property
+    def n_customers(self) -> int:
+        return self.horizon.shape[-1]
+
+
+class ValueMarket(eqx.Module):
+    """A market given by its value table: per (customer, model), a worst-case value rate and hours.
+
+    What the seller's side of the game reads of any market is this table (scenarios -> robust terms
+    -> pricing): [`lmaas_jax.robust_terms`][] reduces a scenario [`lmaas_jax.Market`][] to it
+    (`Market.value_market()` returns the equivalent `ValueMarket`), and every pricing solver,
+    [`lmaas_jax.rsr`][], [`lmaas_jax.seller_profit`][] and the HiGHS MILP accept either. Use it for
+    values measured rather than generated (logs, surveys, another model's output) and for the
+    unit-demand pricing benchmark ([`lmaas_jax.datasets.read_unit_demand`][]).
+
+    Customer i renting model j for tau hours at price beta_j gets (rate_ij - beta_j) tau for
+    tau <= min(hours_ij, horizon_i, budget_i / beta_j) and nothing more beyond hours_ij, so its best
+    rental is tau = min(hours_ij, horizon_i, budget_i / beta_j); `hours_ij = 0` means model j is
+    of no use to customer i (not an option). A scenario market's table is rate_ij = m_ij mu_j
+    (worst-case margin per task times throughput) and hours_ij = Q_ij / mu_j (see
+    [`lmaas_jax.RobustTerms`][]); the two markets then give identical responses and prices.
+
+    **Fields:**
+
+    - `models`: [`lmaas_jax.ModelPrices`][], `M` models' costs and price boxes.
+    - `customers`: [`lmaas_jax.CustomerLimits`][], `N` customers' horizons and budgets.
+    - `rate`: shape `(N, M)`, worst-case value per rented hour ($/h), >= 0 and finite.
+    - `hours`: shape `(N, M)`, the hours of model j worth renting to customer i, >= 0 and finite.
+    """
+
+    models: ModelPrices
+    customers: CustomerLimits
+    rate: Float[Array, "customers models"] = eqx.field(converter=as_float)
+    hours: Float[Array, "customers models"] = eqx.field(converter=as_float)
+
+    def __check_init__(self):
+        leaves = jax.tree_util.tree_leaves(self)
+        if not is_concrete(*leaves):
+            return
+        floats = {x.dtype for x in leaves if jnp.issubdtype(x.dtype, jnp.floating)}
+        if len(floats) > 1:
+            raise ValueError(
+                f"ValueMarket arrays must share one float dtype; got {sorted(map(str, floats))}. "
+                "Use ValueMarket.astype(dtype)."
+            )
+        shape = (self.customers.n_customers, self.models.n_models)
+        for name in ("rate", "hours"):
+            x = getattr(self, name)
+            check_shape(f"ValueMarket.{name}", x, shape)
+            check_finite(f"ValueMarket.{name}", x)
+            fail_where(f"ValueMarket.{name}", np.asarray(x) < 0, x, "must be >= 0")
+
+    @property
+    def n_models(self) -> int:
+        return self.models.n_models
+
+    @property
+    def n_customers(self) -> int:
+        return self.customers.n_customers
+
+    @property
+    def dtype(self):
+        return self.rate.dtype
+
+    def astype(self, dtype) -> ValueMarket:
+        """This market with every float array cast to `dtype`."""
+        return jax.tree_util.tree_map(lambda x: x.astype(dtype), self)
+
+    @classmethod
+    def from_table(
+        cls,
+        rate: Float[ArrayLike, "..."],
+        hours: Float[ArrayLike, "..."],
+        *,
+        horizon: Float[ArrayLike, "..."] = 1.0,
+        budget: Float[ArrayLike, "..."] = float("inf"),
+        serving_cost: Float[ArrayLike, "..."] = 0.0,
+        training_cost: Float[ArrayLike, "..."] = 0.0,
+        price_lo: Float[ArrayLike, "..."] = 0.0,
+        price_hi: Float[ArrayLike, "..."] | None = None,
+        dtype=None,
+    ) -> ValueMarket:
+        """A `ValueMarket` from an `(N, M)` value table; scalars broadcast over customers or models.
+
+        `price_hi` defaults to each model's highest rate (no customer rents above it); `dtype`
+        defaults to `rate`'s float dtype (JAX's default float for other input).
+        """
+        rate = as_float(rate) if dtype is None else jnp.asarray(rate, dtype)
+        dtype = rate.dtype
+        if rate.ndim != 2:
+            raise ValueError(f"rate must be a 2-D (customers, models) table; got shape {tuple(rate.shape)}.")
+        n, m = rate.shape
+
+        def vec(name, x, size):
+            x = jnp.asarray(x, dtype)
+            if x.ndim == 0:
+                return jnp.full((size,), x)
+            check_shape(name, x, (size,))
+            return x
+
+        if price_hi is None:
+            price_hi = jnp.max(jnp.where(jnp.asarray(hours) > 0, rate, 0.0), axis=0)
+        models = ModelPrices(
+            vec("serving_cost", serving_cost, m),
+            vec("training_cost", training_cost, m),
+            vec("price_lo", price_lo, m),
+            vec("price_hi", price_hi, m),
+        )
+        customers = CustomerLimits(vec("horizon", horizon, n), vec("budget", budget, n))
+        return cls(models, customers, rate, jnp.asarray(hours, dtype))
+
+
 def _budgeted_parts(customers, nominal, deviation, gamma):
     nominal, deviation = as_float(nominal), as_float(deviation)
     n = customers.n_customers
@@ -289,10 +478,11 @@ def pad_scenarios(market: Market, n_scenarios: int) -> Market:
     return eqx.tree_at(lambda m: (m.scenarios, m.scenario_mask), market, (scenarios, mask))
 
 
-def stack_markets(markets) -> Market:
-    """Stack markets of equal `M` and `N` into one batched `Market` (leading batch axis) for vmap.
+def stack_markets(markets):
+    """Stack markets of equal `M` and `N` into one batched market (leading batch axis) for vmap.
 
-    Scenario sets of different sizes are padded to the largest.
+    Scenario markets ([`lmaas_jax.Market`][]): scenario sets of different sizes are padded to the
+    largest. Value-table markets ([`lmaas_jax.ValueMarket`][]) stack as they are.
     """
     markets = list(markets)
     if not markets:
@@ -300,12 +490,16 @@ def stack_markets(markets) -> Market:
     shapes = {(m.n_models, m.n_customers) for m in markets}
     if len(shapes) != 1:
         raise ValueError(f"stack_markets needs markets of one (n_models, n_customers); got {sorted(shapes)}.")
-    s = max(m.n_scenarios for m in markets)
-    padded = [pad_scenarios(m, s) for m in markets]
-    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *padded)
+    kinds = {type(m).__name__ for m in markets}
+    if len(kinds) != 1:
+        raise ValueError(f"stack_markets needs markets of one kind; got {sorted(kinds)}.")
+    if isinstance(markets[0], Market):
+        s = max(m.n_scenarios for m in markets)
+        markets = [pad_scenarios(m, s) for m in markets]
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *markets)
 
 
-def unstack_market(batched: Market, index: int) -> Market:
+def unstack_market(batched, index: int):
     """The `index`-th market of a batched market."""
     return jax.tree_util.tree_map(lambda x: x[index], batched)
 
@@ -314,3 +508,7 @@ def _fields(module) -> list[str]:
     import dataclasses
 
     return [f.name for f in dataclasses.fields(module)]
+
+
+AnyMarket = Market | ValueMarket
+"""What the pricing side accepts: a scenario market or a value-table market."""

@@ -39,7 +39,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ._market import Market
+from ._market import AnyMarket
 from ._rsr import RobustTerms, _respond, choose, chosen_margin, rental_options
 from ._solution import PricingSolution
 
@@ -57,16 +57,14 @@ def _ladder(dtype) -> jax.Array:
     return jnp.asarray(values, dtype)
 
 
-def _gaps(market: Market, terms: RobustTerms, opts, prices) -> jax.Array:
+def _gaps(market: AnyMarket, terms: RobustTerms, opts, prices) -> jax.Array:
     """Each option's share of the required strict gap, (N, M): its rounding sensitivity."""
-    mo, cu = market.models, market.customers
     eps = jnp.finfo(prices.dtype).eps
-    rate = terms.margin * mo.throughput[None, :]
-    cancel = 2.0 * cu.comm_price[:, None] * (mo.payload * mo.throughput)[None, :]
-    return 16.0 * eps * (jnp.abs(rate) + cancel + jnp.abs(prices)[None, :]) * opts.duration
+    scale = jnp.abs(terms.rate) + terms.cancellation + jnp.abs(prices)[None, :]
+    return 16.0 * eps * scale * opts.duration
 
 
-def _shortfall(market: Market, terms: RobustTerms, prices, intended):
+def _shortfall(market: AnyMarket, terms: RobustTerms, prices, intended):
     """Per customer, how much value its intended option lacks to hold (<= 0: it holds), and tau."""
     opts = rental_options(market, terms, prices)
     n, m = opts.value.shape
@@ -85,13 +83,13 @@ def _shortfall(market: Market, terms: RobustTerms, prices, intended):
     return lack, pick(margin), pick(duration)
 
 
-def held_profit(market: Market, terms: RobustTerms, prices, intended):
+def held_profit(market: AnyMarket, terms: RobustTerms, prices, intended):
     """The profit from customers who strictly prefer their `intended` option (0 = none) at `prices`."""
     lack, margin, _ = _shortfall(market, terms, prices, intended)
     return jnp.sum(jnp.where(lack <= 0, margin, 0.0)) - jnp.sum(market.models.training_cost)
 
 
-def _targeted(market: Market, terms: RobustTerms, prices, intended, rounds: int):
+def _targeted(market: AnyMarket, terms: RobustTerms, prices, intended, rounds: int):
     """Lower each price by what its worst unheld customer lacks, repeatedly (capped at 1%).
 
     Lowering beta_j by d raises the value of renting j by at least d tau_ij, so a customer of j
@@ -115,7 +113,7 @@ def _targeted(market: Market, terms: RobustTerms, prices, intended, rounds: int)
     return jnp.clip(prices - cut, mo.price_lo, mo.price_hi)
 
 
-def post(market: Market, terms: RobustTerms, prices, tol):
+def post(market: AnyMarket, terms: RobustTerms, prices, tol):
     """Prices moved off the breakpoints so the intended customers hold (see the module docstring).
 
     Returns `(posted_prices, stats)`, `stats` with `profit_supremum` (exact profit at `prices`, ties
@@ -148,7 +146,7 @@ def post(market: Market, terms: RobustTerms, prices, tol):
     return posted, {"profit_supremum": supremum, "price_shift": eps}
 
 
-def posted_solution(market: Market, terms: RobustTerms, prices, tol, *, trace=None, stats=None):
+def posted_solution(market: AnyMarket, terms: RobustTerms, prices, tol, *, trace=None, stats=None):
     """The [`lmaas_jax.PricingSolution`][] every solver returns: posted prices and their exact profit."""
     posted, extra = post(market, terms, prices, tol)
     response = _respond(market, terms, posted, tol)

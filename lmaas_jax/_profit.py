@@ -6,7 +6,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from ._market import Market
+from ._market import AnyMarket
 from ._relaxed_rsr import _relaxed_respond
 from ._rsr import (
     RobustTerms,
@@ -20,7 +20,7 @@ from ._rsr import (
 
 
 def profit_from_terms(
-    market: Market, terms: RobustTerms, prices: Float[Array, " models"], tie_tol: float
+    market: AnyMarket, terms: RobustTerms, prices: Float[Array, " models"], tie_tol: float
 ) -> Float[Array, ""]:
     """Exact seller profit from precomputed [`lmaas_jax.RobustTerms`][]: O(N M) per price vector."""
     options = rental_options(market, terms, prices)
@@ -29,7 +29,7 @@ def profit_from_terms(
 
 
 def relaxed_profit_from_terms(
-    market: Market, terms: RobustTerms, prices: Float[Array, " models"], temperature
+    market: AnyMarket, terms: RobustTerms, prices: Float[Array, " models"], temperature
 ) -> Float[Array, ""]:
     """Relaxed seller profit from precomputed [`lmaas_jax.RobustTerms`][]."""
     response = _relaxed_respond(market, terms, prices, temperature)
@@ -38,7 +38,7 @@ def relaxed_profit_from_terms(
 
 @eqx.filter_jit
 def seller_profit(
-    market: Market, prices: Float[ArrayLike, " models"], *, tie_tol: float | None = None
+    market: AnyMarket, prices: Float[ArrayLike, " models"], *, tie_tol: float | None = None
 ) -> Float[Array, ""]:
     """The seller's exact profit Pi(beta) = sum_i (beta_j* - o_j*) tau*_i - sum_j F_j ($).
 
@@ -53,7 +53,7 @@ def seller_profit(
 
 @eqx.filter_jit
 def relaxed_seller_profit(
-    market: Market, prices: Float[ArrayLike, " models"], temperature: Float[ArrayLike, ""]
+    market: AnyMarket, prices: Float[ArrayLike, " models"], temperature: Float[ArrayLike, ""]
 ) -> Float[Array, ""]:
     """The seller's profit under the relaxed responses of [`lmaas_jax.relaxed_rsr`][] ($).
 

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from ._market import Market
+from ._market import AnyMarket
 from ._rsr import Options, RobustTerms, _as_prices, rental_options, robust_terms
 
 
@@ -34,7 +34,7 @@ class RelaxedResponse(eqx.Module):
 
 
 def _relaxed_respond(
-    market: Market, terms: RobustTerms, prices: Float[Array, " models"], temperature
+    market: AnyMarket, terms: RobustTerms, prices: Float[Array, " models"], temperature
 ) -> RelaxedResponse:
     opts: Options = rental_options(market, terms, prices)
     n = market.n_customers
@@ -57,7 +57,7 @@ def _relaxed_respond(
 
 @eqx.filter_jit
 def relaxed_rsr(
-    market: Market, prices: Float[ArrayLike, " models"], temperature: Float[ArrayLike, ""]
+    market: AnyMarket, prices: Float[ArrayLike, " models"], temperature: Float[ArrayLike, ""]
 ) -> RelaxedResponse:
     """The customers' relaxed robust responses: a smooth stand-in for [`lmaas_jax.rsr`][].
 
@@ -69,7 +69,7 @@ def relaxed_rsr(
 
     **Arguments:**
 
-    - `market`: a [`lmaas_jax.Market`][].
+    - `market`: a [`lmaas_jax.Market`][] or [`lmaas_jax.ValueMarket`][].
     - `prices`: shape `(M,)`, $ per rented hour.
     - `temperature`: > 0, in $ (the scale of customers' robust profits at which they mix).
 

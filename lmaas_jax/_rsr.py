@@ -10,32 +10,40 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
-from ._market import CHANNEL, DEMAND, VALUE, Market
+from ._market import CHANNEL, DEMAND, VALUE, AnyMarket, Market, ValueMarket
 
 
 class RobustTerms(eqx.Module):
-    """The price-free part of every customer's robust problem, per (customer, model).
+    """The price-free part of every customer's robust problem, per (customer, model): the value table.
+
+    Everything the seller's side of the game reads of a market (scenarios -> robust terms ->
+    pricing): a [`lmaas_jax.ValueMarket`][] is given by it, a scenario [`lmaas_jax.Market`][]
+    reduces to it.
 
     **Fields:**
 
-    - `margin`: worst-case margin per task, m_ij = min_s max(v_s a_j - c_i s_j, 0) ($/task).
-    - `tasks`: Q_ij = V_ij / m_ij, the tasks worth paying for, where
-      V_ij = min_s max(v_s a_j - c_i s_j, 0) min(D_s, W_s / s_j) is the worst-case attainable value
-      ($); 0 where m_ij = 0.
-    - `hours`: Q_ij / mu_j, the rental at which the worst case stops improving (h).
+    - `rate`: R_ij = m_ij mu_j, the worst-case value per rented hour ($/h) up to `hours`, where
+      m_ij = min_s max(v_s a_j - c_i s_j, 0) is the worst-case margin per task ($/task).
+    - `hours`: Q_ij / mu_j, the rental at which the worst case stops improving (h), where
+      Q_ij = V_ij / m_ij, V_ij = min_s max(v_s a_j - c_i s_j, 0) min(D_s, W_s / s_j) the worst-case
+      attainable value ($); 0 where m_ij = 0 (model j is no option for customer i).
+    - `cancellation`: the magnitude of what cancels in `rate` (2 c_i s_j mu_j; 0 for a value
+      table): rounding in `rate` scales with it, which posting prices that hold must allow for.
     """
 
-    margin: Float[Array, "customers models"]
-    tasks: Float[Array, "customers models"]
+    rate: Float[Array, "customers models"]
     hours: Float[Array, "customers models"]
+    cancellation: Float[Array, "customers models"]
 
 
-def robust_terms(market: Market) -> RobustTerms:
+def robust_terms(market: AnyMarket) -> RobustTerms:
     """Reduce every customer's scenario set to two numbers per model (see [`lmaas_jax.rsr`][]).
 
     Costs O(N M S); everything price-dependent afterwards costs O(N M). Solvers that evaluate many
-    price vectors on one market compute this once.
+    price vectors on one market compute this once. A [`lmaas_jax.ValueMarket`][] is its own table.
     """
+    if isinstance(market, ValueMarket):
+        return RobustTerms(rate=market.rate, hours=market.hours, cancellation=jnp.zeros_like(market.rate))
     m, c = market.models, market.customers
     sc, mask = market.scenarios, market.scenario_mask
     demand, channel, value = sc[..., DEMAND], sc[..., CHANNEL], sc[..., VALUE]
@@ -52,7 +60,12 @@ def robust_terms(market: Market) -> RobustTerms:
     worst_value = jnp.min(jnp.where(valid, margin * capacity, big), axis=1)
     positive = worst_margin > 0
     tasks = jnp.where(positive, worst_value / jnp.where(positive, worst_margin, 1.0), 0.0)
-    return RobustTerms(margin=worst_margin, tasks=tasks, hours=tasks / m.throughput[None, :])
+    mu = m.throughput[None, :]
+    return RobustTerms(
+        rate=worst_margin * mu,
+        hours=tasks / mu,
+        cancellation=2.0 * c.comm_price[:, None] * (m.payload * m.throughput)[None, :],
+    )
 
 
 class Options(eqx.Module):
@@ -75,7 +88,7 @@ class Options(eqx.Module):
     gross: Float[Array, "customers models"]
 
 
-def rental_options(market: Market, terms: RobustTerms, prices: Float[Array, " models"]) -> Options:
+def rental_options(market: AnyMarket, terms: RobustTerms, prices: Float[Array, " models"]) -> Options:
     """Price-dependent part of RSR: each customer's best duration and value for every model."""
     m, c = market.models, market.customers
     beta = prices[None, :]
@@ -86,7 +99,7 @@ def rental_options(market: Market, terms: RobustTerms, prices: Float[Array, " mo
     by_budget = budget / jnp.where(affordable, beta, 1.0)
     longest = jnp.where(affordable, jnp.minimum(c.horizon[:, None], by_budget), c.horizon[:, None])
     duration = jnp.minimum(terms.hours, longest)
-    gross_rate = terms.margin * m.throughput[None, :]  # $/h of worst-case value while tau <= hours
+    gross_rate = terms.rate  # $/h of worst-case value while tau <= hours
     return Options(
         duration=duration,
         value=(gross_rate - beta) * duration,
@@ -109,7 +122,7 @@ class RSRResponse(eqx.Module):
       indifferent).
     - `seller_margin`: shape `(N,)`, (beta_j - o_j) tau for the chosen model, 0 for no rental.
     - `served`: shape `(N, S)`, tasks served in each scenario after the scenario is revealed (0 on
-      padding).
+      padding); shape `(N, 0)` for a [`lmaas_jax.ValueMarket`][], which has no scenarios.
     """
 
     choice: Int[Array, " customers"]
@@ -121,7 +134,7 @@ class RSRResponse(eqx.Module):
     served: Float[Array, "customers scenarios"]
 
 
-def tie_tolerance(market: Market, tie_tol: float | None = None) -> float:
+def tie_tolerance(market: AnyMarket, tie_tol: float | None = None) -> float:
     """`tie_tol`, or by default 1e-5 for a float32 market and 1e-9 for a float64 one."""
     if tie_tol is not None:
         return tie_tol
@@ -166,7 +179,7 @@ def _realised(market: Market, j, duration):
 
 
 def _respond(
-    market: Market, terms: RobustTerms, prices: Float[Array, " models"], tie_tol: float
+    market: AnyMarket, terms: RobustTerms, prices: Float[Array, " models"], tie_tol: float
 ) -> RSRResponse:
     options = rental_options(market, terms, prices)
     choice = choose(options, tie_tol)
@@ -177,8 +190,11 @@ def _respond(
         return jnp.where(rented, jnp.take_along_axis(x, j[:, None], axis=1)[:, 0], 0.0)
 
     duration = pick(options.duration)
-    margin, served = _realised(market, j, duration)
-    served = jnp.where(market.scenario_mask & (margin > 0) & rented[:, None], served, 0.0)
+    if isinstance(market, ValueMarket):  # no scenarios: nothing to serve per scenario
+        served = jnp.zeros((market.n_customers, 0), duration.dtype)
+    else:
+        margin, served = _realised(market, j, duration)
+        served = jnp.where(market.scenario_mask & (margin > 0) & rented[:, None], served, 0.0)
     return RSRResponse(
         choice=choice,
         duration=duration,
@@ -190,7 +206,7 @@ def _respond(
     )
 
 
-def _as_prices(market: Market, prices) -> Float[Array, " models"]:
+def _as_prices(market: AnyMarket, prices) -> Float[Array, " models"]:
     prices = jnp.asarray(prices)
     if prices.shape != (market.n_models,):
         raise ValueError(f"prices must have shape (M={market.n_models},); got shape {tuple(prices.shape)}.")
@@ -198,7 +214,9 @@ def _as_prices(market: Market, prices) -> Float[Array, " models"]:
 
 
 @eqx.filter_jit
-def rsr(market: Market, prices: Float[ArrayLike, " models"], *, tie_tol: float | None = None) -> RSRResponse:
+def rsr(
+    market: AnyMarket, prices: Float[ArrayLike, " models"], *, tie_tol: float | None = None
+) -> RSRResponse:
     """Every customer's exact robust best response (RSR) to the seller's prices.
 
     Customer i picks a model j (or none) and a rental duration tau in [0, T_ij],
@@ -234,7 +252,8 @@ def rsr(market: Market, prices: Float[ArrayLike, " models"], *, tie_tol: float |
 
     **Arguments:**
 
-    - `market`: a [`lmaas_jax.Market`][]. Batch with `jax.vmap`.
+    - `market`: a [`lmaas_jax.Market`][] or a [`lmaas_jax.ValueMarket`][] (its value table is
+      (R_ij, hours_ij) = (m mu_j, V / (m mu_j)) above). Batch with `jax.vmap`.
     - `prices`: shape `(M,)`, $ per rented hour, cast to the market's dtype.
     - `tie_tol`: tie tolerance relative to 1 + G_i; default 1e-5 in float32 and 1e-9 in float64.
       Optimal prices sit on customers' breakpoints, where some customer is indifferent: judge

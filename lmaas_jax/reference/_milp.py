@@ -11,13 +11,13 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_array
 
 from .._classic_imp import coordinate_ascent
-from .._market import Market
+from .._market import AnyMarket
 from .._posting import posted_solution
 from .._rsr import robust_terms, tie_tolerance
 from .._solution import PricingSolution
 
 
-def _budget_free(market: Market, terms) -> tuple[np.ndarray, np.ndarray]:
+def _budget_free(market: AnyMarket, terms) -> tuple[np.ndarray, np.ndarray]:
     """Rental lengths L_ij = min(hours_ij, H_i) and rates R_ij = m_ij mu_j; errors if a budget binds."""
     mo, cu = market.models, market.customers
     hours = np.asarray(terms.hours, np.float64)
@@ -33,12 +33,12 @@ def _budget_free(market: Market, terms) -> tuple[np.ndarray, np.ndarray]:
             f"not depend on prices); Customers.budget got {float(budget[i])!r} at index {i}, below the "
             f"{float(spend[i])!r} this customer could spend. Use grid_search or imp for such markets."
         )
-    rate = np.asarray(terms.margin, np.float64) * np.asarray(mo.throughput, np.float64)[None, :]
+    rate = np.asarray(terms.rate, np.float64)
     return length, rate
 
 
 def milp_pricing(
-    market: Market,
+    market: AnyMarket,
     *,
     time_limit: float = 60.0,
     mip_rel_gap: float = 1e-9,
@@ -63,7 +63,8 @@ def milp_pricing(
 
     **Arguments:**
 
-    - `market`: a [`lmaas_jax.Market`][] (one market) whose budgets cannot bind in the price box.
+    - `market`: a [`lmaas_jax.Market`][] or [`lmaas_jax.ValueMarket`][] (one market) whose budgets
+      cannot bind in the price box.
     - `time_limit`: HiGHS time limit in seconds.
     - `mip_rel_gap`: HiGHS relative optimality gap.
 
@@ -112,6 +113,8 @@ def milp_pricing(
         add([(z(i, j), 1.0) for j in range(m + 1)], 1.0, 1.0)
         chosen = []
         for j in range(1, m + 1):
+            if not usable[i, j - 1]:  # no option: z_ij = w_ij = 0 by their bounds, no rows (sparse tables)
+                continue
             L, R = length[i, j - 1], rate[i, j - 1]
             objective[w(i, j)] = -L
             objective[z(i, j)] = cost[j - 1] * L
@@ -133,7 +136,7 @@ def milp_pricing(
         for j in range(1, m + 1):
             ub[w(i, j)] = hi[j - 1]
             if not usable[i, j - 1]:
-                ub[z(i, j)] = 0.0
+                ub[z(i, j)] = ub[w(i, j)] = 0.0
     integrality = np.ones(nv)
     integrality[:m] = 0
     for i in range(n):

@@ -1,0 +1,148 @@
+"""The unit-demand pricing benchmark: default `lj.imp` against published optima, and HiGHS.
+
+Every instance in a folder with a `published.csv` beside it (by default the shared copy of the
+Fernandes-Ferreira-Franco-Schouery benchmark, `../shared/data/unit-demand`): read with
+`lj.datasets.read_unit_demand`, priced by default `lj.imp` (compile apart, `block_until_ready`),
+its profit (prices posted in the float64 market, `tie_tol=1e-9`) over the published best value,
+then the HiGHS MILP within `--milp-time-limit` on the same market, and CPLEX's published time.
+Markdown and JSON into `--out`. Instances above `--max-n` consumers are listed as skipped: this
+version prices value tables in a dense N x M layout, whose polish costs O(M^2 N) per sweep.
+
+    python benchmarks/unit_demand.py                       # the shared folder
+    python benchmarks/unit_demand.py tests/data/unit-demand --milp-time-limit 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import lmaas_jax as lj
+from lmaas_jax.experiments import timed
+from lmaas_jax.reference import milp_pricing
+
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "unit-demand"
+
+
+def run(folder, dtype, milp_limit, max_n, only=None):
+    published = lj.datasets.read_published(Path(folder) / "published.csv")
+    rows = []
+    solver = lj.GradientIMP()
+    fn = jax.jit(lambda m, k: lj.imp(m, solver, key=k))
+    post = jax.jit(lambda m, p: lj.seller_profit(m, p, tie_tol=1e-9))
+    for name, pub in sorted(published.items(), key=lambda kv: (len(kv[0]), kv[0])):
+        if only and only not in name:
+            continue
+        path = Path(folder) / name
+        exact = lj.datasets.read_unit_demand(path, dtype="float64")
+        row = dict(
+            instance=name,
+            n=exact.n_customers,
+            m=exact.n_models,
+            valuations=int(np.sum(np.asarray(exact.hours) > 0)),
+            published=pub["best_value"],
+            published_optimal=pub["proven_optimal"],
+            cplex_s=pub["fastest_optimal_s"],
+        )
+        if exact.n_customers > max_n:
+            rows.append(dict(row, skipped=f"n > --max-n {max_n}"))
+            print(f"{name}: skipped (n = {exact.n_customers})", flush=True)
+            continue
+        market = exact.astype(jnp.dtype(dtype))
+        compile_s, run_s, sol = timed(fn, market, jax.random.PRNGKey(0), repeats=1)
+        held = float(post(exact, sol.prices.astype(jnp.float64)))
+        start = time.perf_counter()
+        milp = milp_pricing(exact, time_limit=milp_limit)
+        milp_wall = time.perf_counter() - start
+        row.update(
+            imp_profit=held,
+            imp_over_published=held / pub["best_value"],
+            imp_s=run_s,
+            compile_s=compile_s,
+            milp_profit=float(milp.profit),
+            milp_over_published=float(milp.profit) / pub["best_value"],
+            milp_optimal=bool(milp.stats["optimal"]),
+            milp_s=float(milp.stats["seconds"]),
+            milp_wall_s=milp_wall,
+        )
+        rows.append(row)
+        print(
+            f"{name}: imp/published {row['imp_over_published']:.6f} in {run_s:.2f} s "
+            f"(compile {compile_s:.1f} s); HiGHS {row['milp_over_published']:.6f} in "
+            f"{row['milp_s']:.1f} s{' (optimal)' if row['milp_optimal'] else ''}",
+            flush=True,
+        )
+    return rows
+
+
+def markdown(rows, device, dtype, milp_limit):
+    lines = [
+        f"# Unit-demand pricing benchmark ({device}, imp in {dtype})",
+        "",
+        "Profit over the published best value (CPLEX; proven optimal where marked, else its one-hour "
+        "incumbent; printed to five significant digits, so ratios within 1e-4 of 1 are ties). imp: "
+        "default `lj.imp`, its prices posted in the float64 market (`tie_tol=1e-9`), seconds after "
+        f"compilation. HiGHS: `lmaas_jax.reference.milp_pricing`, limit {milp_limit:.0f} s. CPLEX s: "
+        "the fastest published proof, on the authors' machine.",
+        "",
+        "| instance | n | valuations | published | optimal | imp / published | imp s | compile s "
+        "| HiGHS / published | HiGHS s | CPLEX s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if "skipped" in r:
+            lines.append(
+                f"| {r['instance']} | {r['n']} | {r['valuations']} | {r['published']:g} | "
+                f"{r['published_optimal']} | skipped: {r['skipped']} | | | | | |"
+            )
+            continue
+        lines.append(
+            f"| {r['instance']} | {r['n']} | {r['valuations']} | {r['published']:g} | "
+            f"{r['published_optimal']} | {r['imp_over_published']:.6f} | {r['imp_s']:.2f} | "
+            f"{r['compile_s']:.1f} | {r['milp_over_published']:.6f}{'' if r['milp_optimal'] else ' (limit)'} "
+            f"| {r['milp_s']:.1f} | {r['cplex_s']:.3g} |"
+        )
+    done = [r for r in rows if "skipped" not in r]
+    if done:
+        ratio = np.asarray([r["imp_over_published"] for r in done])
+        lines += [
+            "",
+            f"imp / published over {len(done)} instances: mean {ratio.mean():.6f}, worst {ratio.min():.6f}; "
+            f"median imp time {np.median([r['imp_s'] for r in done]):.2f} s, "
+            f"median HiGHS time {np.median([r['milp_s'] for r in done]):.1f} s.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", nargs="?", default=str(DEFAULT_DIR), help="instances + published.csv")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--milp-time-limit", type=float, default=120.0)
+    parser.add_argument("--max-n", type=int, default=200, help="skip larger instances")
+    parser.add_argument("--only", default="", help="run only instances whose name contains this")
+    parser.add_argument("--out", default="benchmarks/results")
+    args = parser.parse_args(argv)
+    folder = Path(args.folder)
+    if not (folder / "published.csv").is_file():
+        parser.error(f"folder {str(folder)!r} has no published.csv beside its instances")
+    jax.config.update("jax_enable_x64", True)  # the float64 check market; imp runs in --dtype
+    device = f"{jax.devices()[0].platform}: {jax.devices()[0].device_kind}"
+    rows = run(folder, args.dtype, args.milp_time_limit, args.max_n, args.only)
+    text = markdown(rows, device, args.dtype, args.milp_time_limit)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = f"unit-demand-{jax.devices()[0].platform}"
+    (out / f"{tag}.md").write_text(text)
+    (out / f"{tag}.json").write_text(json.dumps(dict(device=device, dtype=args.dtype, rows=rows), indent=2))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
