@@ -84,8 +84,11 @@ def compare(sizes, n_markets, grid_points, repeats, milp_limit, dtype):
     return rows
 
 
-def quality(sizes, n_markets, milp_limit, dtypes, seed=50000):
-    """Default `lj.imp` in each dtype against the HiGHS MILP, prices posted in float64 (tie_tol 1e-9)."""
+def quality(sizes, n_markets, milp_limit, dtypes, seed=50000, save=lambda rows: None):
+    """Default `lj.imp` in each dtype against the HiGHS MILP, prices posted in float64 (tie_tol 1e-9).
+
+    `save(rows)` is called after every size, so an interrupted run keeps what it computed.
+    """
     rows = []
     solver = lj.GradientIMP()
     imp = jax.jit(jax.vmap(lambda mk, k: lj.imp(mk, solver, key=k)))
@@ -123,6 +126,7 @@ def quality(sizes, n_markets, milp_limit, dtypes, seed=50000):
                 f"(MILP optimal on {optimal}/{n_markets}, {milp_s:.1f} s/market)",
                 flush=True,
             )
+        save(rows)
     return rows
 
 
@@ -214,10 +218,13 @@ def main(argv=None):
     tag = jax.devices()[0].platform
     if args.quality:
         sizes = [tuple(int(v) for v in s.split("x")) for s in args.quality.split(",")]
-        rows = quality(sizes, args.markets, args.milp_time_limit, args.dtypes.split(","))
         name = f"quality-{tag}{'-' + args.tag if args.tag else ''}"
-        (out / f"{name}.json").write_text(json.dumps(dict(device=device, rows=rows), indent=2))
-        (out / f"{name}.md").write_text(quality_markdown(rows, device))
+
+        def save_quality(rows):
+            (out / f"{name}.json").write_text(json.dumps(dict(device=device, rows=rows), indent=2))
+            (out / f"{name}.md").write_text(quality_markdown(rows, device))
+
+        rows = quality(sizes, args.markets, args.milp_time_limit, args.dtypes.split(","), save=save_quality)
         print(quality_markdown(rows, device))
         return
     rows = compare(sizes, args.markets, grid_points, args.repeats, args.milp_time_limit, args.dtype)

@@ -124,6 +124,8 @@ def test_value_market_equals_its_scenario_market(dtype):
         np.testing.assert_allclose(np.asarray(getattr(a, field)), np.asarray(getattr(b, field)), rtol=rtol)
     p1, p2 = float(lj.seller_profit(market, prices)), float(lj.seller_profit(table, prices))
     assert p1 == pytest.approx(p2, rel=rtol)
+    if dtype == "float32":
+        return  # the solver comparison once (compiles dominate the suite's time)
     s1, s2 = lj.classic_imp(market), lj.classic_imp(table)
     np.testing.assert_allclose(np.asarray(s1.prices), np.asarray(s2.prices), rtol=1e3 * rtol)
     assert float(s1.profit) == pytest.approx(float(s2.profit), rel=1e3 * rtol)
