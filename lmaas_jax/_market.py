@@ -60,13 +60,7 @@ class Models(eqx.Module):
     def __check_init__(self):
         if not is_concrete(*jax.tree_util.tree_leaves(self)):
             return
-        m = jnp.shape(self.accuracy)
-        if len(m) != 1 or m[0] < 1:
-            raise ValueError(f"Models.accuracy must be a 1-D array of length >= 1; got shape {m}.")
-        for name in _fields(self):
-            x = getattr(self, name)
-            check_shape(f"Models.{name}", x, m)
-            check_finite(f"Models.{name}", x)
+        _check_vectors("Models", self, finite=_fields(self))
         a = np.asarray(self.accuracy)
         fail_where("Models.accuracy", (a <= 0) | (a > 1), a, "must lie in (0, 1]")
         for name in ("throughput", "payload"):
@@ -96,12 +90,7 @@ class Customers(eqx.Module):
     def __check_init__(self):
         if not is_concrete(*jax.tree_util.tree_leaves(self)):
             return
-        n = jnp.shape(self.comm_price)
-        if len(n) != 1 or n[0] < 1:
-            raise ValueError(f"Customers.comm_price must be a 1-D array of length >= 1; got shape {n}.")
-        for name in _fields(self):
-            check_shape(f"Customers.{name}", getattr(self, name), n)
-        check_finite("Customers.comm_price", self.comm_price)
+        _check_vectors("Customers", self, finite=("comm_price",))
         c = np.asarray(self.comm_price)
         fail_where("Customers.comm_price", c < 0, c, "must be >= 0")
         _check_limits("Customers", self)
@@ -256,6 +245,18 @@ class Market(eqx.Module):
         return cls(models, customers, scenarios, scenario_mask)
 
 
+def _check_vectors(prefix: str, module, finite) -> None:
+    """Every field of `module` is a 1-D array of one length >= 1, finite if named in `finite`."""
+    names = _fields(module)
+    shape = jnp.shape(getattr(module, names[0]))
+    if len(shape) != 1 or shape[0] < 1:
+        raise ValueError(f"{prefix}.{names[0]} must be a 1-D array of length >= 1; got shape {shape}.")
+    for name in names:
+        check_shape(f"{prefix}.{name}", getattr(module, name), shape)
+        if name in finite:
+            check_finite(f"{prefix}.{name}", getattr(module, name))
+
+
 def _check_seller_side(prefix: str, x) -> None:
     """Costs and price box, shared by `Models` and `ModelPrices` (concrete values)."""
     for name in ("serving_cost", "training_cost", "price_lo", "price_hi"):
@@ -289,12 +290,7 @@ class ModelPrices(eqx.Module):
     def __check_init__(self):
         if not is_concrete(*jax.tree_util.tree_leaves(self)):
             return
-        m = jnp.shape(self.serving_cost)
-        if len(m) != 1 or m[0] < 1:
-            raise ValueError(f"ModelPrices.serving_cost must be a 1-D array of length >= 1; got shape {m}.")
-        for name in _fields(self):
-            check_shape(f"ModelPrices.{name}", getattr(self, name), m)
-            check_finite(f"ModelPrices.{name}", getattr(self, name))
+        _check_vectors("ModelPrices", self, finite=_fields(self))
         _check_seller_side("ModelPrices", self)
 
     @property
@@ -315,10 +311,7 @@ class CustomerLimits(eqx.Module):
     def __check_init__(self):
         if not is_concrete(*jax.tree_util.tree_leaves(self)):
             return
-        n = jnp.shape(self.horizon)
-        if len(n) != 1 or n[0] < 1:
-            raise ValueError(f"CustomerLimits.horizon must be a 1-D array of length >= 1; got shape {n}.")
-        check_shape("CustomerLimits.budget", self.budget, n)
+        _check_vectors("CustomerLimits", self, finite=())
         _check_limits("CustomerLimits", self)
 
     @property
