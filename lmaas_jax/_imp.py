@@ -44,8 +44,9 @@ class GradientIMP(eqx.Module):
       hides.
     - `polish_sweeps`: sweeps every polished start gets (stage 1).
     - `polish_finalists`: the best this many after stage 1 get `max_polish_sweeps` more (stage 2).
-    - `max_polish_sweeps`: sweeps of stage 2. Both stages have a fixed trip count, converged starts
-      frozen, so a vmapped batch costs the same per market whatever its slowest member needs.
+    - `max_polish_sweeps`: sweeps of stage 2, rounded up to a multiple of `polish_sweeps` (9 by
+      default). Both stages have a fixed trip count, converged starts frozen, so a vmapped batch
+      costs the same per market whatever its slowest member needs.
     - `tie_tol`: as in [`lmaas_jax.rsr`][]; default by dtype.
 
     [`lmaas_jax.imp`][] is compiled once per market shape and solver: reuse one solver object (and

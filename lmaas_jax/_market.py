@@ -127,12 +127,7 @@ class Market(eqx.Module):
         leaves = jax.tree_util.tree_leaves(self)
         if not is_concrete(*leaves):
             return
-        floats = {x.dtype for x in leaves if jnp.issubdtype(x.dtype, jnp.floating)}
-        if len(floats) > 1:
-            raise ValueError(
-                f"Market arrays must share one float dtype; got {sorted(map(str, floats))}. "
-                "Use Market.astype(dtype)."
-            )
+        _check_one_float_dtype("Market", leaves)
         n = self.customers.n_customers
         sc = self.scenarios
         if sc.ndim != 3 or sc.shape[0] != n or sc.shape[2] != 3 or sc.shape[1] < 1:
@@ -167,11 +162,7 @@ class Market(eqx.Module):
 
     def astype(self, dtype) -> Market:
         """This market with every float array cast to `dtype` (e.g. `jnp.float64` under x64)."""
-
-        def cast(x):
-            return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
-
-        return jax.tree_util.tree_map(cast, self)
+        return _cast_floats(self, dtype)
 
     def value_market(self) -> ValueMarket:
         """The equivalent [`lmaas_jax.ValueMarket`][]: this market's robust terms as a value table.
@@ -243,6 +234,25 @@ class Market(eqx.Module):
         if scenario_mask is None:
             scenario_mask = jnp.ones(jnp.shape(scenarios)[:2], dtype=bool)
         return cls(models, customers, scenarios, scenario_mask)
+
+
+def _check_one_float_dtype(kind: str, leaves) -> None:
+    """A market's float arrays share one dtype (`kind`: the class, for the message)."""
+    floats = {x.dtype for x in leaves if jnp.issubdtype(x.dtype, jnp.floating)}
+    if len(floats) > 1:
+        raise ValueError(
+            f"{kind} arrays must share one float dtype; got {sorted(map(str, floats))}. "
+            f"Use {kind}.astype(dtype)."
+        )
+
+
+def _cast_floats(module, dtype):
+    """`module` with every float array cast to `dtype` (other arrays, e.g. masks, unchanged)."""
+
+    def cast(x):
+        return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
+    return jax.tree_util.tree_map(cast, module)
 
 
 def _check_vectors(prefix: str, module, finite) -> None:
@@ -353,12 +363,7 @@ class ValueMarket(eqx.Module):
         leaves = jax.tree_util.tree_leaves(self)
         if not is_concrete(*leaves):
             return
-        floats = {x.dtype for x in leaves if jnp.issubdtype(x.dtype, jnp.floating)}
-        if len(floats) > 1:
-            raise ValueError(
-                f"ValueMarket arrays must share one float dtype; got {sorted(map(str, floats))}. "
-                "Use ValueMarket.astype(dtype)."
-            )
+        _check_one_float_dtype("ValueMarket", leaves)
         shape = (self.customers.n_customers, self.models.n_models)
         for name in ("rate", "hours"):
             x = getattr(self, name)
@@ -380,7 +385,7 @@ class ValueMarket(eqx.Module):
 
     def astype(self, dtype) -> ValueMarket:
         """This market with every float array cast to `dtype`."""
-        return jax.tree_util.tree_map(lambda x: x.astype(dtype), self)
+        return _cast_floats(self, dtype)
 
     @classmethod
     def from_table(

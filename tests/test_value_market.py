@@ -172,3 +172,11 @@ def test_value_market_validation_of_shapes_and_box():
         lj.ValueMarket.from_table(np.ones((2, 3)), np.ones((2, 3)), budget=0.0, price_hi=2.0)
     with pytest.raises(ValueError, match=r"horizon must have shape \(2,\)"):
         lj.ValueMarket.from_table(np.ones((2, 3)), np.ones((2, 3)), horizon=np.ones(3), price_hi=2.0)
+
+
+def test_value_market_needs_one_float_dtype_and_casts():
+    table = lj.ValueMarket.from_table(np.ones((2, 3)), np.ones((2, 3)), price_hi=2.0, dtype="float32")
+    with pytest.raises(ValueError, match=r"ValueMarket arrays must share one float dtype"):
+        lj.ValueMarket(table.models, table.customers, table.rate.astype(jnp.float64), table.hours)
+    wide = table.astype(jnp.float64)
+    assert {x.dtype for x in jax.tree_util.tree_leaves(wide)} == {jnp.dtype("float64")}
