@@ -12,16 +12,20 @@ from ._line_search import best_on_line
 from ._market import AnyMarket
 from ._posting import posted_solution
 from ._profit import profit_from_terms
-from ._rsr import _as_prices, robust_terms, tie_tolerance
+from ._rsr import _as_prices, choose, rental_options, robust_terms, tie_tolerance
 from ._solution import PricingSolution
 
 
 def coordinate_ascent(market, terms, prices, tol, sweeps: int, steepest: bool = False, line=best_on_line):
     """Exact coordinate ascent for at most `sweeps` sweeps; a start whose sweep stops paying is frozen.
 
-    Each sweep re-prices the models in turn (cyclic), or with `steepest` searches every model's line
-    from the same prices and takes the single best move (slower, but the first model's move cannot
-    spoil a better one of another model). A move is taken only if it raises the exact profit; once a
+    Each sweep first prices every model nobody rents out of the market (at `price_hi`), then
+    re-prices the models in turn (cyclic), or with `steepest` searches every model's line from the
+    same prices and takes the single best move (slower, but the first model's move cannot spoil a
+    better one of another model). Pricing out an unsold model never lowers the profit (a customer's
+    chosen option stays within the tie window, so its margin can only rise) and frees the other
+    models' lines: an unsold model at a low price caps what its neighbours can charge, a plateau that
+    coordinate moves alone never leave. A move is taken only if it raises the exact profit; once a
     sweep raises it by no more than a relative 1e-12 the prices are a coordinate-wise optimum and
     stay frozen for the remaining sweeps. The trip count is fixed, so under `jax.vmap` every market
     (and every restart) costs the same, whatever the slowest one needs: batching pays.
@@ -57,9 +61,20 @@ def coordinate_ascent(market, terms, prices, tol, sweeps: int, steepest: bool = 
 
         return lax.fori_loop(0, market.n_models, move, (prices, profit))
 
+    m = market.n_models
+    price_hi = market.models.price_hi
+
+    def price_out_unsold(prices, profit):
+        choice = choose(rental_options(market, terms, prices), tol)
+        sold = jnp.any(choice[:, None] == jnp.arange(1, m + 1, dtype=choice.dtype)[None, :], axis=0)
+        out = jnp.where(sold, prices, price_hi)
+        value = profit_from_terms(market, terms, out, tol)
+        take = jnp.any(out != prices) & (value >= profit)
+        return jnp.where(take, out, prices), jnp.where(take, value, profit)
+
     def run(carry):
         prices, profit, done, used = carry
-        new_prices, new_profit = jax.vmap(one_sweep)(prices, profit)
+        new_prices, new_profit = jax.vmap(lambda p, v: one_sweep(*price_out_unsold(p, v)))(prices, profit)
         improved = new_profit > profit + 1e-12 * jnp.abs(profit)
         prices = jnp.where(done[:, None], prices, new_prices)
         profit = jnp.where(done, profit, new_profit)

@@ -37,8 +37,9 @@ def test_rsr_matches_ccg_on_random_customers(dtype):
             rtol=tol,
             atol=tol * float(jnp.max(jnp.abs(resp.worst_profit))),
         )
-        # float32 checks every other customer: C&CG (HiGHS) dominates the test's time.
-        for i in range(0, market.n_customers, 1 if dtype == "float64" else 2):
+        # C&CG (HiGHS) dominates the test's time: float64 checks every other customer, float32
+        # every fourth.
+        for i in range(0, market.n_customers, 2 if dtype == "float64" else 4):
             ref = ccg_rsr(market, prices, i)
             assert ref.converged, (name, i)
             value = float(resp.worst_profit[i])
@@ -53,7 +54,7 @@ def test_rsr_matches_ccg_on_random_customers(dtype):
                 alt = 0.0 if ref.choice == 0 else float(resp.robust_values[i, ref.choice - 1])
                 assert alt >= value - tol * scale, (name, i, ref.choice, choice)
             total += 1
-    assert total >= (300 if dtype == "float64" else 150)
+    assert total >= (150 if dtype == "float64" else 75)
 
 
 def test_market_edge_cases_are_exercised():
