@@ -131,8 +131,10 @@ def classic_imp(
     """
     if int(max_sweeps) < 1:
         raise ValueError(f"max_sweeps must be >= 1; got {max_sweeps!r}.")
-    prices = market.models.price_lo if prices is None else _as_prices(market, prices)
+    # The search never sees the market's derivative; the solution carries the equilibrium's.
+    differentiable, market = market, lax.stop_gradient(market)
+    prices = market.models.price_lo if prices is None else lax.stop_gradient(_as_prices(market, prices))
     tol = tie_tolerance(market, tie_tol)
     terms = robust_terms(market)
     prices, _, sweeps = coordinate_ascent(market, terms, prices, tol, int(max_sweeps))
-    return posted_solution(market, terms, prices, tol, stats={"sweeps": sweeps})
+    return posted_solution(differentiable, terms, prices, tol, stats={"sweeps": sweeps})

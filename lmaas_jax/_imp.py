@@ -181,6 +181,8 @@ def imp(
     steps = solver.steps if max_steps is None else int(max_steps)
     if steps < 1:
         raise ValueError(f"max_steps must be >= 1; got {max_steps!r}.")
+    # The search never sees the market's derivative; the solution carries the equilibrium's.
+    differentiable, market = market, lax.stop_gradient(market)
     dtype = market.dtype
     tol = tie_tolerance(market, solver.tie_tol)
     mo = market.models
@@ -276,4 +278,4 @@ def imp(
         "profit_before_polish": before,
         "polish_sweeps": sweeps,
     }
-    return posted_solution(market, terms, prices, tol, trace=trace, stats=stats)
+    return posted_solution(differentiable, terms, prices, tol, trace=trace, stats=stats)

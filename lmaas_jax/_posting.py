@@ -29,8 +29,8 @@ plus float64's default tie tolerance, so its choice survives both rounding and a
 candidates (the unmoved prices first, then the uniform ladder, then the targeted cut), the first
 that maximises the profit counted over holding customers only is posted. The reported `profit` is
 the exact profit at the posted prices; the tie-breaking supremum (the profit at the unmoved prices)
-is in `stats["profit_supremum"]` and the largest relative cut (beta - beta') / (beta - o) in
-`stats["price_shift"]`. Measured: the move costs 1e-5 to 2e-4 of the profit in float32 (default
+is in `stats["profit_supremum"]`, its prices in `stats["prices_supremum"]`, and the largest
+relative cut (beta - beta') / (beta - o) in `stats["price_shift"]`. Measured: the move costs 1e-5 to 2e-4 of the profit in float32 (default
 markets, N = 128 to 512; 2.1e-4 where a price had to move by 2.4e-4 to hold) and about 1e-8 in
 float64.
 """
@@ -39,9 +39,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
+from ._equilibrium import equilibrium_prices, pin_pattern
 from ._market import AnyMarket
-from ._rsr import RobustTerms, _respond, choose, chosen_margin, rental_options
+from ._rsr import RobustTerms, _respond, choose, chosen_margin, rental_options, robust_terms
 from ._solution import PricingSolution
 
 _TOP_SHIFT = 1e-2
@@ -118,7 +120,7 @@ def post(market: AnyMarket, terms: RobustTerms, prices, tol):
     """Prices moved off the breakpoints so the intended customers hold (see the module docstring).
 
     Returns `(posted_prices, stats)`, `stats` with `profit_supremum` (exact profit at `prices`, ties
-    to the seller) and `price_shift` (the largest relative cut).
+    to the seller), `prices_supremum` (`prices`) and `price_shift` (the largest relative cut).
     """
     mo = market.models
     opts = rental_options(market, terms, prices)
@@ -144,17 +146,27 @@ def post(market: AnyMarket, terms: RobustTerms, prices, tol):
             0.0,
         )
     )
-    return posted, {"profit_supremum": supremum, "price_shift": eps}
+    return posted, {"profit_supremum": supremum, "prices_supremum": prices, "price_shift": eps}
 
 
 def posted_solution(market: AnyMarket, terms: RobustTerms, prices, tol, *, trace=None, stats=None):
-    """The [`lmaas_jax.PricingSolution`][] every solver returns: posted prices and their exact profit."""
-    posted, extra = post(market, terms, prices, tol)
-    response = _respond(market, terms, posted, tol)
+    """The [`lmaas_jax.PricingSolution`][] every solver returns: posted prices and their exact profit.
+
+    Differentiable in `market`: the prices carry the equilibrium's implicit derivative
+    ([`lmaas_jax.equilibrium_prices`][], with the pins of `prices`), the posting move is a constant,
+    and the profit and response are those of the fixed choices at the posted prices. `prices` and
+    `terms` are never differentiated (solvers search on `lax.stop_gradient(market)`).
+    """
+    fixed, terms, prices = lax.stop_gradient((market, terms, prices))
+    pins = pin_pattern(fixed, terms, prices, tol)
+    posted, extra = post(fixed, terms, prices, tol)
+    posted = equilibrium_prices(market, prices, pins) + (posted - prices)
+    response = _respond(market, robust_terms(market), posted, tol)
     return PricingSolution(
         prices=posted,
         profit=jnp.sum(response.seller_margin) - jnp.sum(market.models.training_cost),
         response=response,
         trace=trace,
-        stats={**(stats or {}), **extra},
+        stats={**(stats or {}), **extra, "pattern_stable": pins.stable},
+        pins=pins,
     )

@@ -7,6 +7,7 @@ from typing import Any
 import equinox as eqx
 from jaxtyping import Array, Float
 
+from ._equilibrium import PinPattern
 from ._rsr import RSRResponse
 
 
@@ -35,7 +36,16 @@ class PricingSolution(eqx.Module):
     - `profit`: the seller's exact profit at `prices` (never a relaxed one) ($).
     - `response`: the customers' exact [`lmaas_jax.RSRResponse`][] at `prices`.
     - `trace`: a [`lmaas_jax.PricingTrace`][] for gradient IMP, else `None`.
-    - `stats`: solver-specific numbers (steps, sweeps, evaluations, MILP status and gap, ...).
+    - `stats`: solver-specific numbers (steps, sweeps, evaluations, MILP status and gap, ...), and
+      `pattern_stable` (`pins.stable`).
+    - `pins`: the [`lmaas_jax.PinPattern`][] of the solution: which box end or binding customer pins
+      each price. `prices` and `profit` are differentiable in the market's floating fields through
+      it (see [`lmaas_jax.equilibrium_prices`][]); where `pins.stable` is False the derivative is
+      one one-sided derivative of several.
+
+    Differentiate a solver's result with `eqx.filter_grad` / `eqx.filter_jacfwd` over the market
+    (a market holds boolean fields, which `jax.grad` refuses), e.g.
+    `eqx.filter_grad(lambda m: lj.imp(m, key=key).profit)(market)`.
     """
 
     prices: Float[Array, " models"]
@@ -43,3 +53,4 @@ class PricingSolution(eqx.Module):
     response: RSRResponse
     trace: PricingTrace | None
     stats: dict[str, Any]
+    pins: PinPattern | None = None
