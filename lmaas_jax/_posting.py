@@ -30,9 +30,9 @@ candidates (the unmoved prices first, then the uniform ladder, then the targeted
 that maximises the profit counted over holding customers only is posted. The reported `profit` is
 the exact profit at the posted prices; the tie-breaking supremum (the profit at the unmoved prices)
 is in `stats["profit_supremum"]`, its prices in `stats["prices_supremum"]`, and the largest
-relative cut (beta - beta') / (beta - o) in `stats["price_shift"]`. Measured: the move costs 1e-5 to 2e-4 of the profit in float32 (default
-markets, N = 128 to 512; 2.1e-4 where a price had to move by 2.4e-4 to hold) and about 1e-8 in
-float64.
+relative cut (beta - beta') / (beta - o) in `stats["price_shift"]`. Measured: the move costs 1e-5
+to 2e-4 of the profit in float32 (default markets, N = 128 to 512; 2.1e-4 where a price had to
+move by 2.4e-4 to hold) and about 1e-8 in float64.
 """
 
 from __future__ import annotations
