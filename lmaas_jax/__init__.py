@@ -3,7 +3,12 @@
 from . import datasets as datasets
 from ._classic_imp import classic_imp as classic_imp
 from ._config import ConfigError as ConfigError, load_config as load_config
-from ._equilibrium import PinPattern as PinPattern, equilibrium_prices as equilibrium_prices
+from ._equilibrium import (
+    PinPattern as PinPattern,
+    equilibrium_prices as equilibrium_prices,
+    relaxed_equilibrium as relaxed_equilibrium,
+    relaxed_equilibrium_prices as relaxed_equilibrium_prices,
+)
 from ._generator import (
     STRESS_KINDS as STRESS_KINDS,
     family_models as family_models,

@@ -37,6 +37,7 @@ from jax import lax
 from jaxtyping import Array, Bool, Int
 
 from ._market import AnyMarket
+from ._profit import relaxed_profit_from_terms
 from ._rsr import RobustTerms, choose, rental_options, robust_terms
 
 CUSTOMER, LOW, HIGH, UNSOLD = 0, 1, 2, 3
@@ -168,3 +169,88 @@ def _equilibrium_prices_jvp(primals, tangents):
     _, f_theta = jax.jvp(lambda d: residual(d, prices), (dynamic,), (t_dynamic,))
     f_p = jax.jacfwd(lambda p: residual(dynamic, p))(prices)
     return prices, -jnp.linalg.solve(f_p, f_theta)
+
+
+def _relaxed_residual(market: AnyMarket, prices, temperature, at_lo, at_hi):
+    """The relaxed equilibrium's conditions: zero price gradient, or the price at its box end."""
+    mo = market.models
+    grad = jax.grad(lambda p: relaxed_profit_from_terms(market, robust_terms(market), p, temperature))(prices)
+    return jnp.where(at_lo, prices - mo.price_lo, jnp.where(at_hi, prices - mo.price_hi, grad))
+
+
+@eqx.filter_custom_jvp
+def relaxed_equilibrium_prices(market: AnyMarket, prices, temperature):
+    """`prices`, a stationary point of the relaxed profit at `temperature`, carrying its derivative.
+
+    The relaxed counterpart of [`lmaas_jax.equilibrium_prices`][]: where the relaxed profit
+    ([`lmaas_jax.relaxed_seller_profit`][]) is stationary in the prices (or a price sits at its box
+    end), the implicit function theorem on its price gradient gives dp = -H^-1 d(grad)/d theta, with
+    H the relaxed profit's Hessian in the prices (differentiable in the market and the temperature).
+    As the temperature falls it tends to the exact derivative (tested on a closed form). Find the
+    stationary point with [`lmaas_jax.relaxed_equilibrium`][].
+    """
+    return prices
+
+
+@relaxed_equilibrium_prices.def_jvp
+def _relaxed_equilibrium_prices_jvp(primals, tangents):
+    market, prices, temperature = primals
+    t_market, _, t_temperature = tangents
+    prices = lax.stop_gradient(prices)
+    temperature = jnp.asarray(temperature, prices.dtype)
+    mo = market.models
+    eps = jnp.finfo(prices.dtype).eps
+    at_lo = prices <= mo.price_lo + 8 * eps * jnp.abs(mo.price_lo)
+    at_hi = prices >= mo.price_hi - 8 * eps * jnp.abs(mo.price_hi)
+    dynamic, static = eqx.partition(market, eqx.is_inexact_array)
+    t_dynamic = jax.tree.map(
+        lambda x, t: None if x is None else (jnp.zeros_like(x) if t is None else t),
+        dynamic,
+        t_market if t_market is not None else jax.tree.map(lambda _: None, dynamic),
+        is_leaf=lambda x: x is None,
+    )
+    t_t = jnp.zeros_like(temperature) if t_temperature is None else jnp.asarray(t_temperature, prices.dtype)
+
+    def residual(d, p, t):
+        return _relaxed_residual(eqx.combine(d, static), p, t, at_lo, at_hi)
+
+    _, f_theta = jax.jvp(lambda d, t: residual(d, prices, t), (dynamic, temperature), (t_dynamic, t_t))
+    f_p = jax.jacfwd(lambda p: residual(dynamic, p, temperature))(prices)
+    return prices, -jnp.linalg.solve(f_p, f_theta)
+
+
+@eqx.filter_jit
+def relaxed_equilibrium(market: AnyMarket, temperature, start, *, iterations: int = 50):
+    """A stationary point of the relaxed profit at a fixed `temperature`, from `start` (shape `(M,)`).
+
+    Projected Newton steps on the relaxed profit (a gradient step where the Hessian is not negative
+    definite), each the longest of 1, 1/2, ..., 2^-40 of the step that raises the relaxed profit,
+    `iterations` of them (so the profit never falls); returns the prices through
+    [`lmaas_jax.relaxed_equilibrium_prices`][], so they are differentiable in the market and the
+    temperature. A local stationary point: start it from a good price vector (an exact solution's
+    prices, for instance).
+    """
+    fixed = lax.stop_gradient(market)
+    t = lax.stop_gradient(jnp.asarray(temperature, fixed.dtype))
+    mo = fixed.models
+    terms = robust_terms(fixed)
+    f = lambda p: relaxed_profit_from_terms(fixed, terms, p, t)  # noqa: E731
+    width = mo.price_hi - mo.price_lo
+
+    def step(_, p):
+        g = jax.grad(f)(p)
+        h = jax.hessian(f)(p)
+        newton = -jnp.linalg.solve(h, g)
+        concave = jnp.all(jnp.linalg.eigvalsh(0.5 * (h + h.T)) < 0) & jnp.all(jnp.isfinite(newton))
+        # A gradient direction scaled to the box where the Newton step does not apply.
+        direction = jnp.where(concave, newton, width * g / (jnp.max(jnp.abs(g * width)) + 1e-30))
+        # Backtracking: the longest of 1, 1/2, ..., 2^-40 that raises the relaxed profit.
+        sizes = 0.5 ** jnp.arange(41, dtype=p.dtype)
+        trials = jnp.clip(p[None, :] + sizes[:, None] * direction[None, :], mo.price_lo[None, :], mo.price_hi[None, :])
+        values = jax.vmap(f)(trials)
+        better = values > f(p)
+        k = jnp.argmax(better)
+        return jnp.where(better[k], trials[k], p)
+
+    p = lax.fori_loop(0, iterations, step, lax.stop_gradient(jnp.asarray(start, fixed.dtype)))
+    return relaxed_equilibrium_prices(market, p, temperature)

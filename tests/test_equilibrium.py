@@ -157,3 +157,26 @@ def test_imp_gradient_vmaps_and_float32_agrees():
             scale = 1e-3 * float(sol64.profit)
             np.testing.assert_allclose(np.asarray(batched[b]), np.asarray(g64), rtol=2e-3, atol=scale)
     assert agreed >= 2
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_relaxed_derivative_matches_finite_differences_and_tends_to_the_exact_one(dtype):
+    market = lj.ValueMarket.from_table(np.array([[10.0], [6.0]]), np.ones((2, 1)), price_hi=20.0, dtype=dtype)
+    start = jnp.asarray([6.0], dtype)
+
+    def relaxed_optimum(mk, t):
+        return lj.relaxed_seller_profit(mk, lj.relaxed_equilibrium(mk, t, start), t)
+
+    def bump(s):
+        return eqx.tree_at(lambda m: m.rate, market, market.rate.at[1, 0].add(s))
+
+    errors = []
+    for t in (0.3, 0.03, 0.003):
+        grad = eqx.filter_grad(relaxed_optimum)(market, t).rate
+        assert float(grad[0, 0]) == pytest.approx(0.0, abs=1e-3)
+        if dtype == "float64":  # finite differences of the relaxed optimum, re-solved
+            h = 1e-5
+            fd = (float(relaxed_optimum(bump(h), t)) - float(relaxed_optimum(bump(-h), t))) / (2 * h)
+            assert float(grad[1, 0]) == pytest.approx(fd, rel=1e-6)
+        errors.append(abs(float(grad[1, 0]) - 2.0))  # the exact derivative (closed form above)
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 2e-3, errors
