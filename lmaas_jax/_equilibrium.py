@@ -246,7 +246,9 @@ def relaxed_equilibrium(market: AnyMarket, temperature, start, *, iterations: in
         direction = jnp.where(concave, newton, width * g / (jnp.max(jnp.abs(g * width)) + 1e-30))
         # Backtracking: the longest of 1, 1/2, ..., 2^-40 that raises the relaxed profit.
         sizes = 0.5 ** jnp.arange(41, dtype=p.dtype)
-        trials = jnp.clip(p[None, :] + sizes[:, None] * direction[None, :], mo.price_lo[None, :], mo.price_hi[None, :])
+        trials = jnp.clip(
+            p[None, :] + sizes[:, None] * direction[None, :], mo.price_lo[None, :], mo.price_hi[None, :]
+        )
         values = jax.vmap(f)(trials)
         better = values > f(p)
         k = jnp.argmax(better)

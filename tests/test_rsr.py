@@ -37,9 +37,9 @@ def test_rsr_matches_ccg_on_random_customers(dtype):
             rtol=tol,
             atol=tol * float(jnp.max(jnp.abs(resp.worst_profit))),
         )
-        # C&CG (HiGHS) dominates the test's time: float64 checks every other customer, float32
-        # every fourth.
-        for i in range(0, market.n_customers, 2 if dtype == "float64" else 4):
+        # C&CG (HiGHS) dominates the test's time: float64 checks every third customer, float32
+        # every sixth.
+        for i in range(0, market.n_customers, 3 if dtype == "float64" else 6):
             ref = ccg_rsr(market, prices, i)
             assert ref.converged, (name, i)
             value = float(resp.worst_profit[i])
@@ -54,7 +54,7 @@ def test_rsr_matches_ccg_on_random_customers(dtype):
                 alt = 0.0 if ref.choice == 0 else float(resp.robust_values[i, ref.choice - 1])
                 assert alt >= value - tol * scale, (name, i, ref.choice, choice)
             total += 1
-    assert total >= (150 if dtype == "float64" else 75)
+    assert total >= (100 if dtype == "float64" else 50)
 
 
 def test_market_edge_cases_are_exercised():

@@ -81,9 +81,7 @@ def test_reader_reads_only_the_announced_valuations(tmp_path):
 def test_vendored_instances_against_the_published_optimum(name, dtype):
     """Numbers nobody here wrote: the authors' CPLEX optima (five significant digits).
 
-    HiGHS on our reading of the popularity instance (whose file has more lines than its header
-    announces) reproduces the published optimum, so the reader and the tie rule are theirs; default
-    `imp` is within 1% of it (on these two 50 x 50 instances it reaches 0.9915 to 1 of the optimum:
+    Default `imp` is within 1% of it (HiGHS reproducing it is the slow test below) (on these two 50 x 50 instances it reaches 0.9915 to 1 of the optimum:
     pricing 50 models is where it still falls short, see the README).
     """
     published = lj.datasets.read_published(DATA / "published.csv")
@@ -94,16 +92,24 @@ def test_vendored_instances_against_the_published_optimum(name, dtype):
     # Published to 5 significant digits: within half a unit of the last digit.
     half_unit = 0.5 * 10.0 ** (np.floor(np.log10(best)) - 4)
     exact = lj.datasets.read_unit_demand(DATA / name, dtype="float64")
-    if name.startswith("p-"):
-        milp = milp_pricing(exact, time_limit=60.0)
-        assert milp.stats["optimal"]
-        assert abs(float(milp.stats["profit_supremum"]) - best) <= half_unit + 1e-6 * best
     sol = lj.imp(exact.astype(jnp.dtype(dtype)), key=jax.random.PRNGKey(1))
     assert float(sol.stats["profit_supremum"]) <= best + half_unit + 1e-6 * best
     assert float(sol.profit) >= 0.99 * best
     # Posted in the float64 market with float64's tie tolerance, the prices keep what they report.
     held = float(lj.seller_profit(exact, sol.prices.astype(jnp.float64), tie_tol=1e-9))
     assert held >= float(sol.profit) * (1 - 1e-6)
+
+
+@pytest.mark.slow  # HiGHS on a 50 x 50 instance: about 30 s
+def test_highs_reproduces_the_published_optimum():
+    """HiGHS on our reading of the popularity instance (more lines than its header announces)
+    reproduces the published optimum, so the reader and the tie rule are the benchmark's."""
+    name = "p-n=50-e=400-q=200-d=0.25.0"
+    best = lj.datasets.read_published(DATA / "published.csv")[name]["best_value"]
+    half_unit = 0.5 * 10.0 ** (np.floor(np.log10(best)) - 4)
+    milp = milp_pricing(lj.datasets.read_unit_demand(DATA / name, dtype="float64"), time_limit=60.0)
+    assert milp.stats["optimal"]
+    assert abs(float(milp.stats["profit_supremum"]) - best) <= half_unit + 1e-6 * best
 
 
 def test_value_market_equals_its_scenario_market(dtype):
