@@ -81,8 +81,9 @@ def test_reader_reads_only_the_announced_valuations(tmp_path):
 def test_vendored_instances_against_the_published_optimum(name, dtype):
     """Numbers nobody here wrote: the authors' CPLEX optima (five significant digits).
 
-    Default `imp` is within 1% of it (HiGHS reproducing it is the slow test below) (on these two 50 x 50 instances it reaches 0.9915 to 1 of the optimum:
-    pricing 50 models is where it still falls short, see the README).
+    Default `imp` is within 1% of it: on these two 50 x 50 instances it reaches 0.9915 to 1 of the
+    optimum (pricing 50 models is where it still falls short, see the README). HiGHS reproducing
+    the optimum is the slow test below.
     """
     published = lj.datasets.read_published(DATA / "published.csv")
     assert len(published) == 2
