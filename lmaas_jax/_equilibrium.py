@@ -66,6 +66,26 @@ def _with_opt_out(x, fill):
     return jnp.concatenate([jnp.full((x.shape[0], 1), fill, x.dtype), x], axis=1)
 
 
+def _at_box_ends(prices, models):
+    """Which prices sit at `price_lo` and which at `price_hi` (to a few ulps)."""
+    eps = jnp.finfo(prices.dtype).eps
+    at_lo = prices <= models.price_lo + 8 * eps * jnp.abs(models.price_lo)
+    at_hi = prices >= models.price_hi - 8 * eps * jnp.abs(models.price_hi)
+    return at_lo, at_hi
+
+
+def _float_tangents(dynamic, t_market):
+    """The tangents of a market's floating leaves (`dynamic`), zeros where none was given."""
+    if t_market is None:
+        t_market = jax.tree.map(lambda _: None, dynamic)
+    return jax.tree.map(
+        lambda x, t: None if x is None else (jnp.zeros_like(x) if t is None else t),
+        dynamic,
+        t_market,
+        is_leaf=lambda x: x is None,
+    )
+
+
 def pin_pattern(market: AnyMarket, terms: RobustTerms, prices, tie_tol) -> PinPattern:
     """The pin of every price at `prices` (a solution; ties decided as in [`lmaas_jax.rsr`][]).
 
@@ -102,9 +122,7 @@ def pin_pattern(market: AnyMarket, terms: RobustTerms, prices, tie_tol) -> PinPa
     via_choice = of_model[models - 1, best]
     other = jnp.where(via_choice, alt[best], choice[best])
 
-    eps = jnp.finfo(prices.dtype).eps
-    at_hi = prices >= mo.price_hi - 8 * eps * jnp.abs(mo.price_hi)
-    at_lo = prices <= mo.price_lo + 8 * eps * jnp.abs(mo.price_lo)
+    at_lo, at_hi = _at_box_ends(prices, mo)
     sold = jnp.any(choice[None, :] == models[:, None], axis=1)
     kind = jnp.where(at_hi, HIGH, jnp.where(at_lo, LOW, jnp.where(has, CUSTOMER, UNSOLD)))
     pinned = kind == CUSTOMER
@@ -156,12 +174,7 @@ def _equilibrium_prices_jvp(primals, tangents):
     dynamic, static = eqx.partition(market, eqx.is_inexact_array)
     if t_market is None:
         return prices, jnp.zeros_like(prices)
-    t_dynamic = jax.tree.map(
-        lambda x, t: None if x is None else (jnp.zeros_like(x) if t is None else t),
-        dynamic,
-        t_market,
-        is_leaf=lambda x: x is None,
-    )
+    t_dynamic = _float_tangents(dynamic, t_market)
 
     def residual(d, p):
         return _residual(eqx.combine(d, static), p, pins)
@@ -198,17 +211,9 @@ def _relaxed_equilibrium_prices_jvp(primals, tangents):
     t_market, _, t_temperature = tangents
     prices = lax.stop_gradient(prices)
     temperature = jnp.asarray(temperature, prices.dtype)
-    mo = market.models
-    eps = jnp.finfo(prices.dtype).eps
-    at_lo = prices <= mo.price_lo + 8 * eps * jnp.abs(mo.price_lo)
-    at_hi = prices >= mo.price_hi - 8 * eps * jnp.abs(mo.price_hi)
+    at_lo, at_hi = _at_box_ends(prices, market.models)
     dynamic, static = eqx.partition(market, eqx.is_inexact_array)
-    t_dynamic = jax.tree.map(
-        lambda x, t: None if x is None else (jnp.zeros_like(x) if t is None else t),
-        dynamic,
-        t_market if t_market is not None else jax.tree.map(lambda _: None, dynamic),
-        is_leaf=lambda x: x is None,
-    )
+    t_dynamic = _float_tangents(dynamic, t_market)
     t_t = jnp.zeros_like(temperature) if t_temperature is None else jnp.asarray(t_temperature, prices.dtype)
 
     def residual(d, p, t):
