@@ -43,6 +43,7 @@ from ._rsr import (
     rsr as rsr,
     worst_case_profit as worst_case_profit,
 )
+from ._sensitivity import Sensitivities as Sensitivities, sensitivities as sensitivities
 from ._solution import PricingSolution as PricingSolution, PricingTrace as PricingTrace
 
 __version__ = "0.1.0"

@@ -202,6 +202,7 @@ def sweep(config_path, out, progress):
         chunk_size=sw["chunk_size"],
         dtype=sw["dtype"],
         progress=progress,
+        sensitivities=sw["sensitivities"],
     )
     keys = ["n_models", "n_customers", "gamma", "deviation", "capability_gap", "budget_share"]
     summary = table.groupby(keys, as_index=False)[["profit", "share_none", "customer_worst_rsr"]].mean()

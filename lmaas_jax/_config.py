@@ -104,6 +104,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "chunk_size": Key(int, 64, "markets per batch, written as one file", lo=1),
         "dtype": _MARKET["dtype"],
         "out": Key(str, "lmaas-out/sweep", "output folder (chunks, then results.parquet)"),
+        "sensitivities": Key(
+            bool, False, "also record d profit, d customers' worst case per model attribute"
+        ),
     },
     "run": {
         "out": Key(str, "lmaas-out", "output folder for report.md, figures and tables"),

@@ -27,8 +27,10 @@ from ._config import SCHEMA
 from ._generator import random_market
 from ._imp import GradientIMP, imp
 from ._planning import RULES, plan
+from ._sensitivity import sensitivities as equilibrium_sensitivities
 
 _PARAMS = ("gamma", "deviation", "capability_gap", "budget_share")
+SENSITIVITY_FIELDS = ("accuracy", "throughput", "payload", "serving_cost")  # recorded per model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +69,17 @@ class SweepGrid:
 
 
 def _market_outcome(
-    seed, gamma, deviation, capability_gap, budget_share, *, n_models, n_customers, solver, dtype
+    seed,
+    gamma,
+    deviation,
+    capability_gap,
+    budget_share,
+    *,
+    n_models,
+    n_customers,
+    solver,
+    dtype,
+    sensitivities,
 ):
     """Draw one market, price it with IMP, and summarise both sides of the equilibrium."""
     key = jax.random.PRNGKey(seed)
@@ -81,8 +93,19 @@ def _market_outcome(
         budget_share=budget_share,
         dtype=dtype,
     )
-    sol = imp(market, solver, key=jax.random.fold_in(key, 1))
-    out = {
+    price = functools.partial(imp, solver=solver, key=jax.random.fold_in(key, 1))
+    out = {}
+    if sensitivities:
+        sens = equilibrium_sensitivities(market, price)
+        sol = sens.solution
+        out["pattern_stable"] = sens.stable
+        for side in ("profit", "customer_worst"):
+            grad = getattr(sens, f"d_{side}").models
+            for field in SENSITIVITY_FIELDS:
+                out[f"d_{side}_{field}"] = getattr(grad, field)
+    else:
+        sol = price(market)
+    out |= {
         "profit": sol.profit,
         "prices": sol.prices,
         "shares": jnp.mean(jax.nn.one_hot(sol.response.choice, n_models + 1, dtype=market.dtype), axis=0),
@@ -96,22 +119,29 @@ def _market_outcome(
 
 
 @functools.lru_cache(maxsize=16)
-def _batched(n_models: int, n_customers: int, solver: GradientIMP, dtype: str, mesh: Mesh):
+def _batched(n_models: int, n_customers: int, solver: GradientIMP, dtype: str, sens: bool, mesh: Mesh):
     sharding = NamedSharding(mesh, PartitionSpec("markets"))
     one = functools.partial(
-        _market_outcome, n_models=n_models, n_customers=n_customers, solver=solver, dtype=dtype
+        _market_outcome,
+        n_models=n_models,
+        n_customers=n_customers,
+        solver=solver,
+        dtype=dtype,
+        sensitivities=sens,
     )
     return jax.jit(jax.vmap(one), in_shardings=sharding, out_shardings=sharding), sharding
 
 
-def _solve_chunk(rows: list[dict[str, Any]], width: int, solver, dtype, mesh) -> dict[str, np.ndarray]:
+def _solve_chunk(
+    rows: list[dict[str, Any]], width: int, solver, dtype, sensitivities, mesh
+) -> dict[str, np.ndarray]:
     """Solve one chunk of markets sharing (n_models, n_customers), sharded over `mesh`.
 
     The chunk is padded to `width` markets (repeating its last one), so every chunk of a group
     has one shape and compiles once.
     """
     m, n = rows[0]["n_models"], rows[0]["n_customers"]
-    fn, sharding = _batched(m, n, solver, dtype, mesh)
+    fn, sharding = _batched(m, n, solver, dtype, sensitivities, mesh)
     size = -(-width // mesh.size) * mesh.size  # and to a multiple of the device count
     padded = rows + [rows[-1]] * (size - len(rows))
     float_dtype = np.dtype(dtype)
@@ -144,6 +174,14 @@ def _table(rows, outcome, max_models):
     for rule in RULES:
         for kind in ("worst", "mean"):
             table[f"customer_{kind}_{rule}"] = outcome[f"customer_{kind}_{rule}"].astype(np.float64)
+    if "pattern_stable" in outcome:
+        table["pattern_stable"] = outcome["pattern_stable"].astype(bool)
+        for side in ("profit", "customer_worst"):
+            for field in SENSITIVITY_FIELDS:
+                grad = np.full((len(rows), max_models), np.nan)
+                grad[:, :m] = outcome[f"d_{side}_{field}"]
+                for j in range(max_models):
+                    table[f"d_{side}_{field}_{j + 1}"] = grad[:, j]
     return table
 
 
@@ -153,7 +191,7 @@ def _write_atomic(table, path: Path) -> None:
     os.replace(tmp, path)  # atomic on POSIX: a chunk file is either whole or absent
 
 
-def _manifest(grid, solver, chunk_size, dtype) -> dict[str, Any]:
+def _manifest(grid, solver, chunk_size, dtype, sensitivities) -> dict[str, Any]:
     settings = {f.name: getattr(solver, f.name) for f in dataclasses.fields(solver) if f.name != "optimiser"}
     return {
         "grid": dataclasses.asdict(grid),
@@ -162,6 +200,7 @@ def _manifest(grid, solver, chunk_size, dtype) -> dict[str, Any]:
         },
         "chunk_size": chunk_size,
         "dtype": dtype,
+        "sensitivities": sensitivities,
     }
 
 
@@ -174,6 +213,7 @@ def sweep(
     dtype: str = "float32",
     devices: list | None = None,
     progress: bool = True,
+    sensitivities: bool = False,
 ):
     """Price every market of `grid` with gradient IMP; one table row per market.
 
@@ -207,6 +247,11 @@ def sweep(
     - `dtype`: `"float32"` or `"float64"` (needs `jax_enable_x64`).
     - `devices`: devices to shard over; default `jax.devices()`.
     - `progress`: show a progress bar over chunks (tqdm, on stderr).
+    - `sensitivities`: also record the equilibrium's derivatives ([`lmaas_jax.sensitivities`][]):
+      `pattern_stable`, and per model j and attribute a in `accuracy`, `throughput`, `payload`,
+      `serving_cost` the columns `d_profit_a_j` (d seller profit / d a_j) and
+      `d_customer_worst_a_j` (d customers' total worst-case surplus / d a_j), both with the seller
+      re-pricing every model. Costs a second compilation and about one more solve's time.
 
     **Returns:**
 
@@ -223,6 +268,7 @@ def sweep(
     solver = GradientIMP() if solver is None else solver
     chunk_size = SCHEMA["sweep"]["chunk_size"].check("chunk_size", chunk_size)
     dtype = SCHEMA["sweep"]["dtype"].check("dtype", dtype)
+    sensitivities = SCHEMA["sweep"]["sensitivities"].check("sensitivities", sensitivities)
     if dtype == "float64" and not jax.config.read("jax_enable_x64"):
         raise ValueError("dtype = 'float64' needs jax.config.update('jax_enable_x64', True) first.")
     devices = jax.devices() if devices is None else list(devices)
@@ -242,7 +288,7 @@ def sweep(
     if out is not None:
         folder = Path(out)
         (folder / "chunks").mkdir(parents=True, exist_ok=True)
-        manifest = _manifest(grid, solver, chunk_size, dtype)
+        manifest = _manifest(grid, solver, chunk_size, dtype, sensitivities)
         path = folder / "manifest.json"
         if path.exists():
             if json.loads(path.read_text()) != json.loads(json.dumps(manifest)):
@@ -264,7 +310,7 @@ def sweep(
         if finished:
             tables.append(pd.read_parquet(path))
             continue
-        table = _table(chunk, _solve_chunk(chunk, width, solver, dtype, mesh), max_models)
+        table = _table(chunk, _solve_chunk(chunk, width, solver, dtype, sensitivities, mesh), max_models)
         if path is not None and jax.process_index() == 0:
             _write_atomic(table, path)
         tables.append(table)

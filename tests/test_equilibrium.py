@@ -1,4 +1,5 @@
-"""The equilibrium's derivative against finite differences of the exact optimum (HiGHS re-solved)."""
+"""The equilibrium's derivative (prices, the seller's profit, the customers' surplus) against finite
+differences of the exact optimum (HiGHS re-solved)."""
 
 import equinox as eqx
 import jax
@@ -35,12 +36,16 @@ def optimum(market):
     return ref
 
 
-def best_profit(market, near):
-    """The optimum at a bumped market: HiGHS re-solved, or classic IMP from the unbumped optimum's
-    prices `near` where that is higher (HiGHS meets its constraints to 1e-6 or so, about the size of
-    the bump, so its snapped solution can be a neighbouring breakpoint)."""
-    ref = float(optimum(market).stats["profit_supremum"])
-    return max(ref, float(lj.classic_imp(market, near).stats["profit_supremum"]))
+def best(market, near):
+    """The optimum at a bumped market, (profit, customers' total worst-case surplus): HiGHS re-solved,
+    or classic IMP from the unbumped optimum's prices `near` where that is higher (HiGHS meets its
+    constraints to 1e-6 or so, about the size of the bump, so its snapped solution can be a
+    neighbouring breakpoint). Both at the optimum's breakpoint prices, ties to the seller."""
+    sol = max(
+        [optimum(market), lj.classic_imp(market, near)], key=lambda s: float(s.stats["profit_supremum"])
+    )
+    surplus = jnp.sum(lj.rsr(market, sol.stats["prices_supremum"]).worst_profit)
+    return np.asarray([float(sol.stats["profit_supremum"]), float(surplus)])
 
 
 def bumped(market, field, direction, h):
@@ -57,7 +62,7 @@ def solved():
     return out
 
 
-def test_profit_gradient_equals_finite_differences_of_the_optimum(solved):
+def test_profit_and_surplus_gradients_equal_finite_differences_of_the_optimum(solved):
     stable = 0
     rng = np.random.default_rng(0)
     for market, sol in solved:
@@ -65,20 +70,22 @@ def test_profit_gradient_equals_finite_differences_of_the_optimum(solved):
             continue
         stable += 1
         start = sol.prices
-        grad = eqx.filter_grad(lambda mk, p: lj.classic_imp(mk, p).profit)(market, start)
+        sens = lj.sensitivities(market, lambda mk, start=start: lj.classic_imp(mk, start))
+        assert bool(sens.stable)
         for field, get in FIELDS.items():
             x = get(market)
             # Relative bumps: the fields (and a scenario's three components) differ by 10^7 in scale.
             sign = np.sign(rng.normal(size=x.shape))
             direction = jnp.asarray(rng.uniform(0.5, 1.5, x.shape) * sign) * jnp.abs(x)
             h = 1e-4  # relative: the optimum is known to about 1e-9 of the profit, so smaller h is noise
-            up = best_profit(bumped(market, field, direction, h), start)
-            down = best_profit(bumped(market, field, direction, -h), start)
+            up = best(bumped(market, field, direction, h), start)
+            down = best(bumped(market, field, direction, -h), start)
             fd = (up - down) / (2 * h)
-            exact = float(jnp.sum(get(grad) * direction))
+            exact = [float(jnp.sum(get(g) * direction)) for g in (sens.d_profit, sens.d_customer_worst)]
             # 1e-4 relative; derivatives below 3e-5 of the profit (per unit relative change) are
             # compared absolutely: the optimum's 1e-9 noise over h = 1e-4 is about 1e-5 of it.
-            assert abs(exact - fd) <= 1e-4 * abs(fd) + 3e-5 * float(sol.profit), (field, exact, fd)
+            tol = 1e-4 * np.abs(fd) + 3e-5 * float(sol.profit)
+            assert np.all(np.abs(np.asarray(exact) - fd) <= tol), (field, exact, fd)
     assert stable >= 8, stable
 
 

@@ -18,8 +18,9 @@ SOLVER = lj.GradientIMP(steps=20, restarts=4, polish=False)
 
 
 def test_rows_equal_direct_solves():
+    # float32, with sensitivities (the sweeps of the other tests run without them).
     grid = lj.SweepGrid(n_models=2, n_customers=10, gamma=[0, 3], deviation=[0.1, 0.3], seeds=2)
-    table = lj.sweep(grid, solver=SOLVER, chunk_size=3, progress=False)
+    table = lj.sweep(grid, solver=SOLVER, chunk_size=3, progress=False, sensitivities=True)
     assert len(table) == 8 and list(table["market"]) == list(range(8))
     for row in table.itertuples():
         key = jax.random.PRNGKey(row.seed)
@@ -34,6 +35,29 @@ def test_rows_equal_direct_solves():
     # RSR maximises every customer's worst case, so no rule's total beats it.
     for rule in ("nominal", "most_accurate", "cheapest"):
         assert np.all(table["customer_worst_rsr"] >= table[f"customer_worst_{rule}"] - 1e-3)
+    # Closed form: d profit / d serving cost of model j is minus the hours rented of j.
+    d_cost = table[["d_profit_serving_cost_1", "d_profit_serving_cost_2"]].sum(axis=1)
+    np.testing.assert_allclose(-d_cost, table["rented_hours"], rtol=1e-4)
+
+
+def test_sensitivity_columns_float64():
+    # float32 in `test_rows_equal_direct_solves`.
+    dtype, rtol = "float64", 1e-9
+    grid = lj.SweepGrid(n_models=2, n_customers=10, gamma=1, seeds=2)
+    table = lj.sweep(grid, solver=SOLVER, dtype=dtype, progress=False, sensitivities=True)
+    d_cost = table[["d_profit_serving_cost_1", "d_profit_serving_cost_2"]].sum(axis=1)
+    np.testing.assert_allclose(-d_cost, table["rented_hours"], rtol=rtol)
+    # Each row equals the library's own sensitivities of the same market and solve.
+    row = table.iloc[1]
+    key = jax.random.PRNGKey(int(row.seed))
+    market = lj.random_market(key, 2, 10, gamma=1, dtype=dtype)
+    sens = lj.sensitivities(market, lambda m: lj.imp(m, SOLVER, key=jax.random.fold_in(key, 1)))
+    assert bool(row.pattern_stable) == bool(sens.stable)
+    for side in ("profit", "customer_worst"):
+        for field in ("accuracy", "throughput", "payload", "serving_cost"):
+            want = np.asarray(getattr(getattr(sens, f"d_{side}").models, field))
+            got = row[[f"d_{side}_{field}_1", f"d_{side}_{field}_2"]].to_numpy(np.float64)
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * float(abs(sens.profit)) * 1e-3)
 
 
 @pytest.mark.parametrize(
