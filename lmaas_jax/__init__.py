@@ -51,11 +51,11 @@ __version__ = "0.1.0"
 
 def __getattr__(name):
     # `lmaas_jax.reference` needs scipy (HiGHS); load it on first use so the JAX core stays free of it.
-    # `sweep` and `SweepGrid` need pandas/pyarrow; load them on first use too.
+    # `sweep`, `SweepGrid` and `sweep_market` live with pandas/pyarrow; load them on first use too.
     import importlib
 
     if name == "reference":
         return importlib.import_module(".reference", __name__)
-    if name in ("sweep", "SweepGrid"):
+    if name in ("sweep", "SweepGrid", "sweep_market"):
         return getattr(importlib.import_module("._sweep", __name__), name)
     raise AttributeError(f"module 'lmaas_jax' has no attribute {name!r}")

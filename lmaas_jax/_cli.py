@@ -34,7 +34,7 @@ def _config(path, sections):
 def main():
     """GPU-accelerated solvers for large-model-as-a-service pricing games.
 
-    Start with `lmaas-jax run` (experiments E1-E5 on the built-in default configuration). Every
+    Start with `lmaas-jax run` (experiments E1-E6 on the built-in default configuration). Every
     subcommand has --help; CONFIG files are TOML, checked before any work starts.
     """
 
@@ -52,7 +52,7 @@ def main():
 @click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
 @_friendly
 def run(config_path, scale, out, progress):
-    """Run experiments E1-E5 and write report.md, figures (PNG) and tables (CSV, Parquet).
+    """Run experiments E1-E6 and write report.md, figures (PNG) and tables (CSV, Parquet).
 
     With no options: the built-in default configuration, about 5 minutes on a 2-core CPU. Output
     goes to ./lmaas-out/.
@@ -65,14 +65,14 @@ def run(config_path, scale, out, progress):
     from .experiments import run_experiments
 
     start = time.perf_counter()
-    click.echo(f"Running E1-E5 into {cfg['run']['out']}/ (scale {cfg['run']['scale']}) ...", err=True)
+    click.echo(f"Running E1-E6 into {cfg['run']['out']}/ (scale {cfg['run']['scale']}) ...", err=True)
     path = run_experiments(cfg["run"], gradient_imp(cfg["solver"]), progress=progress)
     summary = json.loads((path.parent / "summary.json").read_text())["e1"]["nominal"]
     click.echo(
         f"E1: RSR's worst-case gain over nominal planning: max {summary['max']:.2f}%, "
         f"median {summary['median']:.2f}% (the LMaaS paper: up to 43.96%)."
     )
-    click.echo(f"Wrote {path} and figures e1..e5.png in {time.perf_counter() - start:.0f} s.")
+    click.echo(f"Wrote {path} and figures e1..e6.png in {time.perf_counter() - start:.0f} s.")
 
 
 def _check(section, key, value):

@@ -68,6 +68,19 @@ class SweepGrid:
         return [dict(zip([*names, "seed"], combo, strict=True)) for combo in itertools.product(*axes)]
 
 
+def sweep_market(row, dtype: str = "float32"):
+    """The market a sweep row was priced on: [`lmaas_jax.random_market`][] with the row's seed,
+    sizes and parameters (any mapping with `seed`, `n_models`, `n_customers`, `gamma`, `deviation`,
+    `capability_gap`, `budget_share`, such as a row of [`lmaas_jax.sweep`][]'s table)."""
+    return random_market(
+        jax.random.PRNGKey(row["seed"]),
+        int(row["n_models"]),
+        int(row["n_customers"]),
+        **{p: row[p] for p in _PARAMS},
+        dtype=dtype,
+    )
+
+
 def _market_outcome(
     seed,
     gamma,
@@ -83,16 +96,8 @@ def _market_outcome(
 ):
     """Draw one market, price it with IMP, and summarise both sides of the equilibrium."""
     key = jax.random.PRNGKey(seed)
-    market = random_market(
-        key,
-        n_models,
-        n_customers,
-        gamma=gamma,
-        deviation=deviation,
-        capability_gap=capability_gap,
-        budget_share=budget_share,
-        dtype=dtype,
-    )
+    params = dict(gamma=gamma, deviation=deviation, capability_gap=capability_gap, budget_share=budget_share)
+    market = sweep_market(dict(seed=seed, n_models=n_models, n_customers=n_customers, **params), dtype)
     price = functools.partial(imp, solver=solver, key=jax.random.fold_in(key, 1))
     out = {}
     if sensitivities:

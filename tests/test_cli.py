@@ -42,7 +42,7 @@ def test_run_writes_report_figures_and_tables(tmp_path):
     result = invoke("run", "--config", cfg, "--no-progress")
     assert result.exit_code == 0, result.output
     report = (out / "report.md").read_text()
-    for k in range(1, 6):
+    for k in range(1, 7):
         png = (out / f"e{k}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
         assert f"](e{k}.png)" in report
@@ -62,6 +62,14 @@ def test_run_writes_report_figures_and_tables(tmp_path):
     np.testing.assert_allclose(last["lower"], last["rsr_value"], rtol=1e-4, atol=1e-3)
     e5 = pd.read_parquet(out / "e5_scale.parquet")
     assert set(e5["method"]) == {"gradient IMP", "HiGHS MILP"} and np.all(e5["markets_per_s"] > 0)
+    e6 = pd.read_parquet(out / "e6_sensitivities.parquet")
+    assert len(e6) == 2 * 2 * 4  # the 2 seeds at the base point x 2 models x 4 attributes
+    # Serving cost reaches the customers only through the prices, and no pin depends on it.
+    np.testing.assert_array_equal(e6[e6["attribute"] == "serving_cost"]["customers"], 0.0)
+    # Closed form: d profit / d serving cost of model j is minus its hours, so the seller's +1% effects
+    # sum to -(hours-weighted serving cost) / 100 <= 0, and are 0 exactly for a model nobody rents.
+    cost = e6[e6["attribute"] == "serving_cost"]
+    assert np.all(cost["seller"] <= 0) and np.all(cost[~cost["sold"]]["seller"] == 0)
 
 
 def test_solve_prints_and_compares_with_the_milp(tmp_path):

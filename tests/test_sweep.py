@@ -50,7 +50,7 @@ def test_sensitivity_columns_float64():
     # Each row equals the library's own sensitivities of the same market and solve.
     row = table.iloc[1]
     key = jax.random.PRNGKey(int(row.seed))
-    market = lj.random_market(key, 2, 10, gamma=1, dtype=dtype)
+    market = lj.sweep_market(row, dtype)  # the row's market, rebuilt
     sens = lj.sensitivities(market, lambda m: lj.imp(m, SOLVER, key=jax.random.fold_in(key, 1)))
     assert bool(row.pattern_stable) == bool(sens.stable)
     for side in ("profit", "customer_worst"):

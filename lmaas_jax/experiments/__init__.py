@@ -1,4 +1,4 @@
-"""Experiments E1-E5 of the spec (section 6): tables, figures and the `lmaas-jax run` report.
+"""Experiments E1-E5 of the spec (section 6), E6 (sensitivities): tables, figures, the `lmaas-jax run` report.
 
 Imports pandas and matplotlib; the JAX core never imports this package.
 """

@@ -1,4 +1,4 @@
-"""Figures E1-E5 (matplotlib, Agg): each reads the tables of `_tables` and writes one PNG."""
+"""Figures E1-E6 (matplotlib, Agg): each reads the tables of `_tables` and writes one PNG."""
 
 from __future__ import annotations
 
@@ -113,6 +113,45 @@ def e3_figure(tables: dict[str, pd.DataFrame], path: Path) -> Path:
                 axes[row, col].set_xticks(sorted(set(t[by])))
             axes[row, col].legend(fontsize=7)
     fig.suptitle("E3: equilibrium under gradient IMP pricing and RSR customers (mean over seeds)")
+    return _save(fig, path)
+
+
+_ATTRIBUTE_NAMES = {
+    "accuracy": "accuracy",
+    "throughput": "throughput (task/h)",
+    "payload": "payload (kbit/task)",
+    "serving_cost": "serving cost ($/h)",
+}
+
+
+def e6_figure(summary: pd.DataFrame, path: Path) -> Path:
+    """Per attribute, per model: the seller's and the customers' first-order gain from +1% of it.
+
+    Bars are means over markets; whiskers span the smallest to the largest market; a model that
+    sells in none of the markets is labelled so.
+    """
+    attributes = list(dict.fromkeys(summary["attribute"]))
+    fig, axes = plt.subplots(1, len(attributes), figsize=(4.2 * len(attributes), 4.4), squeeze=False)
+    for ax, a in zip(axes[0], attributes, strict=True):
+        t = summary[summary["attribute"] == a]
+        x = t["model"].to_numpy()
+        for k, side in enumerate(("seller", "customers")):
+            mean = t[f"{side}_mean"].to_numpy()
+            err = np.vstack([mean - t[f"{side}_min"].to_numpy(), t[f"{side}_max"].to_numpy() - mean])
+            label = "seller's profit" if side == "seller" else "customers' worst case"
+            ax.bar(x + (k - 0.5) * 0.38, mean, 0.38, yerr=err, capsize=3, color=f"C{k}", label=label)
+        ax.axhline(0.0, color="k", lw=0.6)
+        ticks = [f"{m}" + ("\n(unsold)" if s == 0 else "") for m, s in zip(x, t["sold"], strict=True)]
+        ax.set_xticks(x, ticks)
+        ax.set_xlabel("model (1 = smallest)")
+        ax.set_title(f"+1% {_ATTRIBUTE_NAMES.get(a, a)}")
+        ax.set_ylabel("change at the equilibrium ($)")
+        ax.margins(y=0.12)
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle(
+        "E6: what 1% more of each model attribute is worth, the seller re-pricing "
+        "(mean over markets; whiskers: min to max)"
+    )
     return _save(fig, path)
 
 

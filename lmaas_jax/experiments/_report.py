@@ -1,4 +1,4 @@
-"""`lmaas-jax run`: experiments E1-E5 end to end, written as tables, figures and `report.md`."""
+"""`lmaas-jax run`: experiments E1-E6 end to end, written as tables, figures and `report.md`."""
 
 from __future__ import annotations
 
@@ -46,9 +46,9 @@ def _closest(values, target):
 
 
 def run_experiments(cfg: dict[str, Any], solver: GradientIMP, *, progress: bool = True) -> Path:
-    """Run E1-E5 of the spec with the `[run]` settings `cfg` and write everything to `cfg["out"]`.
+    """Run E1-E5 of the spec and E6 (sensitivities) with the `[run]` settings `cfg`; write to `cfg["out"]`.
 
-    Writes `report.md` (what was run, the key numbers, the figures inline), `e1.png` ... `e5.png`,
+    Writes `report.md` (what was run, the key numbers, the figures inline), `e1.png` ... `e6.png`,
     and every table as `.csv` and `.parquet`. Turns on `jax_enable_x64` (the HiGHS MILP and the
     float64 re-evaluations need it); the JAX solvers run in `cfg["dtype"]`.
 
@@ -81,9 +81,11 @@ def run_experiments(cfg: dict[str, Any], solver: GradientIMP, *, progress: bool 
         gamma=base_gamma, deviation=base_dev, capability_gap=cfg["capability_gaps"], **common
     )
     # Chunks as large as the gap sweep, so that both sweeps (usually) share one compiled shape.
+    # Both record the equilibrium's sensitivities (E6 reads them at the base point).
     chunk = len(gap_grid.markets())
-    main = sweep(main_grid, solver=solver, dtype=dtype, chunk_size=chunk, progress=progress)
-    gaps = sweep(gap_grid, solver=solver, dtype=dtype, chunk_size=chunk, progress=progress)
+    kw = dict(solver=solver, dtype=dtype, chunk_size=chunk, progress=progress, sensitivities=True)
+    main = sweep(main_grid, **kw)
+    gaps = sweep(gap_grid, **kw)
     _write(main, out, "markets_gamma_deviation")
     _write(gaps, out, "markets_capability_gap")
     e1 = _tables.e1_robustness(main)
@@ -96,7 +98,11 @@ def run_experiments(cfg: dict[str, Any], solver: GradientIMP, *, progress: bool 
     }
     for by, t in e3.items():
         _write(t, out, f"e3_by_{by}")
-    seconds["E1 + E3 sweeps"] = time.perf_counter() - start
+    base = main[(main["gamma"] == base_gamma) & np.isclose(main["deviation"], base_dev)]
+    e6 = _tables.e6_sensitivities(base, dtype)
+    e6_summary = _tables.e6_summary(e6)
+    _write(e6, out, "e6_sensitivities")
+    seconds["E1 + E3 + E6 sweeps"] = time.perf_counter() - start
 
     start = time.perf_counter()
     e2 = _tables.e2_seller(cfg["e2_sizes"], cfg["e2_markets"] * scale, solver, dtype=dtype, progress=bar)
@@ -120,12 +126,14 @@ def run_experiments(cfg: dict[str, Any], solver: GradientIMP, *, progress: bool 
     _figures.e3_figure(e3, out / "e3.png")
     _figures.e4_figure(steps, ccg, out / "e4.png")
     _figures.e5_figure(e5, out / "e5.png")
+    _figures.e6_figure(e6_summary, out / "e6.png")
     (out / "summary.json").write_text(
         json.dumps({"e1": summary, "seconds": seconds}, indent=2, default=float)
     )
     path = out / "report.md"
     path.write_text(
         _report(cfg, solver, main, e1, summary, e2, e3, steps, ccg, e5, seconds, base_gamma, base_dev)
+        + _e6_section(e6, e6_summary, base_gamma, base_dev)
     )
     return path
 
@@ -134,7 +142,7 @@ def _report(cfg, solver, main, e1, summary, e2, e3, steps, ccg, e5, seconds, bas
     device = f"{jax.devices()[0].platform} ({jax.devices()[0].device_kind}, {jax.device_count()} device(s))"
     nom = summary["nominal"]
     lines = [
-        "# lmaas-jax report: experiments E1-E5",
+        "# lmaas-jax report: experiments E1-E6",
         "",
         f"Device: {device}; JAX solvers in {cfg['dtype']}, HiGHS and re-evaluations in float64. "
         f"Markets from `random_market` ({cfg['n_models']} models, {cfg['n_customers']} customers, "
@@ -252,6 +260,40 @@ def _report(cfg, solver, main, e1, summary, e2, e3, steps, ccg, e5, seconds, bas
         "![E5](e5.png)",
         "",
     ]
+    return "\n".join(lines)
+
+
+def _e6_section(e6: pd.DataFrame, summary: pd.DataFrame, base_gamma, base_dev) -> str:
+    markets = e6["market"].nunique()
+    stable = e6.drop_duplicates("market")["stable"].sum()
+    top = {side: summary.loc[summary[f"{side}_mean"].abs().idxmax()] for side in ("seller", "customers")}
+    split = summary[np.sign(summary["seller_mean"]) * np.sign(summary["customers_mean"]) < 0]
+    table = summary.rename(
+        columns={c: c.replace("_", " ") for c in summary.columns if c.startswith(("seller_", "customers_"))}
+    )
+    lines = [
+        "## E6 Sensitivities: what each model attribute is worth at the equilibrium",
+        "",
+        f"The {markets} markets of E1 at Gamma = {base_gamma}, deviation = {base_dev} "
+        f"({stable} of them with a locally stable pin pattern, where the derivative is the "
+        "equilibrium's). The seller's exact profit and the customers' total worst-case surplus are "
+        "differentiated through the equilibrium prices (`lj.sensitivities`: the implicit derivative of "
+        "the pinned prices, the seller re-pricing every model); shown as the first-order change when "
+        "one attribute of one model rises by 1% of its value ($). Serving cost reaches the customers "
+        "only through the prices, and customer-pinned prices do not depend on it: its customer bar is 0.",
+        "",
+    ]
+    for side, name in (("seller", "the seller"), ("customers", "the customers")):
+        r = top[side]
+        lines.append(
+            f"- Largest effect on {name}: +1% {r['attribute'].replace('_', ' ')} of model {int(r['model'])}, "
+            f"{r[f'{side}_mean']:+,.1f} $ on average (from {r[f'{side}_min']:+,.1f} to "
+            f"{r[f'{side}_max']:+,.1f} $ over the markets)."
+        )
+    if len(split):
+        pairs = ", ".join(f"{r.attribute.replace('_', ' ')} of model {r.model}" for r in split.itertuples())
+        lines.append(f"- The two sides disagree in sign (on average) for: {pairs}.")
+    lines += ["", "![E6](e6.png)", "", _markdown(table), ""]
     return "\n".join(lines)
 
 

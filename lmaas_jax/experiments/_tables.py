@@ -22,6 +22,7 @@ from .._market import unstack_market
 from .._planning import RULES
 from .._profit import seller_profit
 from .._rsr import rsr, tie_tolerance
+from .._sweep import SENSITIVITY_FIELDS, sweep_market
 
 BASELINES = tuple(r for r in RULES if r != "rsr")
 
@@ -127,6 +128,51 @@ def e3_sensitivity(table: pd.DataFrame, by: str, fixed: dict) -> pd.DataFrame:
     cols = [c for c in table.columns if c.startswith(("price_", "share_"))]
     cols += ["profit", "customer_worst_rsr", "customer_mean_rsr"]
     return table[keep].groupby(by, as_index=False)[cols].mean()
+
+
+def e6_sensitivities(table: pd.DataFrame, dtype: str) -> pd.DataFrame:
+    """E6: what +1% of each model attribute is worth at the equilibrium, to each side.
+
+    `table` holds rows of a sweep run with `sensitivities=True`. Per market, model j and attribute a
+    in `accuracy`, `throughput`, `payload`, `serving_cost`: the first-order change of the seller's
+    profit (`seller`) and of the customers' total worst-case surplus (`customers`) when a_j rises by
+    1% of its value, the seller re-pricing every model ($): d / d a_j times a_j / 100. Also whether
+    model j sells in that market and whether the market's pin pattern is stable.
+    """
+    out = []
+    for _, r in table.iterrows():
+        models = sweep_market(r, dtype).models
+        for a in SENSITIVITY_FIELDS:
+            value = np.asarray(getattr(models, a), np.float64)
+            for j in range(value.size):
+                out.append(
+                    {
+                        "market": int(r["market"]),
+                        "seed": int(r["seed"]),
+                        "model": j + 1,
+                        "attribute": a,
+                        "value": value[j],
+                        "sold": bool(r[f"share_{j + 1}"] > 0),
+                        "stable": bool(r["pattern_stable"]),
+                        "seller": r[f"d_profit_{a}_{j + 1}"] * value[j] / 100 + 0.0,  # no -0
+                        "customers": r[f"d_customer_worst_{a}_{j + 1}"] * value[j] / 100 + 0.0,
+                    }
+                )
+    return pd.DataFrame(out)
+
+
+def e6_summary(e6: pd.DataFrame) -> pd.DataFrame:
+    """E6 per (attribute, model): mean, min and max over markets of each side's +1% effect."""
+    return e6.groupby(["attribute", "model"], as_index=False, sort=False).agg(
+        markets=("seed", "size"),
+        sold=("sold", "sum"),
+        seller_mean=("seller", "mean"),
+        seller_min=("seller", "min"),
+        seller_max=("seller", "max"),
+        customers_mean=("customers", "mean"),
+        customers_min=("customers", "min"),
+        customers_max=("customers", "max"),
+    )
 
 
 def e2_seller(
