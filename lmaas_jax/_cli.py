@@ -66,7 +66,9 @@ def run(config_path, scale, out, progress):
 
     start = time.perf_counter()
     click.echo(f"Running E1-E6 into {cfg['run']['out']}/ (scale {cfg['run']['scale']}) ...", err=True)
-    path = run_experiments(cfg["run"], gradient_imp(cfg["solver"]), progress=progress)
+    path = run_experiments(
+        cfg["run"], gradient_imp(cfg["solver"]), seed=cfg["solver"]["seed"], progress=progress
+    )
     summary = json.loads((path.parent / "summary.json").read_text())["e1"]["nominal"]
     click.echo(
         f"E1: RSR's worst-case gain over nominal planning: max {summary['max']:.2f}%, "
@@ -203,6 +205,7 @@ def sweep(config_path, out, progress):
         dtype=sw["dtype"],
         progress=progress,
         sensitivities=sw["sensitivities"],
+        seed=cfg["solver"]["seed"],
     )
     keys = ["n_models", "n_customers", "gamma", "deviation", "capability_gap", "budget_share"]
     summary = table.groupby(keys, as_index=False)[["profit", "share_none", "customer_worst_rsr"]].mean()

@@ -74,7 +74,7 @@ _MARKET = {
     "deviation": Key(float, 0.2, "adverse deviation, fraction of nominal", lo=0.0, hi=1.0),
     "capability_gap": Key(float, 0.4, "accuracy gap between largest and smallest model", lo=0.0, hi=0.9),
     "budget_share": Key(float, 0.5, "probability that a customer has a finite budget", lo=0.0, hi=1.0),
-    "seed": Key(int, 0, "market seed", lo=0),
+    "seed": Key(int, 0, "market seed", lo=0, hi=2**32 - 1),
     "dtype": Key(str, "float32", "float dtype", choices=("float32", "float64")),
 }
 
@@ -93,14 +93,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "polish_sweeps": Key(int, 3, "polish sweeps every start gets", lo=1),
         "polish_finalists": Key(int, 4, "starts that get max_polish_sweeps more", lo=1),
         "max_polish_sweeps": Key(int, 8, "polish sweeps of the finalists", lo=1),
-        "seed": Key(int, 1, "IMP's PRNG seed", lo=0),
+        "seed": Key(int, 1, "IMP's PRNG seed", lo=0, hi=2**32 - 1),
     },
     "sweep": {
         **{
             k: dataclasses.replace(_MARKET[k], many=True, default=(_MARKET[k].default,))
             for k in ("n_models", "n_customers", "gamma", "deviation", "capability_gap", "budget_share")
         },
-        "seeds": Key(int, 4, "market seeds per grid point (0, 1, ...)", lo=1),
+        "seeds": Key(int, 4, "market seeds per grid point (0, 1, ...)", lo=1, hi=2**32),
         "chunk_size": Key(int, 64, "markets per batch, written as one file", lo=1),
         "dtype": _MARKET["dtype"],
         "out": Key(str, "lmaas-out/sweep", "output folder (chunks, then results.parquet)"),

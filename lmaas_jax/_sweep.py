@@ -13,7 +13,9 @@ import dataclasses
 import functools
 import itertools
 import json
+import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +25,14 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ._config import SCHEMA
+from ._config import SCHEMA, ConfigError
 from ._generator import random_market
 from ._imp import GradientIMP, imp
 from ._planning import RULES, plan
 from ._sensitivity import sensitivities as equilibrium_sensitivities
 
 _PARAMS = ("gamma", "deviation", "capability_gap", "budget_share")
+MAX_MARKETS = 10_000_000  # markets per sweep: each is listed up front (about 1 KB of Python)
 SENSITIVITY_FIELDS = ("accuracy", "throughput", "payload", "serving_cost")  # recorded per model
 
 
@@ -60,6 +63,13 @@ class SweepGrid:
             if isinstance(value, tuple | np.ndarray):
                 value = [v.item() if isinstance(v, np.generic) else v for v in value]
             object.__setattr__(self, f.name, schema[f.name].check(f"SweepGrid.{f.name}", value))
+        size = self.seeds * math.prod(len(getattr(self, f.name)) for f in dataclasses.fields(self)[:-1])
+        if size > MAX_MARKETS:
+            raise ConfigError(
+                f"SweepGrid holds {size:,} markets (seeds = {self.seeds:,} per grid point); a sweep lists "
+                f"every market up front, about 1 KB each ({size / 1e6:,.0f} GB here), so at most "
+                f"{MAX_MARKETS:,}: split it into several sweeps."
+            )
 
     def markets(self) -> list[dict[str, Any]]:
         """Every market of the grid, in a fixed order: one dict of parameters and `seed` each."""
@@ -93,12 +103,13 @@ def _market_outcome(
     solver,
     dtype,
     sensitivities,
+    solver_seed,
 ):
     """Draw one market, price it with IMP, and summarise both sides of the equilibrium."""
     key = jax.random.PRNGKey(seed)
     params = dict(gamma=gamma, deviation=deviation, capability_gap=capability_gap, budget_share=budget_share)
     market = sweep_market(dict(seed=seed, n_models=n_models, n_customers=n_customers, **params), dtype)
-    price = functools.partial(imp, solver=solver, key=jax.random.fold_in(key, 1))
+    price = functools.partial(imp, solver=solver, key=jax.random.fold_in(key, solver_seed))
     out = {}
     if sensitivities:
         sens = equilibrium_sensitivities(market, price)
@@ -124,7 +135,7 @@ def _market_outcome(
 
 
 @functools.lru_cache(maxsize=16)
-def _batched(n_models: int, n_customers: int, solver: GradientIMP, dtype: str, sens: bool, mesh: Mesh):
+def _batched(n_models: int, n_customers: int, solver: GradientIMP, dtype: str, sens: bool, seed: int, mesh):
     sharding = NamedSharding(mesh, PartitionSpec("markets"))
     one = functools.partial(
         _market_outcome,
@@ -133,12 +144,13 @@ def _batched(n_models: int, n_customers: int, solver: GradientIMP, dtype: str, s
         solver=solver,
         dtype=dtype,
         sensitivities=sens,
+        solver_seed=seed,
     )
     return jax.jit(jax.vmap(one), in_shardings=sharding, out_shardings=sharding), sharding
 
 
 def _solve_chunk(
-    rows: list[dict[str, Any]], width: int, solver, dtype, sensitivities, mesh
+    rows: list[dict[str, Any]], width: int, solver, dtype, sensitivities, seed, mesh
 ) -> dict[str, np.ndarray]:
     """Solve one chunk of markets sharing (n_models, n_customers), sharded over `mesh`.
 
@@ -146,7 +158,7 @@ def _solve_chunk(
     has one shape and compiles once.
     """
     m, n = rows[0]["n_models"], rows[0]["n_customers"]
-    fn, sharding = _batched(m, n, solver, dtype, sensitivities, mesh)
+    fn, sharding = _batched(m, n, solver, dtype, sensitivities, seed, mesh)
     size = -(-width // mesh.size) * mesh.size  # and to a multiple of the device count
     padded = rows + [rows[-1]] * (size - len(rows))
     float_dtype = np.dtype(dtype)
@@ -196,17 +208,102 @@ def _write_atomic(table, path: Path) -> None:
     os.replace(tmp, path)  # atomic on POSIX: a chunk file is either whole or absent
 
 
-def _manifest(grid, solver, chunk_size, dtype, sensitivities) -> dict[str, Any]:
+def _optimiser_fingerprint(optimiser) -> list[float]:
+    """What an optax optimiser does, as numbers: its first three updates of a fixed probe.
+
+    Optax transformations keep their hyperparameters in closures, so they cannot be compared or
+    saved; two optimisers that give the same updates here (Adam at one learning rate, say) are
+    taken to be the same, and a different learning rate, schedule or algorithm changes them.
+    """
+    out = []
+    with jax.numpy_dtype_promotion("standard"):  # optax mixes step counts with floats
+        params = jnp.asarray([0.3, -1.2, 2.0], jnp.float32)
+        state = optimiser.init(params)
+        for k in range(3):
+            grad = jnp.asarray([1.0, -0.5, 0.25], jnp.float32) * (k + 1) + params
+            updates, state = optimiser.update(grad, state, params)
+            params = params + updates
+            out += [float(f"{float(u):.6g}") for u in updates]
+    return out
+
+
+def _manifest(grid, solver, chunk_size, dtype, sensitivities, seed) -> dict[str, Any]:
+    from . import __version__
+
     settings = {f.name: getattr(solver, f.name) for f in dataclasses.fields(solver) if f.name != "optimiser"}
     return {
         "grid": dataclasses.asdict(grid),
         "solver": {
-            k: v if isinstance(v, int | float | bool | None) else float(v) for k, v in settings.items()
+            **{k: v if isinstance(v, int | float | bool | None) else float(v) for k, v in settings.items()},
+            "optimiser": _optimiser_fingerprint(solver.optimiser),
+            "seed": seed,
         },
         "chunk_size": chunk_size,
         "dtype": dtype,
         "sensitivities": sensitivities,
+        "lmaas_jax": __version__,
     }
+
+
+def _differences(saved: Any, now: Any, where: str = "") -> list[str]:
+    """Where two manifests differ, as 'key: saved -> now' lines."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        out = []
+        for k in sorted(set(saved) | set(now), key=str):
+            out += _differences(saved.get(k, "(absent)"), now.get(k, "(absent)"), f"{where}{k}.")
+        return out
+    return [] if saved == now else [f"{where.rstrip('.')}: {saved!r} -> {now!r}"]
+
+
+def _check_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    """Write `manifest.json`, or refuse a folder whose manifest differs, naming every difference."""
+    path = folder / "manifest.json"
+    if not path.exists():
+        if jax.process_index() == 0:
+            path.write_text(json.dumps(manifest, indent=2))
+        return
+    try:
+        saved = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(
+            f"{str(path)!r} is not readable JSON ({err}), so its chunks cannot be matched to this "
+            "sweep; use another folder or delete it."
+        ) from None
+    now = json.loads(json.dumps(manifest))
+    if saved != now:
+        diff = _differences(saved, now)
+        raise ConfigError(
+            f"{str(folder)!r} holds a different sweep (its manifest.json differs in "
+            + "; ".join(diff[:6])
+            + ("; ..." if len(diff) > 6 else "")
+            + "); use another folder or delete it."
+        )
+
+
+def _read_chunk(path: Path, chunk: list[dict[str, Any]]):
+    """A finished chunk's table, or None (with a warning) if it is unreadable or holds other rows."""
+    import pandas as pd
+
+    try:
+        table = pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises several types for truncated or foreign files
+        msg = f"{path} is unreadable ({type(err).__name__}); solving its markets again."
+        warnings.warn(msg, stacklevel=3)
+        return None
+    keys = ["market", "seed", "n_models", "n_customers", *_PARAMS]
+    want = pd.DataFrame(chunk)[keys]
+    same = set(keys) <= set(table.columns) and len(table) == len(want)
+    same = same and all(
+        np.allclose(table[k].to_numpy(np.float64), want[k].to_numpy(np.float64), rtol=1e-6) for k in keys
+    )
+    if not same:
+        warnings.warn(
+            f"{path} does not hold the markets it should ({want['market'].iloc[0]} to "
+            f"{want['market'].iloc[-1]}); solving them again.",
+            stacklevel=3,
+        )
+        return None
+    return table
 
 
 def sweep(
@@ -219,6 +316,7 @@ def sweep(
     devices: list | None = None,
     progress: bool = True,
     sensitivities: bool = False,
+    seed: int = 1,
 ):
     """Price every market of `grid` with gradient IMP; one table row per market.
 
@@ -232,10 +330,15 @@ def sweep(
 
     **Resuming.** With `out`, chunk k is written to `out/chunks/chunk-0000k.parquet` (to a temporary
     name, then renamed: a file is whole or absent) as soon as it is solved, next to `manifest.json`,
-    which records the grid, solver settings, chunk size and dtype. Calling `sweep` again with the
-    same arguments reads finished chunks back and solves only the rest, so a run killed at any
-    point loses only the chunk in flight and the final table is the same. A different sweep in the
-    same folder is refused. At the end the whole table is written to `out/results.parquet`.
+    which fingerprints everything that changes a result: the grid, every solver setting (the optax
+    optimiser by its first updates of a fixed probe, so a different learning rate counts), `seed`,
+    chunk size, dtype, `sensitivities` and the library version. Calling `sweep` again with the same
+    arguments reads finished chunks back and solves only the rest, so a run killed at any point
+    loses only the chunk in flight and the final table is the same. A sweep whose manifest differs
+    is refused, naming every difference; an unreadable `manifest.json` is refused too. Each chunk
+    read back is checked against the markets it should hold (ids, seeds, sizes, parameters); a
+    truncated, foreign or copied chunk is solved again, with a warning. At the end the whole table
+    is written to `out/results.parquet`.
 
     **Several hosts.** Call `jax.distributed.initialize()` on every host first and run the same
     `sweep` call everywhere: `jax.devices()` then lists every host's devices, each host feeds its
@@ -252,6 +355,8 @@ def sweep(
     - `dtype`: `"float32"` or `"float64"` (needs `jax_enable_x64`).
     - `devices`: devices to shard over; default `jax.devices()`.
     - `progress`: show a progress bar over chunks (tqdm, on stderr).
+    - `seed`: IMP's seed: the market drawn with key k is priced with `jax.random.fold_in(k, seed)`
+      (the `[solver] seed` of a configuration).
     - `sensitivities`: also record the equilibrium's derivatives ([`lmaas_jax.sensitivities`][]):
       `pattern_stable`, and per model j and attribute a in `accuracy`, `throughput`, `payload`,
       `serving_cost` the columns `d_profit_a_j` (d seller profit / d a_j) and
@@ -293,35 +398,28 @@ def sweep(
     if out is not None:
         folder = Path(out)
         (folder / "chunks").mkdir(parents=True, exist_ok=True)
-        manifest = _manifest(grid, solver, chunk_size, dtype, sensitivities)
-        path = folder / "manifest.json"
-        if path.exists():
-            if json.loads(path.read_text()) != json.loads(json.dumps(manifest)):
-                raise ValueError(
-                    f"{str(folder)!r} holds a different sweep (see its manifest.json); "
-                    "use another folder or delete it."
-                )
-        elif jax.process_index() == 0:
-            path.write_text(json.dumps(manifest, indent=2))
+        _check_manifest(folder, _manifest(grid, solver, chunk_size, dtype, sensitivities, seed))
 
     max_models = max(grid.n_models)
-    tables = []
     paths = [
         None if folder is None else folder / "chunks" / f"chunk-{k:05d}.parquet" for k in range(len(chunks))
     ]
-    done = [p is not None and p.exists() for p in paths]
-    bar = _progress(len(rows), sum(len(c) for (c, _), d in zip(chunks, done, strict=True) if d), progress)
-    for (chunk, width), path, finished in zip(chunks, paths, done, strict=True):
-        if finished:
-            tables.append(pd.read_parquet(path))
+    tables = {}  # chunk index -> its table: the finished ones first, each checked
+    for k, ((chunk, _), path) in enumerate(zip(chunks, paths, strict=True)):
+        if path is not None and path.exists() and (table := _read_chunk(path, chunk)) is not None:
+            tables[k] = table
+    bar = _progress(len(rows), sum(len(chunks[k][0]) for k in tables), progress)
+    for k, ((chunk, width), path) in enumerate(zip(chunks, paths, strict=True)):
+        if k in tables:
             continue
-        table = _table(chunk, _solve_chunk(chunk, width, solver, dtype, sensitivities, mesh), max_models)
+        outcome = _solve_chunk(chunk, width, solver, dtype, sensitivities, seed, mesh)
+        tables[k] = _table(chunk, outcome, max_models)
         if path is not None and jax.process_index() == 0:
-            _write_atomic(table, path)
-        tables.append(table)
+            _write_atomic(tables[k], path)
         bar.update(len(chunk))
     bar.close()
-    result = pd.concat(tables, ignore_index=True).sort_values("market", kind="stable").reset_index(drop=True)
+    result = pd.concat([tables[k] for k in range(len(chunks))], ignore_index=True)
+    result = result.sort_values("market", kind="stable").reset_index(drop=True)
     result = result[["market", *[c for c in result.columns if c != "market"]]]
     if folder is not None and jax.process_index() == 0:
         _write_atomic(result, folder / "results.parquet")

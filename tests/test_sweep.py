@@ -1,5 +1,6 @@
 """Sweeps: per-market results equal direct solves; resume after a kill; sharding over 4 devices."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import time
 
 import jax
 import numpy as np
+import optax
 import pandas as pd
 import pytest
 
@@ -72,10 +74,56 @@ def test_bad_grid_names_field_and_value(field, value):
 def test_other_sweep_in_folder_is_refused(tmp_path):
     grid = lj.SweepGrid(n_models=1, n_customers=4, gamma=0, seeds=1)
     lj.sweep(grid, tmp_path, solver=SOLVER, progress=False)
-    with pytest.raises(ValueError, match="different sweep"):
-        lj.sweep(
-            lj.SweepGrid(n_models=1, n_customers=4, gamma=1, seeds=1), tmp_path, solver=SOLVER, progress=False
-        )
+    # Any setting that changes a result is refused, by name, before anything is solved.
+    other_rate = dataclasses.replace(SOLVER, optimiser=optax.adam(0.01))
+    for kwargs, words in [
+        (dict(grid=lj.SweepGrid(n_models=1, n_customers=4, gamma=1, seeds=1)), "grid.gamma: [0] -> [1]"),
+        (dict(solver=other_rate), "solver.optimiser"),
+        (dict(seed=2), "solver.seed: 1 -> 2"),
+        (dict(dtype="float64"), "dtype: 'float32' -> 'float64'"),
+        (dict(sensitivities=True), "sensitivities: False -> True"),
+    ]:
+        args = dict(grid=grid, solver=SOLVER, progress=False) | kwargs
+        with pytest.raises(lj.ConfigError, match="different sweep") as err:
+            lj.sweep(out=tmp_path, **args)
+        assert words in str(err.value), (words, str(err.value))
+    (tmp_path / "manifest.json").write_text('{"grid": ')
+    with pytest.raises(lj.ConfigError, match="not readable JSON"):
+        lj.sweep(grid, tmp_path, solver=SOLVER, progress=False)
+
+
+def test_copied_or_truncated_chunks_are_solved_again(tmp_path):
+    grid = lj.SweepGrid(n_models=1, n_customers=4, gamma=[0, 1], seeds=2)
+    first = lj.sweep(grid, tmp_path, solver=SOLVER, chunk_size=2, progress=False)
+    chunks = sorted((tmp_path / "chunks").glob("chunk-*.parquet"))
+    assert len(chunks) == 2
+    chunks[1].write_bytes(chunks[0].read_bytes())  # a valid chunk holding the wrong markets
+    with pytest.warns(UserWarning, match="does not hold the markets"):
+        again = lj.sweep(grid, tmp_path, solver=SOLVER, chunk_size=2, progress=False)
+    pd.testing.assert_frame_equal(again, first)
+    chunks[0].write_bytes(chunks[0].read_bytes()[:100])  # truncated
+    with pytest.warns(UserWarning, match="unreadable"):
+        again = lj.sweep(grid, tmp_path, solver=SOLVER, chunk_size=2, progress=False)
+    pd.testing.assert_frame_equal(again, first)
+
+
+def test_solver_seed_acts():
+    # One gradient step from one random start, no polish: the prices depend on IMP's key.
+    crude = lj.GradientIMP(steps=1, restarts=1, eval_every=1, polish=False)
+    grid = lj.SweepGrid(n_models=2, n_customers=6, seeds=1)
+    tables = {seed: lj.sweep(grid, solver=crude, seed=seed, progress=False) for seed in (1, 7)}
+    assert not np.allclose(tables[1]["price_1"], tables[7]["price_1"])
+    key = jax.random.PRNGKey(0)
+    sol = lj.imp(lj.random_market(key, 2, 6, dtype="float32"), crude, key=jax.random.fold_in(key, 7))
+    np.testing.assert_allclose(
+        tables[7][["price_1", "price_2"]].to_numpy()[0], np.asarray(sol.prices), rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize("seeds", [10**9, 2**32 + 1])
+def test_huge_grids_are_refused_up_front(seeds):
+    with pytest.raises(lj.ConfigError, match=f"seeds = {seeds}|{seeds:,} markets"):
+        lj.SweepGrid(seeds=seeds)
 
 
 _SWEEP_TOML = """

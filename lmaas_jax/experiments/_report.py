@@ -45,7 +45,9 @@ def _closest(values, target):
     return min(values, key=lambda v: (abs(v - target), v))
 
 
-def run_experiments(cfg: dict[str, Any], solver: GradientIMP, *, progress: bool = True) -> Path:
+def run_experiments(
+    cfg: dict[str, Any], solver: GradientIMP, *, seed: int = 1, progress: bool = True
+) -> Path:
     """Run E1-E5 of the spec and E6 (sensitivities) with the `[run]` settings `cfg`; write to `cfg["out"]`.
 
     Writes `report.md` (what was run, the key numbers, the figures inline), `e1.png` ... `e6.png`,
@@ -57,6 +59,8 @@ def run_experiments(cfg: dict[str, Any], solver: GradientIMP, *, progress: bool 
     - `cfg`: the `[run]` section of a configuration, e.g. `lmaas_jax.load_config(path, ("run",
       "solver"))["run"]` or the defaults of `lmaas_jax._config.defaults("run")`.
     - `solver`: the [`lmaas_jax.GradientIMP`][] every experiment prices with.
+    - `seed`: IMP's seed (`[solver] seed`): a market drawn with key k is priced with key
+      `jax.random.fold_in(k, seed)`.
     - `progress`: progress bars on stderr.
 
     **Returns:**
@@ -83,7 +87,7 @@ def run_experiments(cfg: dict[str, Any], solver: GradientIMP, *, progress: bool 
     # Chunks as large as the gap sweep, so that both sweeps (usually) share one compiled shape.
     # Both record the equilibrium's sensitivities (E6 reads them at the base point).
     chunk = len(gap_grid.markets())
-    kw = dict(solver=solver, dtype=dtype, chunk_size=chunk, progress=progress, sensitivities=True)
+    kw = dict(solver=solver, dtype=dtype, chunk_size=chunk, progress=progress, sensitivities=True, seed=seed)
     main = sweep(main_grid, **kw)
     gaps = sweep(gap_grid, **kw)
     _write(main, out, "markets_gamma_deviation")
@@ -105,19 +109,23 @@ def run_experiments(cfg: dict[str, Any], solver: GradientIMP, *, progress: bool 
     seconds["E1 + E3 + E6 sweeps"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    e2 = _tables.e2_seller(cfg["e2_sizes"], cfg["e2_markets"] * scale, solver, dtype=dtype, progress=bar)
+    e2 = _tables.e2_seller(
+        cfg["e2_sizes"], cfg["e2_markets"] * scale, solver, dtype=dtype, progress=bar, seed=seed
+    )
     _write(e2, out, "e2_seller")
     seconds["E2"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    steps, ccg = _tables.e4_convergence(m, n, cfg["e4_customers"], solver, dtype=dtype)
+    steps, ccg = _tables.e4_convergence(m, n, cfg["e4_customers"], solver, dtype=dtype, seed=seed)
     _write(steps, out, "e4_imp_steps")
     _write(ccg, out, "e4_ccg_bounds")
     seconds["E4"] = time.perf_counter() - start
 
     start = time.perf_counter()
     batches = [b * scale for b in cfg["e5_batches"]]
-    e5 = _tables.e5_scale(cfg["e5_size"], batches, cfg["e5_milp_markets"], solver, dtype=dtype, progress=bar)
+    e5 = _tables.e5_scale(
+        cfg["e5_size"], batches, cfg["e5_milp_markets"], solver, dtype=dtype, progress=bar, seed=seed
+    )
     _write(e5, out, "e5_scale")
     seconds["E5"] = time.perf_counter() - start
 

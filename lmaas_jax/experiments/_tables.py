@@ -55,11 +55,14 @@ def batched_imp(solver: GradientIMP):
     return jax.jit(jax.vmap(one))
 
 
-def market_batch(n_markets: int, n_models: int, n_customers: int, *, seed: int, dtype: str, **params):
-    """`n_markets` seeded [`lmaas_jax.random_market`][]s stacked on a leading axis, and their keys."""
+def market_batch(
+    n_markets: int, n_models: int, n_customers: int, *, seed: int, dtype: str, solver_seed: int = 1, **params
+):
+    """`n_markets` seeded [`lmaas_jax.random_market`][]s stacked on a leading axis, and IMP's keys for
+    them (the market's key folded with `solver_seed`, as in [`lmaas_jax.sweep`][])."""
     keys = jax.random.split(jax.random.PRNGKey(seed), n_markets)
     batch = jax.vmap(lambda k: random_market(k, n_models, n_customers, dtype=dtype, **params))(keys)
-    return batch, keys
+    return batch, jax.vmap(lambda k: jax.random.fold_in(k, solver_seed))(keys)
 
 
 def _gain(rsr_total, base_total):
@@ -183,6 +186,7 @@ def e2_seller(
     dtype: str = "float32",
     milp_time_limit: float = 120.0,
     progress: Callable = lambda it, **kw: it,
+    seed: int = 1,
 ) -> pd.DataFrame:
     """E2: gradient IMP's exact profit against the MILP optimum, and the time each takes.
 
@@ -196,7 +200,9 @@ def e2_seller(
     rows = []
     fn = batched_imp(solver)
     for m, n in progress(sizes, desc="E2 IMP vs MILP"):
-        batch, keys = market_batch(n_markets, m, n, seed=1000 * m + n, dtype=dtype, budget_share=0.0)
+        batch, keys = market_batch(
+            n_markets, m, n, seed=1000 * m + n, dtype=dtype, budget_share=0.0, solver_seed=seed
+        )
         compile_s, run_s, (prices, _) = timed(fn, batch, keys)
         tol = tie_tolerance(unstack_market(batch, 0), solver.tie_tol)
         for b in range(n_markets):
@@ -223,7 +229,13 @@ def e2_seller(
 
 
 def e4_convergence(
-    n_models: int, n_customers: int, n_traced: int, solver: GradientIMP, *, dtype: str = "float32"
+    n_models: int,
+    n_customers: int,
+    n_traced: int,
+    solver: GradientIMP,
+    *,
+    dtype: str = "float32",
+    seed: int = 1,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """E4: gradient IMP's profit per step, and C&CG's bounds per iteration at IMP's prices.
 
@@ -234,8 +246,9 @@ def e4_convergence(
     """
     from ..reference import ccg_rsr
 
-    market = random_market(jax.random.PRNGKey(0), n_models, n_customers, dtype=dtype)
-    sol = imp(market, solver, key=jax.random.PRNGKey(1))
+    key = jax.random.PRNGKey(0)
+    market = random_market(key, n_models, n_customers, dtype=dtype)
+    sol = imp(market, solver, key=jax.random.fold_in(key, seed))
     relaxed = np.asarray(sol.trace.relaxed_profit, np.float64)
     steps = pd.DataFrame(
         dict(
@@ -269,6 +282,7 @@ def e5_scale(
     dtype: str = "float32",
     milp_time_limit: float = 120.0,
     progress: Callable = lambda it, **kw: it,
+    seed: int = 1,
 ) -> pd.DataFrame:
     """E5: markets priced per second by batched gradient IMP versus batch size, and by HiGHS.
 
@@ -283,7 +297,7 @@ def e5_scale(
     fn = batched_imp(solver)
     rows = []
     for b in progress(batches, desc="E5 batch sizes"):
-        batch, keys = market_batch(b, m, n, seed=5, dtype=dtype, budget_share=0.0)
+        batch, keys = market_batch(b, m, n, seed=5, dtype=dtype, budget_share=0.0, solver_seed=seed)
         compile_s, run_s, _ = timed(fn, batch, keys, repeats=2)
         rows.append(dict(method="gradient IMP", device=device, batch=b, compile_s=compile_s, run_s=run_s))
     batch, _ = market_batch(n_milp, m, n, seed=5, dtype=dtype, budget_share=0.0)
