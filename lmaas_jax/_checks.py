@@ -1,11 +1,20 @@
 """Input validation shared by the data classes: every error names the field and the bad value.
 
-Checks run on concrete arrays only. Inside `jax.jit`/`jax.vmap` the values are tracers and nothing
-can be inspected, so validation is skipped there: validate by constructing outside the transform.
+Checks run on concrete arrays as Python checks (a ValueError or TypeError naming the argument and
+the value). Inside `jax.jit`/`jax.vmap` the values are tracers that Python cannot inspect: there the
+data classes' field checks are skipped (validate by constructing outside the transform), while the
+generators' parameters, prices, tie tolerances and temperatures are checked at run time by
+`equinox.error_if` (an error naming the argument, raised when the compiled code runs). Sizes are
+checked against the device's memory before anything is allocated.
 """
 
 from __future__ import annotations
 
+import functools
+import operator
+import os
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,3 +65,77 @@ def check_not_nan(name: str, x) -> None:
 def check_finite(name: str, x) -> None:
     if is_concrete(x):
         fail_where(name, ~np.isfinite(np.asarray(x)), x, "must be finite")
+
+
+def in_range(name: str, value, lo: int | float, hi: int | float, requirement: str | None = None):
+    """`value` if every entry lies in [lo, hi] (NaN fails): a ValueError naming it when concrete, an
+    `equinox.error_if` runtime error under `jax.jit`/`jax.vmap` (where Python cannot look)."""
+    requirement = requirement or f"must lie in [{lo}, {hi}]"
+    if is_concrete(value):
+        v = np.asarray(value, np.float64)
+        if not (np.all(v >= lo) and np.all(v <= hi)):
+            raise ValueError(f"{name} {requirement}; got {value!r}.")
+        return value
+    bad = ~((value >= lo) & (value <= hi))
+    return eqx.error_if(value, bad, f"{name} {requirement}")
+
+
+def size(name: str, value) -> int:
+    """`value` as a Python int >= 1 (a shape), else a TypeError or ValueError naming it."""
+    try:
+        n = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int; got {value!r} ({type(value).__name__}).") from None
+    if n < 1:
+        raise ValueError(f"{name} must be >= 1; got {n}.")
+    return n
+
+
+def device_memory() -> int:
+    """Bytes the default device can hold: its allocator's limit on a GPU, the machine's RAM on a CPU."""
+    try:
+        stats = jax.devices()[0].memory_stats() or {}
+    except Exception:  # some backends do not implement memory_stats
+        stats = {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_fits(what: str, nbytes: int | float) -> None:
+    """Refuse, before allocating, a computation whose arrays would not fit in the device's memory."""
+    limit = device_memory()
+    if nbytes > limit:
+        raise ValueError(
+            f"{what} would need about {nbytes / 2**30:,.1f} GiB, more than the {limit / 2**30:,.1f} GiB "
+            f"of {jax.devices()[0].platform} memory here; make it smaller or split it."
+        )
+
+
+def check_prices(name: str, prices, n_models: int) -> None:
+    """Shape `(n_models,)`, finite and >= 0, when concrete (a ValueError naming index and value)."""
+    check_shape(name, prices, (n_models,))
+    if is_concrete(prices):
+        p = np.asarray(prices)
+        fail_where(name, ~np.isfinite(p), p, "must be finite")
+        fail_where(name, p < 0, p, "must be >= 0")
+
+
+def checked(check):
+    """`equinox.filter_jit` a public function, with `check(*args, **kwargs)` run first in Python.
+
+    Inside the jitted function the arguments are tracers; `check` sees what the caller passed, so a
+    bad value gets a ValueError naming it (concrete values) before anything is compiled.
+    """
+
+    def wrap(fn):
+        jitted = eqx.filter_jit(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            check(*args, **kwargs)
+            return jitted(*args, **kwargs)
+
+        return wrapper
+
+    return wrap

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import ArrayLike, PRNGKeyArray
 
+from ._checks import check_fits, in_range, is_concrete, size
 from ._market import Customers, Market, Models
 
 
@@ -68,8 +69,10 @@ def random_market(
     opt out, some budgets bind, and demand and channel are each the worst case for some customers
     (tested).
 
-    Works under `jax.jit`/`jax.vmap` over `key` (and over the float arguments); `n_models`,
-    `n_customers` and `dtype` are static.
+    Works under `jax.jit`/`jax.vmap` over `key` (and over `gamma` and the float arguments, whose
+    ranges are then checked when the compiled code runs, by `equinox.error_if`); `n_models`,
+    `n_customers` (ints) and `dtype` are static, and a size whose market would not fit in the
+    device's memory is refused before anything is allocated.
 
     **Arguments:**
 
@@ -86,22 +89,19 @@ def random_market(
     A [`lmaas_jax.Market`][] built by [`lmaas_jax.Market.budgeted`][].
     """
     dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
-    for name, value, lo, hi in (
-        ("deviation", deviation, 0.0, 1.0),
-        ("capability_gap", capability_gap, 0.0, 0.9),
-        ("budget_share", budget_share, 0.0, 1.0),
-    ):
-        if not isinstance(value, jax.core.Tracer) and not (
-            jnp.all(jnp.asarray(value) >= lo) and jnp.all(jnp.asarray(value) <= hi)
-        ):
-            raise ValueError(f"{name} must lie in [{lo}, {hi}]; got {value!r}.")
-    if int(n_customers) < 1 or int(n_models) < 1:
-        raise ValueError(
-            f"n_models and n_customers must be >= 1; got n_models={n_models}, n_customers={n_customers}."
-        )
+    n_models, n = size("n_models", n_models), size("n_customers", n_customers)
+    # Budgeted sets are padded to 8 scenarios of 3 components; with the customers' own fields and the
+    # (N, M) option arrays every solver builds, about 40 + 6 M numbers per customer.
+    check_fits(
+        f"random_market(n_customers={n}, n_models={n_models})", n * (40 + 6 * n_models) * dtype.itemsize
+    )
+    deviation = in_range("deviation", deviation, 0.0, 1.0)
+    capability_gap = in_range("capability_gap", capability_gap, 0.0, 0.9)
+    budget_share = in_range("budget_share", budget_share, 0.0, 1.0)
+    if not is_concrete(gamma):  # a concrete gamma gets Market.budgeted's message (integer in 0..3)
+        gamma = in_range("gamma", gamma, 0, 3)
     models = family_models(n_models, capability_gap=capability_gap, dtype=dtype)
     keys = jax.random.split(key, 8)
-    n = int(n_customers)
 
     def log_uniform(k, lo, hi):
         u = jax.random.uniform(k, (n,), dtype)

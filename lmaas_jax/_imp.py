@@ -9,6 +9,7 @@ import optax
 from jax import lax
 from jaxtyping import PRNGKeyArray
 
+from ._checks import check_fits
 from ._classic_imp import coordinate_ascent
 from ._market import AnyMarket
 from ._posting import posted_solution
@@ -88,6 +89,16 @@ class GradientIMP(eqx.Module):
             value = getattr(self, name)
             if not isinstance(value, jax.core.Tracer) and not float(value) > 0:
                 raise ValueError(f"GradientIMP.{name} must be > 0; got {value!r}.")
+        t0, t1 = self.initial_temperature, self.final_temperature
+        if (
+            not isinstance(t0, jax.core.Tracer)
+            and not isinstance(t1, jax.core.Tracer)
+            and float(t1) > float(t0)
+        ):
+            raise ValueError(
+                f"GradientIMP.final_temperature = {t1!r} is above initial_temperature = {t0!r}; "
+                "the temperature anneals from the initial to the final one."
+            )
 
 
 def useful_top(market: AnyMarket, terms) -> jax.Array:
@@ -181,6 +192,12 @@ def imp(
     steps = solver.steps if max_steps is None else int(max_steps)
     if steps < 1:
         raise ValueError(f"max_steps must be >= 1; got {max_steps!r}.")
+    # Shapes are static, so this runs before compiling: the trace keeps (steps, restarts) numbers and
+    # every restart and polished start holds a few (N, M) option arrays.
+    n, m, r = market.n_customers, market.n_models, solver.restarts
+    starts = r + solver.polish_random
+    need = (3 * steps * r + 12 * starts * n * (m + 1)) * jnp.dtype(market.dtype).itemsize
+    check_fits(f"imp with steps={steps}, restarts={r} on {m} x {n}", need)
     # The search never sees the market's derivative; the solution carries the equilibrium's.
     differentiable, market = market, lax.stop_gradient(market)
     dtype = market.dtype

@@ -11,8 +11,9 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Int
 
+from ._checks import checked
 from ._market import Market
-from ._rsr import RSRResponse, _as_prices, rsr, worst_case_profit
+from ._rsr import RSRResponse, _as_prices, _check_evaluation, rsr, worst_case_profit
 
 RULES = ("rsr", "nominal", "most_accurate", "cheapest")
 
@@ -52,7 +53,7 @@ def _nominal_for_model(nominal: RSRResponse, j: Int[Array, " customers"]):
     return jnp.where(rent, j + 1, 0).astype(jnp.int32), jnp.where(rent, hours, 0.0)
 
 
-@eqx.filter_jit
+@checked(_check_evaluation)
 def plan(
     market: Market, prices: Float[ArrayLike, " models"], rule: str = "rsr", *, tie_tol: float | None = None
 ) -> PlanOutcome:

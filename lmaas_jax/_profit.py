@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from ._checks import checked, in_range
 from ._market import AnyMarket
-from ._relaxed_rsr import _relaxed_respond
+from ._relaxed_rsr import _relaxed_respond, check_relaxed
 from ._rsr import (
     RobustTerms,
     _as_prices,
+    _check_evaluation,
     choose,
     chosen_margin,
     rental_options,
@@ -36,7 +37,7 @@ def relaxed_profit_from_terms(
     return jnp.sum(response.expected_margin) - jnp.sum(market.models.training_cost)
 
 
-@eqx.filter_jit
+@checked(_check_evaluation)
 def seller_profit(
     market: AnyMarket, prices: Float[ArrayLike, " models"], *, tie_tol: float | None = None
 ) -> Float[Array, ""]:
@@ -51,7 +52,7 @@ def seller_profit(
     return profit_from_terms(market, robust_terms(market), prices, tol)
 
 
-@eqx.filter_jit
+@checked(check_relaxed)
 def relaxed_seller_profit(
     market: AnyMarket, prices: Float[ArrayLike, " models"], temperature: Float[ArrayLike, ""]
 ) -> Float[Array, ""]:
@@ -60,4 +61,5 @@ def relaxed_seller_profit(
     Smooth in the prices; tends to [`lmaas_jax.seller_profit`][] as temperature -> 0 away from ties.
     """
     prices = _as_prices(market, prices)
+    temperature = in_range("temperature", temperature, 1e-30, 1e300, "must be finite and > 0")
     return relaxed_profit_from_terms(market, robust_terms(market), prices, temperature)

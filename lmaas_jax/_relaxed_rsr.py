@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from ._checks import check_prices, checked, in_range
 from ._market import AnyMarket
 from ._rsr import Options, RobustTerms, _as_prices, rental_options, robust_terms
 
@@ -55,7 +56,13 @@ def _relaxed_respond(
     )
 
 
-@eqx.filter_jit
+def check_relaxed(market, prices, temperature):
+    """Python checks of a relaxed evaluation's concrete arguments (see `lmaas_jax._checks`)."""
+    check_prices("prices", prices, market.n_models)
+    in_range("temperature", temperature, 1e-30, 1e300, "must be finite and > 0")
+
+
+@checked(check_relaxed)
 def relaxed_rsr(
     market: AnyMarket, prices: Float[ArrayLike, " models"], temperature: Float[ArrayLike, ""]
 ) -> RelaxedResponse:
@@ -78,4 +85,5 @@ def relaxed_rsr(
     A [`lmaas_jax.RelaxedResponse`][].
     """
     prices = _as_prices(market, prices)
+    temperature = in_range("temperature", temperature, 1e-30, 1e300, "must be finite and > 0")
     return _relaxed_respond(market, robust_terms(market), prices, temperature)

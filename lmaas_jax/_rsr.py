@@ -6,10 +6,15 @@ the LMaaS paper's equations, which are not public.
 
 from __future__ import annotations
 
+import math
+
 import equinox as eqx
+import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
+from ._checks import check_prices, check_shape, checked
 from ._market import CHANNEL, DEMAND, VALUE, AnyMarket, Market, ValueMarket
 
 
@@ -135,8 +140,16 @@ class RSRResponse(eqx.Module):
 
 
 def tie_tolerance(market: AnyMarket, tie_tol: float | None = None) -> float:
-    """`tie_tol`, or by default 1e-5 for a float32 market and 1e-9 for a float64 one."""
+    """`tie_tol`, or by default 1e-5 for a float32 market and 1e-9 for a float64 one.
+
+    A tolerance is a static Python number (it selects a compiled program), so it is checked here
+    even under `jax.jit`: finite and >= 0 (a negative or NaN one would make every customer opt out).
+    """
     if tie_tol is not None:
+        if isinstance(tie_tol, jax.core.Tracer):
+            raise TypeError("tie_tol must be a Python float (static), not a traced array.")
+        if not (isinstance(tie_tol, int | float | np.floating) and math.isfinite(tie_tol) and tie_tol >= 0):
+            raise ValueError(f"tie_tol must be a finite float >= 0 or None; got {tie_tol!r}.")
         return tie_tol
     return 1e-9 if jnp.dtype(market.dtype) == jnp.float64 else 1e-5
 
@@ -207,13 +220,20 @@ def _respond(
 
 
 def _as_prices(market: AnyMarket, prices) -> Float[Array, " models"]:
+    """`prices` in the market's dtype; NaN, infinite or negative prices are refused when the compiled
+    code runs (`equinox.error_if`; public entry points also check concrete prices in Python first)."""
     prices = jnp.asarray(prices)
-    if prices.shape != (market.n_models,):
-        raise ValueError(f"prices must have shape (M={market.n_models},); got shape {tuple(prices.shape)}.")
-    return prices.astype(market.dtype)
+    check_shape("prices", prices, (market.n_models,))
+    prices = prices.astype(market.dtype)
+    return eqx.error_if(prices, ~(jnp.isfinite(prices) & (prices >= 0)), "prices must be finite and >= 0")
 
 
-@eqx.filter_jit
+def _check_evaluation(market, prices, *rest, tie_tol=None, **_):
+    check_prices("prices", prices, market.n_models)
+    tie_tolerance(market, tie_tol)
+
+
+@checked(_check_evaluation)
 def rsr(
     market: AnyMarket, prices: Float[ArrayLike, " models"], *, tie_tol: float | None = None
 ) -> RSRResponse:

@@ -199,7 +199,7 @@ def test_random_market_is_seeded_and_valid(dtype):
         ({"gamma": 5}, "gamma must be an integer in {0, 1, 2, 3}; got 5 at index 0."),
         (
             {"n_customers": 0},
-            "n_models and n_customers must be >= 1; got n_models=4, n_customers=0.",
+            "n_customers must be >= 1; got 0.",
         ),
     ],
 )

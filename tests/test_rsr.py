@@ -220,5 +220,5 @@ def test_float32_agrees_with_float64():
 
 def test_prices_shape_error():
     market = kink_market()
-    with pytest.raises(ValueError, match=r"prices must have shape \(M=1,\); got shape \(2,\)"):
+    with pytest.raises(ValueError, match=r"prices must have shape \(1,\); got shape \(2,\)"):
         lj.rsr(market, jnp.asarray([1.0, 2.0]))

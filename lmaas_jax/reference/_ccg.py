@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 
+from .._checks import check_prices
 from .._market import CHANNEL, DEMAND, VALUE, Market
 
 
@@ -146,9 +147,8 @@ def ccg_rsr(
     n = market.n_customers
     if not 0 <= customer < n:
         raise ValueError(f"customer must lie in [0, {n}); got {customer}.")
+    check_prices("prices", prices, market.n_models)
     beta, mu, margin, capacity, longest, scenario_ids = _customer_data(market, prices, customer)
-    if beta.shape != (market.n_models,):
-        raise ValueError(f"prices must have shape ({market.n_models},); got {beta.shape}.")
     active = [0]  # start from the customer's first scenario (the nominal one for budgeted sets)
     best = (-1, 0.0, 0.0)  # no rental is always feasible
     lower, upper = [], []
