@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ._config import SCHEMA, ConfigError, check_config, describe, gradient_imp, load_config
+from ._config import SCHEMA, ConfigError, check_config, check_writable, describe, gradient_imp, load_config
 
 
 def _friendly(fn):
@@ -93,6 +93,8 @@ def _check(section, key, value):
 def solve(config_path, compare, json_path):
     """Price one market from a TOML CONFIG; print prices, profits and market shares."""
     cfg = _config(config_path, ("market", "solver"))
+    if json_path:  # before the solve, not after it
+        check_writable("--json", Path(json_path).parent)
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -156,7 +158,6 @@ def solve(config_path, compare, json_path):
             f"{name:20s} {r['seller_profit']:12.2f} {worst:12.2f} {seconds:6.1f}  {prices}  |  {shares}"
         )
     if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps({"config": cfg, "results": results}, indent=2))
         click.echo(f"Wrote {json_path}")
 
@@ -173,7 +174,7 @@ def sweep(config_path, out, progress):
     """
     cfg = _config(config_path, ("sweep", "solver"))
     sw = cfg["sweep"]
-    folder = Path(out or sw["out"])
+    folder = check_writable("--out" if out else "sweep.out", Path(out or sw["out"]))
     import jax
 
     from ._sweep import SweepGrid, sweep as run_sweep

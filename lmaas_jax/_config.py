@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -190,11 +191,28 @@ def load_config(path: str | Path, sections: tuple[str, ...]) -> dict[str, dict[s
         text = path.read_text()
     except OSError as e:
         raise ConfigError(f"cannot read config file {str(path)!r}: {e.strerror or e}.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(path)!r} is not text (TOML is UTF-8 text).") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {e}.") from None
     return check_config(raw, sections)
+
+
+def check_writable(name: str, folder: str | Path) -> Path:
+    """Create `folder` if needed and make sure a file can be written in it, before any long work."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{name} = {str(folder)!r} is a file, not a folder.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"{name} = {str(folder)!r} cannot be written: {err.strerror or err}.") from None
+    return folder
 
 
 def _toml(value: Any) -> str:

@@ -202,7 +202,7 @@ def _table(rows, outcome, max_models):
     return table
 
 
-def _write_atomic(table, path: Path) -> None:
+def write_atomic(table, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     table.to_parquet(tmp, index=False)
     os.replace(tmp, path)  # atomic on POSIX: a chunk file is either whole or absent
@@ -227,17 +227,22 @@ def _optimiser_fingerprint(optimiser) -> list[float]:
     return out
 
 
+def solver_fingerprint(solver: GradientIMP, seed: int) -> dict[str, Any]:
+    """Every setting of `solver` that changes a result, and IMP's `seed`, as JSON-ready values."""
+    settings = {f.name: getattr(solver, f.name) for f in dataclasses.fields(solver) if f.name != "optimiser"}
+    return {
+        **{k: v if isinstance(v, int | float | bool | None) else float(v) for k, v in settings.items()},
+        "optimiser": _optimiser_fingerprint(solver.optimiser),
+        "seed": seed,
+    }
+
+
 def _manifest(grid, solver, chunk_size, dtype, sensitivities, seed) -> dict[str, Any]:
     from . import __version__
 
-    settings = {f.name: getattr(solver, f.name) for f in dataclasses.fields(solver) if f.name != "optimiser"}
     return {
         "grid": dataclasses.asdict(grid),
-        "solver": {
-            **{k: v if isinstance(v, int | float | bool | None) else float(v) for k, v in settings.items()},
-            "optimiser": _optimiser_fingerprint(solver.optimiser),
-            "seed": seed,
-        },
+        "solver": solver_fingerprint(solver, seed),
         "chunk_size": chunk_size,
         "dtype": dtype,
         "sensitivities": sensitivities,
@@ -255,9 +260,9 @@ def _differences(saved: Any, now: Any, where: str = "") -> list[str]:
     return [] if saved == now else [f"{where.rstrip('.')}: {saved!r} -> {now!r}"]
 
 
-def _check_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    """Write `manifest.json`, or refuse a folder whose manifest differs, naming every difference."""
-    path = folder / "manifest.json"
+def check_manifest(folder: Path, manifest: dict[str, Any], name: str = "manifest.json", what: str = "sweep"):
+    """Write `folder/name`, or refuse a folder whose saved one differs, naming every difference."""
+    path = folder / name
     if not path.exists():
         if jax.process_index() == 0:
             path.write_text(json.dumps(manifest, indent=2))
@@ -266,14 +271,14 @@ def _check_manifest(folder: Path, manifest: dict[str, Any]) -> None:
         saved = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(
-            f"{str(path)!r} is not readable JSON ({err}), so its chunks cannot be matched to this "
-            "sweep; use another folder or delete it."
+            f"{str(path)!r} is not readable JSON ({err}), so what is in {str(folder)!r} cannot be "
+            f"matched to this {what}; use another folder or delete it."
         ) from None
     now = json.loads(json.dumps(manifest))
     if saved != now:
         diff = _differences(saved, now)
         raise ConfigError(
-            f"{str(folder)!r} holds a different sweep (its manifest.json differs in "
+            f"{str(folder)!r} holds a different {what} (its {name} differs in "
             + "; ".join(diff[:6])
             + ("; ..." if len(diff) > 6 else "")
             + "); use another folder or delete it."
@@ -398,7 +403,7 @@ def sweep(
     if out is not None:
         folder = Path(out)
         (folder / "chunks").mkdir(parents=True, exist_ok=True)
-        _check_manifest(folder, _manifest(grid, solver, chunk_size, dtype, sensitivities, seed))
+        check_manifest(folder, _manifest(grid, solver, chunk_size, dtype, sensitivities, seed))
 
     max_models = max(grid.n_models)
     paths = [
@@ -415,14 +420,14 @@ def sweep(
         outcome = _solve_chunk(chunk, width, solver, dtype, sensitivities, seed, mesh)
         tables[k] = _table(chunk, outcome, max_models)
         if path is not None and jax.process_index() == 0:
-            _write_atomic(tables[k], path)
+            write_atomic(tables[k], path)
         bar.update(len(chunk))
     bar.close()
     result = pd.concat([tables[k] for k in range(len(chunks))], ignore_index=True)
     result = result.sort_values("market", kind="stable").reset_index(drop=True)
     result = result[["market", *[c for c in result.columns if c != "market"]]]
     if folder is not None and jax.process_index() == 0:
-        _write_atomic(result, folder / "results.parquet")
+        write_atomic(result, folder / "results.parquet")
     return result
 
 

@@ -49,6 +49,7 @@ def test_run_writes_report_figures_and_tables(tmp_path):
     summary = json.loads((out / "summary.json").read_text())["e1"]["nominal"]
     assert f"maximum gain {summary['max']:.2f}%" in report and "43.96%" in report
     e1 = pd.read_parquet(out / "e1_robustness.parquet")
+    markets = pd.read_parquet(out / "markets_gamma_deviation.parquet")
     pd.testing.assert_frame_equal(e1, pd.read_csv(out / "e1_robustness.csv"), check_dtype=False)
     # With Gamma = 0 the scenario set is the nominal scenario: robust and nominal plans coincide.
     np.testing.assert_allclose(e1[e1["gamma"] == 0]["gain_worst_nominal"], 0.0, atol=1e-9)
@@ -70,6 +71,22 @@ def test_run_writes_report_figures_and_tables(tmp_path):
     # sum to -(hours-weighted serving cost) / 100 <= 0, and are 0 exactly for a model nobody rents.
     cost = e6[e6["attribute"] == "serving_cost"]
     assert np.all(cost["seller"] <= 0) and np.all(cost[~cost["sold"]]["seller"] == 0)
+
+    # The same run again (as after an interruption) resumes: the same tables, E2 and E5 not re-run.
+    (out / "e5_scale.parquet").unlink()  # as if killed during E5
+    result = invoke("run", "--config", cfg, "--no-progress")
+    assert result.exit_code == 0, result.output
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "e2_seller.parquet"), e2)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "markets_gamma_deviation.parquet"), markets)
+    assert "E2 resumed" in (out / "report.md").read_text() and (out / "e5_scale.parquet").exists()
+    # Other settings, or a folder that is not a run's, are refused before any work, by name.
+    cfg.write_text(TINY_RUN.format(out=out).replace("seeds = 2", "seeds = 3"))
+    result = invoke("run", "--config", cfg, "--no-progress")
+    assert result.exit_code == 1 and "run.seeds: 2 -> 3" in result.output, result.output
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    result = invoke("run", "--config", cfg, "--out", tmp_path / "other", "--no-progress")
+    assert result.exit_code == 1 and "is not empty (it holds 'notes.txt'" in result.output, result.output
 
 
 def test_solve_prints_and_compares_with_the_milp(tmp_path):
@@ -154,3 +171,22 @@ def test_bad_config_exits_naming_key_and_value(tmp_path, command, text, words):
 def test_unreadable_config(tmp_path, command):
     result = invoke(command, tmp_path / "missing.toml")
     assert result.exit_code != 0 and "missing.toml" in result.output
+
+
+def test_binary_config_and_unwritable_outputs_are_named_before_any_work(tmp_path):
+    binary = tmp_path / "model.bin"
+    binary.write_bytes(bytes(range(256)))
+    result = invoke("solve", binary)
+    assert result.exit_code == 1 and "is not text" in result.output, result.output
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    cfg = tmp_path / "ok.toml"
+    cfg.write_text("[market]\nn_customers = 4\n")
+    # A folder cannot be made inside a file: refused before the solve or the sweep starts.
+    result = invoke("solve", cfg, "--json", blocker / "sub" / "out.json")
+    assert result.exit_code == 1 and "--json" in result.output and "cannot be written" in result.output
+    cfg.write_text("[sweep]\nn_customers = 4\n")
+    result = invoke("sweep", cfg, "--out", blocker / "sweep")
+    assert result.exit_code == 1 and "--out" in result.output and "cannot be written" in result.output
+    result = invoke("run", "--out", blocker, "--no-progress")
+    assert result.exit_code == 1 and "is a file, not a folder" in result.output, result.output

@@ -11,8 +11,9 @@ import jax
 import numpy as np
 import pandas as pd
 
+from .._config import ConfigError, check_writable
 from .._imp import GradientIMP
-from .._sweep import SweepGrid, sweep
+from .._sweep import SweepGrid, check_manifest, solver_fingerprint, sweep, write_atomic
 from . import _figures, _tables
 
 PAPER_GAIN = 43.96  # % : the LMaaS paper's largest reported gain of RSR over its baseline
@@ -38,7 +39,42 @@ def _markdown(df: pd.DataFrame, digits: int = 3) -> str:
 
 def _write(table: pd.DataFrame, out: Path, name: str) -> None:
     table.to_csv(out / f"{name}.csv", index=False)
-    table.to_parquet(out / f"{name}.parquet", index=False)
+    write_atomic(table, out / f"{name}.parquet")  # last: a whole .parquet marks a finished table
+
+
+_MANIFEST = "run-manifest.json"
+
+
+def _open_folder(out: Path, cfg: dict[str, Any], solver: GradientIMP, seed: int) -> None:
+    """Use `out` for this run: create it, resume this run's own folder, refuse anything else."""
+    from .. import __version__
+
+    manifest = {
+        "run": {k: v for k, v in cfg.items() if k != "out"},
+        "solver": solver_fingerprint(solver, seed),
+        "lmaas_jax": __version__,
+    }
+    if out.is_dir() and any(out.iterdir()) and not (out / _MANIFEST).exists():
+        first = sorted(p.name for p in out.iterdir())[0]
+        raise ConfigError(
+            f"run.out = {str(out)!r} is not empty (it holds {first!r}, ...) and is not an earlier "
+            "`lmaas-jax run`'s folder: give an empty or new folder, so that no report mixes two runs."
+        )
+    check_writable("run.out", out)
+    check_manifest(out, manifest, _MANIFEST, what="run")
+
+
+def _resumed(out: Path, name: str, compute, seconds: dict, label: str) -> pd.DataFrame:
+    """The table `name` of an earlier, interrupted run in `out`, or `compute()` written there."""
+    path = out / f"{name}.parquet"
+    if path.exists():
+        seconds[label] = "resumed"
+        return pd.read_parquet(path)
+    start = time.perf_counter()
+    table = compute()
+    _write(table, out, name)
+    seconds[label] = time.perf_counter() - start
+    return table
 
 
 def _closest(values, target):
@@ -54,6 +90,13 @@ def run_experiments(
     and every table as `.csv` and `.parquet`. Turns on `jax_enable_x64` (the HiGHS MILP and the
     float64 re-evaluations need it); the JAX solvers run in `cfg["dtype"]`.
 
+    **Folders.** `cfg["out"]` must be new, empty, or an earlier run's folder: `run-manifest.json`
+    there fingerprints the `[run]` settings, the solver (as in [`lmaas_jax.sweep`][]), the seed and
+    the library version. A folder holding anything else is refused, so no report mixes two runs; a
+    run with different settings is refused naming each difference; the same run again resumes: the
+    E1/E3/E6 sweeps from their finished chunks (`sweeps/`), E2 and E5 from their finished tables
+    (E4, a few seconds, is recomputed), and the report and figures are written anew.
+
     **Arguments:**
 
     - `cfg`: the `[run]` section of a configuration, e.g. `lmaas_jax.load_config(path, ("run",
@@ -67,9 +110,9 @@ def run_experiments(
 
     The path of `report.md`.
     """
-    jax.config.update("jax_enable_x64", True)
     out = Path(cfg["out"])
-    out.mkdir(parents=True, exist_ok=True)
+    _open_folder(out, cfg, solver, seed)
+    jax.config.update("jax_enable_x64", True)
     bar = _progress(progress)
     scale, dtype = cfg["scale"], cfg["dtype"]
     m, n = cfg["n_models"], cfg["n_customers"]
@@ -88,8 +131,8 @@ def run_experiments(
     # Both record the equilibrium's sensitivities (E6 reads them at the base point).
     chunk = len(gap_grid.markets())
     kw = dict(solver=solver, dtype=dtype, chunk_size=chunk, progress=progress, sensitivities=True, seed=seed)
-    main = sweep(main_grid, **kw)
-    gaps = sweep(gap_grid, **kw)
+    main = sweep(main_grid, out / "sweeps" / "gamma_deviation", **kw)  # chunk by chunk: resumable
+    gaps = sweep(gap_grid, out / "sweeps" / "capability_gap", **kw)
     _write(main, out, "markets_gamma_deviation")
     _write(gaps, out, "markets_capability_gap")
     e1 = _tables.e1_robustness(main)
@@ -108,12 +151,15 @@ def run_experiments(
     _write(e6, out, "e6_sensitivities")
     seconds["E1 + E3 + E6 sweeps"] = time.perf_counter() - start
 
-    start = time.perf_counter()
-    e2 = _tables.e2_seller(
-        cfg["e2_sizes"], cfg["e2_markets"] * scale, solver, dtype=dtype, progress=bar, seed=seed
+    e2 = _resumed(
+        out,
+        "e2_seller",
+        lambda: _tables.e2_seller(
+            cfg["e2_sizes"], cfg["e2_markets"] * scale, solver, dtype=dtype, progress=bar, seed=seed
+        ),
+        seconds,
+        "E2",
     )
-    _write(e2, out, "e2_seller")
-    seconds["E2"] = time.perf_counter() - start
 
     start = time.perf_counter()
     steps, ccg = _tables.e4_convergence(m, n, cfg["e4_customers"], solver, dtype=dtype, seed=seed)
@@ -121,13 +167,16 @@ def run_experiments(
     _write(ccg, out, "e4_ccg_bounds")
     seconds["E4"] = time.perf_counter() - start
 
-    start = time.perf_counter()
     batches = [b * scale for b in cfg["e5_batches"]]
-    e5 = _tables.e5_scale(
-        cfg["e5_size"], batches, cfg["e5_milp_markets"], solver, dtype=dtype, progress=bar, seed=seed
+    e5 = _resumed(
+        out,
+        "e5_scale",
+        lambda: _tables.e5_scale(
+            cfg["e5_size"], batches, cfg["e5_milp_markets"], solver, dtype=dtype, progress=bar, seed=seed
+        ),
+        seconds,
+        "E5",
     )
-    _write(e5, out, "e5_scale")
-    seconds["E5"] = time.perf_counter() - start
 
     _figures.e1_figure(e1, out / "e1.png")
     _figures.e2_figure(e2, out / "e2.png")
@@ -160,7 +209,7 @@ def _report(cfg, solver, main, e1, summary, e2, e3, steps, ccg, e5, seconds, bas
         "Every table below is also in this folder as CSV and Parquet.",
         "",
         "Time per experiment (s, compile included): "
-        + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items())
+        + ", ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}" for k, v in seconds.items())
         + ".",
         "",
         "## E1 Robustness: what robust planning is worth to customers",
