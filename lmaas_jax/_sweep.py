@@ -264,8 +264,10 @@ def check_manifest(folder: Path, manifest: dict[str, Any], name: str = "manifest
     """Write `folder/name`, or refuse a folder whose saved one differs, naming every difference."""
     path = folder / name
     if not path.exists():
-        if jax.process_index() == 0:
-            path.write_text(json.dumps(manifest, indent=2))
+        if jax.process_index() == 0:  # whole or absent, as other hosts may read it meanwhile
+            tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(manifest, indent=2))
+            os.replace(tmp, path)
         return
     try:
         saved = json.loads(path.read_text())

@@ -3,6 +3,7 @@
 import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -201,3 +202,40 @@ def test_sharded_sweep_equals_unsharded(tmp_path):
     shares = [c for c in a.columns if c.startswith("share_")]
     pd.testing.assert_frame_equal(a[shares], b[shares], check_exact=True)
     pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9)
+
+
+_TWO_PROCESSES = """
+import sys, jax, lmaas_jax as lj
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.distributed.initialize("localhost:{port}", num_processes=2, process_id=int(sys.argv[1]))
+assert jax.process_count() == 2 and jax.device_count() == 4, jax.devices()
+grid = lj.SweepGrid(n_models=2, n_customers=12, gamma=[0, 1, 2, 3], deviation=[0.1, 0.3], seeds=2)
+solver = lj.GradientIMP(steps=20, restarts=4, polish=False)
+table = lj.sweep(grid, "{out}/sweep", solver=solver, chunk_size=6, dtype="float64", progress=False)
+table.to_parquet(f"{out}/process-{{jax.process_index()}}.parquet")
+"""
+
+
+def test_two_process_sweep_equals_one_process(tmp_path):
+    # A real jax.distributed run on localhost: two processes of two CPU devices each, one mesh of 4.
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    script = textwrap.dedent(_TWO_PROCESSES.format(port=port, out=tmp_path))
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(i)], env=env, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    grid = lj.SweepGrid(n_models=2, n_customers=12, gamma=[0, 1, 2, 3], deviation=[0.1, 0.3], seeds=2)
+    solver = lj.GradientIMP(steps=20, restarts=4, polish=False)
+    one = lj.sweep(
+        grid, solver=solver, chunk_size=6, dtype="float64", devices=jax.devices()[:1], progress=False
+    )
+    for i in range(2):  # both processes hold the whole table, gathered
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / f"process-{i}.parquet"), one, rtol=1e-9)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "sweep" / "results.parquet"), one, rtol=1e-9)
