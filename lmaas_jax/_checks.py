@@ -67,16 +67,27 @@ def check_finite(name: str, x) -> None:
         fail_where(name, ~np.isfinite(np.asarray(x)), x, "must be finite")
 
 
-def in_range(name: str, value, lo: int | float, hi: int | float, requirement: str | None = None):
-    """`value` if every entry lies in [lo, hi] (NaN fails): a ValueError naming it when concrete, an
-    `equinox.error_if` runtime error under `jax.jit`/`jax.vmap` (where Python cannot look)."""
+def in_range(
+    name: str,
+    value,
+    lo: int | float,
+    hi: int | float,
+    requirement: str | None = None,
+    *,
+    finite: bool = False,
+):
+    """`value` if every entry lies in [lo, hi] (NaN fails; with `finite`, infinities too): a ValueError
+    naming it when concrete, an `equinox.error_if` runtime error under `jax.jit`/`jax.vmap` (where
+    Python cannot look)."""
     requirement = requirement or f"must lie in [{lo}, {hi}]"
     if is_concrete(value):
         v = np.asarray(value, np.float64)
-        if not (np.all(v >= lo) and np.all(v <= hi)):
+        if not (np.all(v >= lo) and np.all(v <= hi) and (not finite or np.all(np.isfinite(v)))):
             raise ValueError(f"{name} {requirement}; got {value!r}.")
         return value
     bad = ~((value >= lo) & (value <= hi))
+    if finite:
+        bad = bad | ~jnp.isfinite(value)
     return eqx.error_if(value, bad, f"{name} {requirement}")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
@@ -61,5 +63,5 @@ def relaxed_seller_profit(
     Smooth in the prices; tends to [`lmaas_jax.seller_profit`][] as temperature -> 0 away from ties.
     """
     prices = _as_prices(market, prices)
-    temperature = in_range("temperature", temperature, 1e-30, 1e300, "must be finite and > 0")
+    temperature = in_range("temperature", temperature, 1e-30, math.inf, "must be finite and > 0", finite=True)
     return relaxed_profit_from_terms(market, robust_terms(market), prices, temperature)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -59,7 +61,7 @@ def _relaxed_respond(
 def check_relaxed(market, prices, temperature):
     """Python checks of a relaxed evaluation's concrete arguments (see `lmaas_jax._checks`)."""
     check_prices("prices", prices, market.n_models)
-    in_range("temperature", temperature, 1e-30, 1e300, "must be finite and > 0")
+    in_range("temperature", temperature, 1e-30, math.inf, "must be finite and > 0", finite=True)
 
 
 @checked(check_relaxed)
@@ -85,5 +87,5 @@ def relaxed_rsr(
     A [`lmaas_jax.RelaxedResponse`][].
     """
     prices = _as_prices(market, prices)
-    temperature = in_range("temperature", temperature, 1e-30, 1e300, "must be finite and > 0")
+    temperature = in_range("temperature", temperature, 1e-30, math.inf, "must be finite and > 0", finite=True)
     return _relaxed_respond(market, robust_terms(market), prices, temperature)
