@@ -1,7 +1,8 @@
 """Bad input on purpose: every case gets an error naming the argument (and, outside jit, the value).
 
 The LMaaS core's entry points: evaluators (rsr, seller_profit, relaxed_*, plan, C&CG), the
-generator, the solvers' settings and sizes that cannot fit. Sweeps have their own cases in
+generator, the solvers' settings and sizes that cannot fit; then the other three games' parameters,
+laws and bids. Sweeps have their own cases in
 `tests/test_sweep.py` (resume with other settings, copied and truncated chunks, huge grids).
 """
 
@@ -12,6 +13,7 @@ import pytest
 from jaxtyping import TypeCheckError
 
 import lmaas_jax as lj
+from lmaas_jax import token_auction as ta, token_cap as tc, ttc
 from lmaas_jax._checks import size
 from lmaas_jax.reference import ccg_rsr
 
@@ -136,3 +138,75 @@ def test_under_jit_and_vmap_the_checks_run_in_the_compiled_code(dtype):
     temperatures = jnp.asarray([0.1, -1.0], dtype)
     with pytest.raises(Exception, match="temperature must be finite and > 0"):
         jax.vmap(lambda t: lj.relaxed_seller_profit(eager, jnp.asarray([1.0, 2.0], dtype), t))(temperatures)
+
+
+# The three other games.
+_D = np.array([[0.5, 0.5], [0.9, 0.1]])
+_B = np.array([1.0, 2.0])
+GAME_CASES = {
+    "ttc, beta 0": (lambda: ttc.market_outcome("GSM8K", "majority", 0.0, key=KEY), "GameParams.beta"),
+    "ttc, NaN beta": (
+        lambda: ttc.GameParams(beta=jnp.asarray(NAN)),
+        "GameParams.beta must be finite and > 0",
+    ),
+    "ttc, markup 0": (lambda: ttc.GameParams(beta=jnp.asarray(1.0), markup=jnp.asarray(0.0)), "markup"),
+    "ttc, quality floor 2": (
+        lambda: ttc.auction("GSM8K", "majority", b=jnp.asarray(2.0)),
+        r"GameParams.b must",
+    ),
+    "ttc, accuracy 1.5": (
+        lambda: ttc.TTCMarket(
+            theta=jnp.ones((1, 2)),
+            accuracy=jnp.asarray([[0.5, 1.5]]),
+            tokens=jnp.ones((1, 2)),
+            token_price=jnp.ones(1),
+            alpha=jnp.asarray(1.0),
+            names=("a",),
+            benchmark="x",
+            method="y",
+        ),
+        r"TTCMarket.accuracy must lie in \[0, 1\]; got 1.5 at index \(0, 1\)",
+    ),
+    "token caps, infinite support": (lambda: tc.Uniform(0.5, INF), "finite support .* hi=inf"),
+    "token caps, negative mixture weight": (
+        lambda: tc.GaussianMixture(0.0, 1.0, [0.3, 0.7], [0.1, 0.1], [1.0, -1.0]),
+        "GaussianMixture.weights must be finite and >= 0; got -1.0 at index 1",
+    ),
+    "token caps, negative width": (
+        lambda: tc.GaussianMixture(0.0, 1.0, [0.3, 0.7], [0.1, -0.5], [1.0, 1.0]),
+        "GaussianMixture.widths must be finite and > 0; got -0.5 at index 1",
+    ),
+    "token caps, CDF stops at 0.5": (
+        lambda: tc.FromFunctions(0.0, 1.0, lambda r: 0.5 * jnp.clip(r, 0, 1), lambda r: 0.5 + 0 * r),
+        r"cdf must be 0 at lo and 1 at hi; got cdf\(lo\) = 0.0, cdf\(hi\) = 0.5",
+    ),
+    "token caps, negative delay": (
+        lambda: tc.posted_price_constant_delay(tc.Uniform(0.5, 2.0), -1.0),
+        "delay must be finite and > 0; got -1.0",
+    ),
+    "auction, negative bid": (lambda: ta.expected_payment_linear(np.array([1.0, -2.0])), "bids .* got -2.0"),
+    "auction, NaN bid": (lambda: ta.expected_payment_linear(np.array([1.0, NAN])), "bids .* got nan"),
+    "auction, monotonicity on 1 bid": (lambda: ta.is_monotone(ta.linear, _D, _B, grid=1), "grid .* got 1"),
+    "auction, Clarke with the other divergence": (
+        lambda: ta.clarke_payments(ta.linear, _D, _B, "reverse"),
+        "divergence = 'reverse' does not match rule linear",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", GAME_CASES)
+def test_bad_game_input_is_named(case):
+    fn, words = GAME_CASES[case]
+    with pytest.raises(ValueError, match=words):
+        fn()
+
+
+def test_ttc_parameters_are_checked_under_vmap():
+    market = ttc.load_market("GSM8K", "majority")
+    outcome = jax.vmap(lambda b: ttc.outcome(market, ttc.GameParams(beta=b), KEY).inefficiency)
+    with pytest.raises(Exception, match="GameParams.beta must be finite and > 0"):
+        outcome(jnp.asarray([1.0, -1.0]))
+    # Good values: the batch equals the one-by-one outcomes.
+    betas = jnp.asarray([1.0, 10.0])
+    one = [float(ttc.outcome(market, ttc.GameParams(beta=b), KEY).inefficiency) for b in betas]
+    np.testing.assert_allclose(np.asarray(outcome(betas)), one, rtol=1e-5)

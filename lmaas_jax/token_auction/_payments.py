@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
+from .._checks import fail_where, is_concrete
 from ._rules import Rule, check_inputs
 
 
@@ -88,6 +89,13 @@ def expected_payment_linear(bids: Float[ArrayLike, " n_bids"]) -> Float[Array, "
     It equals the Myerson form b g(b) - int_0^b g with g(s) = s / (s + B), i's winning probability.
     """
     bids = jnp.asarray(bids)
+    if is_concrete(bids):
+        fail_where(
+            "bids",
+            ~(np.isfinite(np.asarray(bids)) & (np.asarray(bids) >= 0)),
+            bids,
+            "must be finite and >= 0",
+        )
     b = bids
     big_b = jnp.sum(bids) - bids
     safe = jnp.where(big_b > 0, big_b, 1.0)
@@ -163,6 +171,13 @@ def clarke_payments(
     """
     if divergence not in ("forward", "reverse"):
         raise ValueError(f"divergence must be 'forward' or 'reverse'; got {divergence!r}.")
+    matching = {"linear": "forward", "log_linear": "reverse"}.get(getattr(rule, "__name__", ""))
+    if matching is not None and matching != divergence:
+        raise ValueError(
+            f"divergence = {divergence!r} does not match rule {rule.__name__}, which maximises the "
+            f"{matching} welfare: the Clarke payments would not be VCG (they can go negative); "
+            f"use divergence={matching!r}."
+        )
     return _clarke_payments(rule, *check_inputs(dists, bids), divergence)
 
 

@@ -144,6 +144,8 @@ def is_monotone(
     largest violation (probability).
     """
     dists, bids = check_inputs(dists, bids)
+    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 3:
+        raise ValueError(f"grid must be an int >= 3 (a path of bids to compare); got {grid!r}.")
     top = 10.0 * jnp.sum(bids) if max_bid is None else jnp.asarray(max_bid, bids.dtype)
     return _is_monotone(rule, dists, bids, top, grid, atol)
 

@@ -6,12 +6,16 @@ body was not available to us (`../shared/spec/token-cap.md`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
+
+from .._checks import check_shape, fail_where, is_concrete
 
 
 class TypeDistribution(eqx.Module):
@@ -32,8 +36,10 @@ class TypeDistribution(eqx.Module):
 
 def _positive_interval(name, lo, hi):
     if not isinstance(lo, jax.core.Tracer) and not isinstance(hi, jax.core.Tracer):
-        if not (float(lo) >= 0.0 and float(hi) > float(lo)):
-            raise ValueError(f"{name} needs 0 <= lo < hi; got lo={float(lo)!r}, hi={float(hi)!r}.")
+        if not (float(lo) >= 0.0 and math.isfinite(float(hi)) and float(hi) > float(lo)):
+            raise ValueError(
+                f"{name} needs a finite support 0 <= lo < hi < inf; got lo={float(lo)!r}, hi={float(hi)!r}."
+            )
 
 
 class Uniform(TypeDistribution):
@@ -72,9 +78,19 @@ class GaussianMixture(TypeDistribution):
 
     def __init__(self, lo, hi, centres, widths, weights):
         _positive_interval("GaussianMixture", lo, hi)
+        centres, widths, weights = (jnp.asarray(x, float) for x in (centres, widths, weights))
+        for name, x in (("widths", widths), ("weights", weights)):
+            check_shape(f"GaussianMixture.{name}", x, centres.shape)
+        if is_concrete(centres, widths, weights):
+            c, w, m = (np.asarray(x, np.float64) for x in (centres, widths, weights))
+            fail_where("GaussianMixture.centres", ~np.isfinite(c), c, "must be finite")
+            fail_where("GaussianMixture.widths", ~(np.isfinite(w) & (w > 0)), w, "must be finite and > 0")
+            fail_where("GaussianMixture.weights", ~(np.isfinite(m) & (m >= 0)), m, "must be finite and >= 0")
+            if not m.sum() > 0:
+                raise ValueError(f"GaussianMixture.weights must not all be 0; got {m.tolist()}.")
         self.lo, self.hi = jnp.asarray(lo, float), jnp.asarray(hi, float)
-        self.centres, self.widths = jnp.asarray(centres, float), jnp.asarray(widths, float)
-        self.weights = jnp.asarray(weights, float) / jnp.sum(jnp.asarray(weights, float))
+        self.centres, self.widths = centres, widths
+        self.weights = weights / jnp.sum(weights)
 
     @classmethod
     def from_samples(cls, samples, lo=None, hi=None, bandwidth=None) -> GaussianMixture:
@@ -125,6 +141,13 @@ class FromFunctions(TypeDistribution):
         _positive_interval("FromFunctions", lo, hi)
         self.lo, self.hi = jnp.asarray(lo, float), jnp.asarray(hi, float)
         self.cdf_fn, self.pdf_fn = cdf, pdf
+        if is_concrete(self.lo, self.hi):  # a CDF must run from 0 at lo to 1 at hi
+            ends = np.asarray([cdf(self.lo), cdf(self.hi)], np.float64)
+            if not (abs(ends[0]) <= 1e-6 and abs(ends[1] - 1.0) <= 1e-6):
+                raise ValueError(
+                    f"FromFunctions: cdf must be 0 at lo and 1 at hi; got cdf(lo) = {ends[0].item()!r}, "
+                    f"cdf(hi) = {ends[1].item()!r}."
+                )
 
     def support(self):
         return self.lo, self.hi

@@ -7,12 +7,15 @@ time tau ~ f, values a cap T (conversation time; T chi tokens) at v(r, T) = int_
 
 from __future__ import annotations
 
+import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Bool, Float, Int
 
+from .._checks import in_range
 from ._laws import ResolutionLaw, TypeDistribution
 
 
@@ -207,6 +210,7 @@ def posted_price_constant_delay(types: TypeDistribution, delay: float, *, n_pric
     A type r buys iff e^{-r delay} >= p, so revenue(p) = p G(-ln(p) / delay), maximised over a
     grid of prices in [e^{-hi delay}, e^{-lo delay}]. **Returns:** `(price, revenue)`.
     """
+    delay = in_range("delay", delay, 1e-300, math.inf, "must be finite and > 0", finite=True)
     lo, hi = types.support()
     p = jnp.exp(-delay * (lo + (hi - lo) * jnp.linspace(0.0, 1.0, n_prices)))
     revenue = p * types.cdf(-jnp.log(p) / delay)

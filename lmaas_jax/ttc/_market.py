@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from .._checks import check_shape, fail_where, in_range, is_concrete
+
 BENCHMARKS = ("GSM8K", "AIME", "GPQA")
 METHODS = ("majority", "best_of_n", "effort")
 ALPHA = {"GSM8K": 0.008, "AIME": 0.05, "GPQA": 0.02}
@@ -37,6 +39,25 @@ class TTCMarket(eqx.Module):
     names: tuple[str, ...] = eqx.field(static=True)
     benchmark: str = eqx.field(static=True)
     method: str = eqx.field(static=True)
+
+    def __check_init__(self):
+        shape = self.theta.shape
+        for name in ("accuracy", "tokens"):
+            check_shape(f"TTCMarket.{name}", getattr(self, name), shape)
+        check_shape("TTCMarket.token_price", self.token_price, shape[:1])
+        if len(self.names) != shape[0]:
+            raise ValueError(
+                f"TTCMarket.names must name the {shape[0]} providers; got {len(self.names)} names."
+            )
+        if not is_concrete(self.accuracy, self.tokens, self.token_price, self.alpha):
+            return
+        a, t, p = (np.asarray(x, np.float64) for x in (self.accuracy, self.tokens, self.token_price))
+        fail_where("TTCMarket.accuracy", ~((a >= 0) & (a <= 1)), a, "must lie in [0, 1]")
+        fail_where("TTCMarket.tokens", ~(np.isfinite(t) & (t > 0)), t, "must be finite and > 0")
+        fail_where("TTCMarket.token_price", ~(np.isfinite(p) & (p >= 0)), p, "must be finite and >= 0")
+        fail_where(
+            "TTCMarket.alpha", ~(np.isfinite(self.alpha) & (self.alpha > 0)), self.alpha, "must be > 0"
+        )
 
 
 def _rows():
@@ -84,6 +105,20 @@ class GameParams(eqx.Module):
     b: Float[Array, ""] = eqx.field(default_factory=lambda: jnp.asarray(0.1))
     quality_fn: Callable = eqx.field(static=True, default=identity)
 
+    def __check_init__(self):
+        # Concrete values here; traced ones (a vmap over beta) are checked in `terms`, at run time.
+        for name, lo, hi, requirement in _PARAM_RANGES:
+            value = getattr(self, name)
+            if is_concrete(value):
+                in_range(f"GameParams.{name}", value, lo, hi, requirement, finite=True)
+
+
+_PARAM_RANGES = (
+    ("beta", 1e-30, np.inf, "must be finite and > 0"),
+    ("markup", 1e-30, np.inf, "must be finite and > 0"),
+    ("b", 0.0, 1.0, "must lie in [0, 1]"),
+)
+
 
 def power_quality(gamma: float) -> Callable:
     """f(a) = a^gamma."""
@@ -105,8 +140,16 @@ class Terms(eqx.Module):
 
 
 def terms(market: TTCMarket, params: GameParams) -> Terms:
-    """p = pi T, c = p / (1 + m), q = alpha (b + (1 - b) f(a)), V = q - p, for every level."""
+    """p = pi T, c = p / (1 + m), q = alpha (b + (1 - b) f(a)), V = q - p, for every level.
+
+    Traced parameters (under `jax.vmap` over beta, say) are range-checked here by `equinox.error_if`.
+    """
     price = market.token_price[:, None] * market.tokens
+    for name, lo, hi, requirement in _PARAM_RANGES:
+        value = getattr(params, name)
+        if not is_concrete(value):  # attached to the prices, so the check cannot be compiled away
+            bad = ~((value >= lo) & (value <= hi) & jnp.isfinite(value))
+            price = eqx.error_if(price, bad, f"GameParams.{name} {requirement}")
     quality = market.alpha * (params.b + (1 - params.b) * params.quality_fn(market.accuracy))
     return Terms(price=price, cost=price / (1 + params.markup), quality=quality, value=quality - price)
 

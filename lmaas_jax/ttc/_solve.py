@@ -151,9 +151,7 @@ def outcome(market: TTCMarket, params: GameParams, key: PRNGKeyArray) -> MarketO
 def market_outcome(benchmark: str, method: str, beta: float, *, key: PRNGKeyArray, **params) -> MarketOutcome:
     """The bundled market (`benchmark` in GSM8K, AIME, GPQA; `method` in majority, best_of_n,
     effort) at user rationality `beta`; other [`GameParams`][] by keyword (markup, b, quality_fn)."""
-    if not float(beta) > 0:
-        raise ValueError(f"beta must be > 0; got {beta!r}.")
-    market = load_market(benchmark, method)
+    market = load_market(benchmark, method)  # GameParams checks beta, markup and b
     return outcome(market, GameParams(beta=jnp.asarray(beta, float), **params), key)
 
 
