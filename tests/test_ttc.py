@@ -140,3 +140,41 @@ def test_unknown_names_list_the_valid_ones():
         ttc.auction("GSM8K", "beam")
     with pytest.raises(ValueError, match="beta"):
         ttc.market_outcome("GSM8K", "majority", -1.0, key=KEY)
+
+
+def _log_utilities64(market, beta, markup=0.25, b=0.1):
+    """Every (provider, level)'s log utility against the others' profile, in float64 NumPy."""
+    a, tokens = np.asarray(market.accuracy, np.float64), np.asarray(market.tokens, np.float64)
+    price = np.asarray(market.token_price, np.float64)[:, None] * tokens
+    value = float(market.alpha) * (b + (1 - b) * a) - price
+    margin = price - price / (1 + markup)
+
+    def log_u(profile):
+        rows = np.arange(len(profile))
+        v = value[rows, profile]
+        out = np.empty(value.shape)
+        for i in rows:
+            for lv in range(value.shape[1]):
+                w = v.copy()
+                w[i] = value[i, lv]
+                lse = np.logaddexp.reduce(np.concatenate([[0.0], beta * w]))
+                out[i, lv] = beta * w[i] - lse + np.log(margin[i, lv])
+        return out
+
+    return log_u
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("bench, method", [("GSM8K", "majority"), ("GPQA", "best_of_n"), ("AIME", "effort")])
+def test_equilibrium_at_a_large_beta_in_both_dtypes(dtype, bench, method):
+    # beta = 1e5: shares underflow in float32, so utilities must be compared in logs. Judged by an
+    # independent float64 computation on the same (rounded) data; 1e-3 in log utility covers
+    # float32's rounding of V times beta.
+    beta = 1e5
+    market = ttc.load_market(bench, method, dtype=dtype)
+    profile, rounds = ttc.equilibrium(market, ttc.GameParams(beta=jnp.asarray(beta, dtype)), KEY)
+    assert int(rounds) < 1000 and market.theta.dtype == jnp.dtype(dtype)
+    log_u = _log_utilities64(market, beta)(np.asarray(profile))
+    current = log_u[np.arange(len(profile)), np.asarray(profile)]
+    gain = log_u.max(axis=1) - current
+    assert np.all(gain <= (1e-3 if dtype == "float32" else 1e-8)), gain

@@ -65,9 +65,11 @@ def _rows():
     return list(csv.DictReader(text.splitlines()))
 
 
-def load_market(benchmark: str, method: str) -> TTCMarket:
+def load_market(benchmark: str, method: str, *, dtype=None) -> TTCMarket:
     """The bundled market for `benchmark` in GSM8K, AIME, GPQA and `method` in majority,
-    best_of_n (nine instruct models, theta = samples 1..64) or effort (three reasoning models)."""
+    best_of_n (nine instruct models, theta = samples 1..64) or effort (three reasoning models), in
+    `dtype` (default JAX's default float: float32 unless x64 is on)."""
+    dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
     if benchmark not in BENCHMARKS:
         raise ValueError(f"benchmark must be one of {', '.join(BENCHMARKS)}; got {benchmark!r}.")
     if method not in METHODS:
@@ -77,14 +79,14 @@ def load_market(benchmark: str, method: str) -> TTCMarket:
     per = {n: sorted((float(r["theta"]), r) for r in rows if r["model"] == n) for n in names}
 
     def table(key, scale=1.0):
-        return jnp.asarray([[float(r[key]) * scale for _, r in per[n]] for n in names])
+        return jnp.asarray([[float(r[key]) * scale for _, r in per[n]] for n in names], dtype)
 
     return TTCMarket(
-        theta=jnp.asarray([[t for t, _ in per[n]] for n in names]),
+        theta=jnp.asarray([[t for t, _ in per[n]] for n in names], dtype),
         accuracy=table("accuracy_pct", 0.01),
         tokens=table("tokens_per_query"),
-        token_price=jnp.asarray([float(per[n][0][1]["price_per_1m_tokens"]) / 1e6 for n in names]),
-        alpha=jnp.asarray(ALPHA[benchmark]),
+        token_price=jnp.asarray([float(per[n][0][1]["price_per_1m_tokens"]) / 1e6 for n in names], dtype),
+        alpha=jnp.asarray(ALPHA[benchmark], dtype),
         names=names,
         benchmark=benchmark,
         method=method,
@@ -155,10 +157,11 @@ def terms(market: TTCMarket, params: GameParams) -> Terms:
 
 
 class Payoffs(eqx.Module):
-    """Outcome of one joint profile: shares, utilities, welfare and potential."""
+    """Outcome of one joint profile: shares, utilities (and their logs), welfare and potential."""
 
     shares: Float[Array, " n"]
     utilities: Float[Array, " n"]
+    log_utilities: Float[Array, " n"]
     welfare: Float[Array, ""]
     potential: Float[Array, ""]
     avg_price: Float[Array, ""]
@@ -177,6 +180,9 @@ def payoffs(t: Terms, profile: Int[Array, " n"], beta) -> Payoffs:
     return Payoffs(
         shares=shares,
         utilities=shares * margin,
+        # log u_i = beta V_i - lse + log(p_i - c_i): finite where the share underflows (large beta,
+        # float32), so better responses can still be compared.
+        log_utilities=beta * v - lse + jnp.log(margin),
         welfare=jnp.sum(shares * (q - c)),
         potential=jnp.sum(jnp.log(margin)) + beta * jnp.sum(v) - lse,
         avg_price=jnp.sum(shares * p) / jnp.sum(shares),

@@ -19,15 +19,16 @@ def equilibrium(
     the providers in a random order (from `key`); a visited provider moves to the nearest level
     (by index distance, the lower one first at equal distance) that raises its utility by more than
     `rtol` relative; stop after a round without a move, or after `max_rounds`. The game has an exact
-    potential in log utilities, so this converges. **Returns:** `(profile, rounds)`."""
+    potential in log utilities, so this converges. Utilities are compared in logs
+    (`Payoffs.log_utilities`): at a large beta a share underflows (float32 at beta = 1e5), and
+    utilities of 0 would leave those providers where they started. **Returns:** `(profile, rounds)`."""
     t = terms(market, params)
     n, levels = t.price.shape
     grid = jnp.arange(levels, dtype=jnp.int32)
 
     def visit(profile, i):
-        u = jax.vmap(lambda lv: payoffs(t, profile.at[i].set(lv), params.beta).utilities[i])(grid)
-        current = u[profile[i]]
-        better = u > current + rtol * jnp.abs(current)
+        log_u = jax.vmap(lambda lv: payoffs(t, profile.at[i].set(lv), params.beta).log_utilities[i])(grid)
+        better = log_u > log_u[profile[i]] + jnp.log1p(rtol)  # u > (1 + rtol) u_current, u > 0
         order = 2 * jnp.abs(grid - profile[i]) + (grid > profile[i]).astype(jnp.int32)
         choice = jnp.argmin(jnp.where(better, order, 4 * levels)).astype(jnp.int32)
         moved = jnp.any(better)
