@@ -20,8 +20,10 @@ def menu():
 def test_check_instance_of_the_spec(menu):
     assert abs(float(menu.revenue) - 0.342) <= 0.005 * 0.342
     assert abs(float(menu.revenue) - float(menu.virtual_surplus)) <= 0.005 * float(menu.virtual_surplus)
-    ic, ir = tc.audit(menu, TYPES)
+    ic, ir = tc.audit(menu, TYPES)  # on the solver's own grid
     assert float(ic) < 1e-4 and float(ir) < 1e-12
+    ic, ir = tc.audit(menu, TYPES, tc.Exponential(1.0))  # with independently integrated values
+    assert float(ic) < 1e-4 and float(ir) < 1e-6
     assert abs(float(menu.utilities[-1])) < 1e-12  # the most impatient type keeps nothing
     assert np.all(np.diff(np.asarray(menu.utilities)) <= 1e-12)  # patient users keep more
 
@@ -84,8 +86,8 @@ def test_non_regular_distribution_is_ironed_and_incentive_compatible():
     menu = tc.solve(types, tc.Exponential(1.0), n_types=300, n_times=3000)
     caps = np.asarray(menu.caps)
     assert np.all(np.diff(caps) <= 0)
-    ic, ir = tc.audit(menu, types)
-    assert float(ic) < 1e-4 and float(ir) < 1e-12
+    ic, ir = tc.audit(menu, types, tc.Exponential(1.0))
+    assert float(ic) < 1e-4 and float(ir) < 2e-5  # the 3000-point time grid's trapezoid error
     # Ironing pools a range of types around the gap between the bumps on one cap.
     between = (np.asarray(menu.types) > 1.1) & (np.asarray(menu.types) < 1.4)
     assert len(np.unique(caps[between])) == 1
@@ -123,7 +125,22 @@ def test_diffusion_law_and_the_aligned_models_advantage(menu):
     diffusion = tc.solve(TYPES, law, n_types=300, n_times=3000)
     # Same mean resolution time (1); the exponential law is more dispersed, hence worth more.
     assert float(diffusion.revenue) < float(menu.revenue)
-    assert float(tc.audit(diffusion, TYPES)[0]) < 1e-4
+    assert float(tc.audit(diffusion, TYPES, law)[0]) < 1e-4
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_audit_values_are_exact(dtype):
+    # f(t) = e^{-t}: v(r, T) = (1 - e^{-(r + 1) T}) / (r + 1) in closed form.
+    from lmaas_jax.token_cap._solve import _exact_values
+
+    r = jnp.asarray([0.5, 1.2, 2.0], dtype)
+    caps = jnp.asarray([0.1, 1.0, 3.0, 12.0], dtype)
+    got = _exact_values(r, caps, tc.Exponential(jnp.asarray(1.0, dtype)), 16)
+    want = (1 - np.exp(-(np.asarray(r)[:, None] + 1) * np.asarray(caps)[None, :])) / (
+        np.asarray(r)[:, None] + 1
+    )
+    assert got.dtype == jnp.dtype(dtype)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12 if dtype == "float64" else 2e-6)
 
 
 @pytest.mark.parametrize(

@@ -24,12 +24,16 @@ def token_cap_report(out: str | Path, lo: float = 0.5, hi: float = 2.0, rate: fl
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     types = tc.Uniform(lo, hi)
-    menu = tc.solve(types, tc.Exponential(rate))
-    diffusion = tc.solve(types, tc.Diffusion(drift=rate, level=1.0))
+    laws = {"exp": tc.Exponential(rate), "diffusion": tc.Diffusion(drift=rate, level=1.0)}
+    menu = tc.solve(types, laws["exp"])
+    diffusion = tc.solve(types, laws["diffusion"])
     _, posted = tc.posted_price_constant_delay(types, 1.0 / rate)
     rows = []
-    for name, m in (("token caps, aligned model (Exp)", menu), ("token caps, Brownian learning", diffusion)):
-        ic, ir = tc.audit(m, types)
+    for name, m, law in (
+        ("token caps, aligned model (Exp)", menu, laws["exp"]),
+        ("token caps, Brownian learning", diffusion, laws["diffusion"]),
+    ):
+        ic, ir = tc.audit(m, types, law)  # values integrated independently of the solver
         rows.append(
             dict(
                 mechanism=name,

@@ -12,6 +12,7 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jaxtyping import Array, Bool, Float, Int
 
@@ -183,8 +184,33 @@ def _solve(types, resolution, horizon, n_types, n_times):
     )
 
 
+def _exact_values(rp, caps, resolution: ResolutionLaw, n_nodes: int, n_panels: int = 64):
+    """v(r, T) = int_0^T e^{-r t} f(t) dt for every audit type and cap, by composite Gauss-Legendre
+    quadrature of the law's own density: `n_nodes` nodes on each panel between consecutive caps and
+    `n_panels` even breakpoints up to the largest cap. Independent of the solver's time grid."""
+    top = jnp.max(caps)
+    grid = top * jnp.linspace(0.0, 1.0, n_panels + 1, dtype=caps.dtype)
+    edges = jnp.sort(jnp.concatenate([grid, caps]))
+    a, b = edges[:-1], edges[1:]
+    x, w = (jnp.asarray(v, caps.dtype) for v in np.polynomial.legendre.leggauss(n_nodes))
+    t = a[:, None] + 0.5 * (b - a)[:, None] * (x[None, :] + 1.0)  # (panels, nodes)
+    with jax.numpy_dtype_promotion("standard"):  # a law's parameters may be wider than the menu
+        f = resolution.density(t).astype(caps.dtype)
+    fw = f * 0.5 * (b - a)[:, None] * w[None, :]
+    panels = lax.map(lambda r: jnp.sum(jnp.exp(-r * t) * fw, axis=1), rp)  # (n_audit, panels)
+    cumulative = jnp.concatenate([jnp.zeros_like(panels[:, :1]), jnp.cumsum(panels, axis=1)], axis=1)
+    return cumulative[:, jnp.searchsorted(edges, caps, side="left")]
+
+
 @eqx.filter_jit
-def audit(menu: Menu, types: TypeDistribution, *, n_audit: int = 1500) -> tuple[Array, Array]:
+def audit(
+    menu: Menu,
+    types: TypeDistribution,
+    resolution: ResolutionLaw | None = None,
+    *,
+    n_audit: int = 1500,
+    n_nodes: int = 16,
+) -> tuple[Array, Array]:
     """Largest IC and IR violations of `menu` over a fine grid of types and every menu item.
 
     Each audit type r' takes the item of its cell (r_{k-1}, r_k]; the IC violation is
@@ -192,12 +218,22 @@ def audit(menu: Menu, types: TypeDistribution, *, n_audit: int = 1500) -> tuple[
     max_{r'} -(v(r', own) - P(own)), both >= 0 and in the units of v (probability-discounted
     value). The null item (no cap, no payment) is on the menu too.
 
+    With `resolution` (the law the menu was solved for) the values v(r', T) are computed
+    independently of the solver: composite Gauss-Legendre quadrature (`n_nodes` per panel, panels
+    between consecutive caps and 64 even ones) of the law's own density on [0, T], so an audit
+    finds what the solver's time grid and trapezoids hide. Without it the values
+    come from the solver's own grid (`menu.times`, `menu.density`, trapezoids): a consistency check.
+
     **Returns:** `(ic_violation, ir_violation)`.
     """
     lo, hi = types.support()
     rp = lo + (hi - lo) * (jnp.arange(n_audit, dtype=menu.types.dtype) + 0.5) / n_audit
-    value, _ = value_table(rp, menu.times, menu.density)
-    items = value[:, menu.cap_index] - menu.payments[None, :]  # (n_audit, K)
+    if resolution is None:
+        value, _ = value_table(rp, menu.times, menu.density)
+        value = value[:, menu.cap_index]
+    else:
+        value = _exact_values(rp, menu.caps, resolution, n_nodes)
+    items = value - menu.payments[None, :]  # (n_audit, K)
     cell = jnp.clip(jnp.searchsorted(menu.types, rp, side="left"), 0, menu.types.shape[0] - 1)
     own = jnp.take_along_axis(items, cell[:, None], axis=1)[:, 0]
     best = jnp.maximum(jnp.max(items, axis=1), 0.0)
