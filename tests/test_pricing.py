@@ -1,5 +1,7 @@
 import itertools
 import re
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -238,3 +240,18 @@ def test_imp_on_stress_markets_matches_classic_imp_from_many_starts(dtype):
 def test_stress_market_validation():
     with pytest.raises(ValueError, match=re.escape("kind must be one of")):
         lj.stress_market("easy", jax.random.PRNGKey(0))
+
+
+def test_highs_debug_output_is_silenced():
+    # HiGHS writes debug lines straight to file descriptor 1 (past sys.stdout), so check in a child.
+    script = (
+        "import os\n"
+        "from lmaas_jax.reference._milp import quiet_stdout\n"
+        "print('before', flush=True)\n"
+        "with quiet_stdout():\n"
+        "    os.write(1, b'HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();\\n')\n"
+        "print('after', flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "before\nafter\n"

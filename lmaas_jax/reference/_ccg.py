@@ -9,6 +9,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 
 from .._checks import check_prices
 from .._market import CHANNEL, DEMAND, VALUE, Market
+from ._milp import quiet_stdout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,13 +100,14 @@ def _master(beta, mu, margin, capacity, longest, active):
     cost[ie] = -1.0
     integrality = np.zeros(n)
     integrality[ix : ix + m] = 1
-    res = milp(
-        cost,
-        constraints=LinearConstraint(np.array(rows), lo, hi),
-        integrality=integrality,
-        bounds=Bounds(lb, ub),
-        options={"mip_rel_gap": 1e-12},
-    )
+    with quiet_stdout():
+        res = milp(
+            cost,
+            constraints=LinearConstraint(np.array(rows), lo, hi),
+            integrality=integrality,
+            bounds=Bounds(lb, ub),
+            options={"mip_rel_gap": 1e-12},
+        )
     if not res.success:
         raise RuntimeError(f"C&CG master problem failed: {res.message}")
     x, tau = res.x[ix : ix + m], res.x[it : it + m]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import time
 
 import equinox as eqx
@@ -15,6 +18,26 @@ from .._market import AnyMarket
 from .._posting import posted_solution
 from .._rsr import robust_terms, tie_tolerance
 from .._solution import PricingSolution
+
+
+@contextlib.contextmanager
+def quiet_stdout():
+    """Silence the C-level standard output for the duration: HiGHS prints debug lines
+    (`HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();`) even with
+    `disp=False`, straight to file descriptor 1, past Python's `sys.stdout`."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # no real descriptor (a notebook, a captured stream)
+        fd = 1
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
 
 
 def _budget_free(market: AnyMarket, terms) -> tuple[np.ndarray, np.ndarray]:
@@ -145,13 +168,17 @@ def milp_pricing(
     a = coo_array((vals, (rows, cols)), shape=(r, nv)).tocsr()
     start = time.perf_counter()
     options = {"time_limit": float(time_limit), "mip_rel_gap": float(mip_rel_gap), "disp": False}
-    solve = lambda **extra: milp(  # noqa: E731
-        objective,
-        constraints=LinearConstraint(a, lbs, ubs),
-        integrality=integrality,
-        bounds=Bounds(lb, ub),
-        options={**options, **extra},
-    )
+
+    def solve(**extra):
+        with quiet_stdout():
+            return milp(
+                objective,
+                constraints=LinearConstraint(a, lbs, ubs),
+                integrality=integrality,
+                bounds=Bounds(lb, ub),
+                options={**options, **extra},
+            )
+
     res = solve()
     if res.x is None and res.status == 4:
         # HiGHS's presolve occasionally ends in "Solve error" on these big-M models (seen on a
