@@ -75,20 +75,24 @@ def in_range(
     requirement: str | None = None,
     *,
     finite: bool = False,
+    on=None,
 ):
     """`value` if every entry lies in [lo, hi] (NaN fails; with `finite`, infinities too): a ValueError
     naming it when concrete, an `equinox.error_if` runtime error under `jax.jit`/`jax.vmap` (where
-    Python cannot look)."""
+    Python cannot look). With `on`, the traced check is attached to `on` instead and `on` is
+    returned (for a value the caller does not compute with: the check must feed the output, or the
+    compiler drops it)."""
     requirement = requirement or f"must lie in [{lo}, {hi}]"
+    out = value if on is None else on
     if is_concrete(value):
         v = np.asarray(value, np.float64)
         if not (np.all(v >= lo) and np.all(v <= hi) and (not finite or np.all(np.isfinite(v)))):
             raise ValueError(f"{name} {requirement}; got {value!r}.")
-        return value
+        return out
     bad = ~((value >= lo) & (value <= hi))
     if finite:
         bad = bad | ~jnp.isfinite(value)
-    return eqx.error_if(value, bad, f"{name} {requirement}")
+    return eqx.error_if(out, bad, f"{name} {requirement}")
 
 
 def size(name: str, value) -> int:

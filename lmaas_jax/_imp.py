@@ -9,7 +9,7 @@ import optax
 from jax import lax
 from jaxtyping import PRNGKeyArray
 
-from ._checks import check_fits
+from ._checks import check_fits, is_concrete
 from ._classic_imp import coordinate_ascent
 from ._market import AnyMarket
 from ._posting import posted_solution
@@ -90,11 +90,7 @@ class GradientIMP(eqx.Module):
             if not isinstance(value, jax.core.Tracer) and not float(value) > 0:
                 raise ValueError(f"GradientIMP.{name} must be > 0; got {value!r}.")
         t0, t1 = self.initial_temperature, self.final_temperature
-        if (
-            not isinstance(t0, jax.core.Tracer)
-            and not isinstance(t1, jax.core.Tracer)
-            and float(t1) > float(t0)
-        ):
+        if is_concrete(t0, t1) and float(t1) > float(t0):
             raise ValueError(
                 f"GradientIMP.final_temperature = {t1!r} is above initial_temperature = {t0!r}; "
                 "the temperature anneals from the initial to the final one."

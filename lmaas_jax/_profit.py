@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from ._checks import checked, in_range
+from ._checks import checked
 from ._market import AnyMarket
-from ._relaxed_rsr import _relaxed_respond, check_relaxed
+from ._relaxed_rsr import _relaxed_respond, check_relaxed, checked_temperature
 from ._rsr import (
     RobustTerms,
     _as_prices,
@@ -63,5 +61,5 @@ def relaxed_seller_profit(
     Smooth in the prices; tends to [`lmaas_jax.seller_profit`][] as temperature -> 0 away from ties.
     """
     prices = _as_prices(market, prices)
-    temperature = in_range("temperature", temperature, 1e-30, math.inf, "must be finite and > 0", finite=True)
+    temperature = checked_temperature(temperature)
     return relaxed_profit_from_terms(market, robust_terms(market), prices, temperature)

@@ -58,10 +58,16 @@ def _relaxed_respond(
     )
 
 
+def checked_temperature(temperature):
+    """`temperature`, refused unless finite and > 0 (at 0 the relaxed responses are NaN, below it
+    they are finite nonsense): in Python when concrete, by `equinox.error_if` when traced."""
+    return in_range("temperature", temperature, 1e-30, math.inf, "must be finite and > 0", finite=True)
+
+
 def check_relaxed(market, prices, temperature):
     """Python checks of a relaxed evaluation's concrete arguments (see `lmaas_jax._checks`)."""
     check_prices("prices", prices, market.n_models)
-    in_range("temperature", temperature, 1e-30, math.inf, "must be finite and > 0", finite=True)
+    checked_temperature(temperature)
 
 
 @checked(check_relaxed)
@@ -87,5 +93,5 @@ def relaxed_rsr(
     A [`lmaas_jax.RelaxedResponse`][].
     """
     prices = _as_prices(market, prices)
-    temperature = in_range("temperature", temperature, 1e-30, math.inf, "must be finite and > 0", finite=True)
+    temperature = checked_temperature(temperature)
     return _relaxed_respond(market, robust_terms(market), prices, temperature)

@@ -172,21 +172,21 @@ def _solve_chunk(
     return {k: np.asarray(v)[: len(rows)] for k, v in jax.device_get(out).items()}
 
 
+def _per_model(table, prefix: str, values, max_models: int) -> None:
+    """Columns `prefix_1` ... `prefix_<max_models>` (float64) from `values` (rows, M), NaN beyond M."""
+    values = np.asarray(values, np.float64)
+    for j in range(max_models):
+        table[f"{prefix}_{j + 1}"] = values[:, j] if j < values.shape[1] else np.nan
+
+
 def _table(rows, outcome, max_models):
     import pandas as pd
 
     table = pd.DataFrame(rows)
     table["profit"] = outcome["profit"].astype(np.float64)
-    prices = np.full((len(rows), max_models), np.nan)
-    shares = np.full((len(rows), max_models + 1), np.nan)
-    m = outcome["prices"].shape[1]
-    prices[:, :m] = outcome["prices"]
-    shares[:, : m + 1] = outcome["shares"]
-    for j in range(max_models):
-        table[f"price_{j + 1}"] = prices[:, j]
-    table["share_none"] = shares[:, 0]
-    for j in range(max_models):
-        table[f"share_{j + 1}"] = shares[:, j + 1]
+    _per_model(table, "price", outcome["prices"], max_models)
+    table["share_none"] = outcome["shares"][:, 0].astype(np.float64)
+    _per_model(table, "share", outcome["shares"][:, 1:], max_models)
     table["rented_hours"] = outcome["rented_hours"].astype(np.float64)
     for rule in RULES:
         for kind in ("worst", "mean"):
@@ -195,10 +195,7 @@ def _table(rows, outcome, max_models):
         table["pattern_stable"] = outcome["pattern_stable"].astype(bool)
         for side in ("profit", "customer_worst"):
             for field in SENSITIVITY_FIELDS:
-                grad = np.full((len(rows), max_models), np.nan)
-                grad[:, :m] = outcome[f"d_{side}_{field}"]
-                for j in range(max_models):
-                    table[f"d_{side}_{field}_{j + 1}"] = grad[:, j]
+                _per_model(table, f"d_{side}_{field}", outcome[f"d_{side}_{field}"], max_models)
     return table
 
 

@@ -14,8 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
-from .._checks import fail_where, is_concrete
-from ._rules import Rule, check_inputs
+from ._rules import Rule, check_bids, check_inputs
 
 
 class StableSample(eqx.Module):
@@ -89,13 +88,7 @@ def expected_payment_linear(bids: Float[ArrayLike, " n_bids"]) -> Float[Array, "
     It equals the Myerson form b g(b) - int_0^b g with g(s) = s / (s + B), i's winning probability.
     """
     bids = jnp.asarray(bids)
-    if is_concrete(bids):
-        fail_where(
-            "bids",
-            ~(np.isfinite(np.asarray(bids)) & (np.asarray(bids) >= 0)),
-            bids,
-            "must be finite and >= 0",
-        )
+    check_bids(bids)
     b = bids
     big_b = jnp.sum(bids) - bids
     safe = jnp.where(big_b > 0, big_b, 1.0)

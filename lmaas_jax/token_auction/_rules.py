@@ -25,6 +25,13 @@ from .._checks import fail_where, is_concrete
 Rule = Callable[[Array, Array], Array]
 
 
+def check_bids(bids) -> None:
+    """Bids finite and >= 0, when concrete (a ValueError naming index and value)."""
+    if is_concrete(bids):
+        b = np.asarray(bids, np.float64)
+        fail_where("bids", ~np.isfinite(b) | (b < 0), b, "must be finite and >= 0")
+
+
 def check_inputs(dists, bids, *, atol: float = 1e-5) -> tuple[Array, Array]:
     """Validate `dists` (n_agents, vocab) and `bids` (n_agents,); names the field and value at fault.
 
@@ -46,7 +53,7 @@ def check_inputs(dists, bids, *, atol: float = 1e-5) -> tuple[Array, Array]:
         fail_where(
             "dists", np.abs(total - 1.0) > atol, total, f"rows must sum to 1 (within {atol}); row sums"
         )
-        fail_where("bids", ~np.isfinite(b) | (b < 0), b, "must be finite and >= 0")
+        check_bids(b)
         if not np.any(b > 0):
             raise ValueError(f"bids must not all be zero; got {b.tolist()}.")
     dtype = jnp.result_type(dists.dtype, bids.dtype, float)

@@ -150,8 +150,7 @@ def terms(market: TTCMarket, params: GameParams) -> Terms:
     for name, lo, hi, requirement in _PARAM_RANGES:
         value = getattr(params, name)
         if not is_concrete(value):  # attached to the prices, so the check cannot be compiled away
-            bad = ~((value >= lo) & (value <= hi) & jnp.isfinite(value))
-            price = eqx.error_if(price, bad, f"GameParams.{name} {requirement}")
+            price = in_range(f"GameParams.{name}", value, lo, hi, requirement, finite=True, on=price)
     quality = market.alpha * (params.b + (1 - params.b) * params.quality_fn(market.accuracy))
     return Terms(price=price, cost=price / (1 + params.markup), quality=quality, value=quality - price)
 
