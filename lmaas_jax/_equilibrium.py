@@ -86,6 +86,13 @@ def _float_tangents(dynamic, t_market):
     )
 
 
+def _implicit_tangent(residual, theta, prices, t_theta):
+    """dp = -F_p^{-1} F_theta dtheta, the implicit function theorem on `residual(theta, p) = 0`."""
+    _, f_theta = jax.jvp(lambda th: residual(th, prices), (theta,), (t_theta,))
+    f_p = jax.jacfwd(lambda p: residual(theta, p))(prices)
+    return -jnp.linalg.solve(f_p, f_theta)
+
+
 def pin_pattern(market: AnyMarket, terms: RobustTerms, prices, tie_tol) -> PinPattern:
     """The pin of every price at `prices` (a solution; ties decided as in [`lmaas_jax.rsr`][]).
 
@@ -179,9 +186,7 @@ def _equilibrium_prices_jvp(primals, tangents):
     def residual(d, p):
         return _residual(eqx.combine(d, static), p, pins)
 
-    _, f_theta = jax.jvp(lambda d: residual(d, prices), (dynamic,), (t_dynamic,))
-    f_p = jax.jacfwd(lambda p: residual(dynamic, p))(prices)
-    return prices, -jnp.linalg.solve(f_p, f_theta)
+    return prices, _implicit_tangent(residual, dynamic, prices, t_dynamic)
 
 
 def _relaxed_residual(market: AnyMarket, prices, temperature, at_lo, at_hi):
@@ -216,12 +221,11 @@ def _relaxed_equilibrium_prices_jvp(primals, tangents):
     t_dynamic = _float_tangents(dynamic, t_market)
     t_t = jnp.zeros_like(temperature) if t_temperature is None else jnp.asarray(t_temperature, prices.dtype)
 
-    def residual(d, p, t):
+    def residual(theta, p):
+        d, t = theta
         return _relaxed_residual(eqx.combine(d, static), p, t, at_lo, at_hi)
 
-    _, f_theta = jax.jvp(lambda d, t: residual(d, prices, t), (dynamic, temperature), (t_dynamic, t_t))
-    f_p = jax.jacfwd(lambda p: residual(dynamic, p, temperature))(prices)
-    return prices, -jnp.linalg.solve(f_p, f_theta)
+    return prices, _implicit_tangent(residual, (dynamic, temperature), prices, (t_dynamic, t_t))
 
 
 @eqx.filter_jit
