@@ -13,6 +13,7 @@ from ._market import (
     exponential_quality as exponential_quality,
     load_market as load_market,
     payoffs as payoffs,
+    potential_gain as potential_gain,
     power_quality as power_quality,
     profiles_from_index as profiles_from_index,
     terms as terms,

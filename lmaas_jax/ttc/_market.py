@@ -14,6 +14,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jaxtyping import Array, Float, Int
 
 from .._checks import check_shape, fail_where, in_range, is_concrete
@@ -172,20 +173,43 @@ def payoffs(t: Terms, profile: Int[Array, " n"], beta) -> Payoffs:
     and the share-weighted average price (among users who buy)."""
     rows = jnp.arange(profile.shape[0])
     p, c, q, v = (x[rows, profile] for x in (t.price, t.cost, t.quality, t.value))
-    logits = jnp.concatenate([jnp.zeros((1,), v.dtype), beta * v])
-    lse = jax.nn.logsumexp(logits)
-    shares = jnp.exp(beta * v - lse)
+    # Logits relative to the best option (the outside option's value is 0): beta V is 500 at
+    # beta = 1e4, where float32's rounding of beta V alone moved shares by 3e-5; beta (V - top)
+    # is rounded relative to the gaps that decide the shares.
+    top = lax.stop_gradient(jnp.maximum(jnp.max(v), 0))
+    gap = beta * (v - top)
+    lse = jax.nn.logsumexp(jnp.concatenate([(-beta * top)[None], gap]))
+    shares = jnp.exp(gap - lse)
     margin = p - c
     return Payoffs(
         shares=shares,
         utilities=shares * margin,
         # log u_i = beta V_i - lse + log(p_i - c_i): finite where the share underflows (large beta,
         # float32), so better responses can still be compared.
-        log_utilities=beta * v - lse + jnp.log(margin),
+        log_utilities=gap - lse + jnp.log(margin),
         welfare=jnp.sum(shares * (q - c)),
-        potential=jnp.sum(jnp.log(margin)) + beta * jnp.sum(v) - lse,
+        potential=jnp.sum(jnp.log(margin)) + jnp.sum(gap) + (v.shape[0] - 1) * beta * top - lse,
         avg_price=jnp.sum(shares * p) / jnp.sum(shares),
     )
+
+
+def potential_gain(
+    t: Terms, profile: Int[Array, " n"], reference: Int[Array, " n"], beta
+) -> Float[Array, ""]:
+    """Phi(profile) - Phi(reference), computed from differences so that float32 keeps its digits.
+
+    Phi itself is a difference of terms of size beta V (tens at beta = 300): its float32 rounding,
+    times a Gibbs sharpness of 1e3, moved the smoothed welfare's gradient by 21%. Here
+    Phi(x) - Phi(r) = sum_i [log(m_i(x_i) / m_i(r_i)) + beta (V_i(x_i) - V_i(r_i))]
+    - log1p(sum_j s_j(r) expm1(beta (V_j(x_j) - V_j(r_j)))), with s(r) the shares at r: every term
+    is as small as the change it measures, so the error is relative to the gain, not to Phi.
+    """
+    rows = jnp.arange(profile.shape[0])
+    margin = t.price - t.cost
+    dv = t.value[rows, profile] - t.value[rows, reference]
+    own = jnp.sum(jnp.log(margin[rows, profile] / margin[rows, reference]))
+    shares_ref = payoffs(t, reference, beta).shares
+    return own + beta * jnp.sum(dv) - jnp.log1p(jnp.sum(shares_ref * jnp.expm1(beta * dv)))
 
 
 def profiles_from_index(index: Int[Array, " k"], n: int, levels: int) -> Int[Array, "k n"]:

@@ -8,7 +8,16 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ._market import GameParams, Terms, TTCMarket, load_market, payoffs, profiles_from_index, terms
+from ._market import (
+    GameParams,
+    Terms,
+    TTCMarket,
+    load_market,
+    payoffs,
+    potential_gain,
+    profiles_from_index,
+    terms,
+)
 
 
 @eqx.filter_jit
@@ -46,15 +55,15 @@ def equilibrium(
 
 
 def over_profiles(t: Terms, beta, chunk: int, reduce):
-    """Apply `reduce(index, valid, payoffs)` to every chunk of `chunk` joint profiles (all L^n of
-    them, numbered as in `profiles_from_index`), with `lax.map` so memory stays bounded."""
+    """Apply `reduce(index, valid, profiles, payoffs)` to every chunk of `chunk` joint profiles (all
+    L^n of them, numbered as in `profiles_from_index`), with `lax.map` so memory stays bounded."""
     n, levels = t.price.shape
     total = levels**n
 
     def one(c):
         index = c * chunk + jnp.arange(chunk)
         profiles = profiles_from_index(jnp.minimum(index, total - 1), n, levels)
-        return reduce(index, index < total, jax.vmap(lambda p: payoffs(t, p, beta))(profiles))
+        return reduce(index, index < total, profiles, jax.vmap(lambda p: payoffs(t, p, beta))(profiles))
 
     return lax.map(one, jnp.arange(-(-total // chunk)))
 
@@ -67,7 +76,7 @@ def first_best_brute_force(
     (bounded memory; 6^9 = 10.1M profiles for nine instruct providers). **Returns:** `(SW*, profile)`."""
     t = terms(market, params)
 
-    def best_of_chunk(index, valid, out):
+    def best_of_chunk(index, valid, profiles, out):
         sw = jnp.where(valid, out.welfare, -jnp.inf)
         k = jnp.argmax(sw)
         return sw[k], index[k]
@@ -163,9 +172,21 @@ def gibbs_welfare(market: TTCMarket, params: GameParams, sharpness, *, chunk: in
     of the potential maximiser, an equilibrium. Differentiable in beta, markup, alpha and prices.
     **Returns:** `(expected welfare, smoothed inefficiency 100 (SW* / E[SW] - 1))`."""
     t = terms(market, params)
+    n, levels = t.price.shape
 
-    def gibbs_of_chunk(index, valid, out):
-        logit = jnp.where(valid, sharpness * out.potential, -jnp.inf)
+    # The Gibbs weights need Phi only up to a constant: take it relative to the potential maximiser
+    # (a first pass), so the float32 rounding is relative to each profile's gap to the top.
+    def top_of_chunk(index, valid, profiles, out):
+        phi = jnp.where(valid, out.potential, -jnp.inf)
+        k = jnp.argmax(phi)
+        return phi[k], index[k]
+
+    tops, where = over_profiles(t, params.beta, chunk, top_of_chunk)
+    reference = lax.stop_gradient(profiles_from_index(where[jnp.argmax(tops)][None], n, levels)[0])
+
+    def gibbs_of_chunk(index, valid, profiles, out):
+        gain = jax.vmap(lambda x: potential_gain(t, x, reference, params.beta))(profiles)
+        logit = jnp.where(valid, sharpness * gain, -jnp.inf)
         lse = jax.nn.logsumexp(logit)
         return lse, jnp.sum(jnp.exp(logit - lse) * out.welfare)
 
@@ -198,17 +219,28 @@ def auction_scores(market: TTCMarket, params: GameParams):
     return level, t.quality[rows, level], t.cost[rows, level], surplus[rows, level]
 
 
-def auction(benchmark: str, method: str, **params) -> AuctionOutcome:
-    """Reverse second-price auction on (price, quality) bids, truthful bidding.
+def auction(market: TTCMarket | str, method: str | None = None, **params) -> AuctionOutcome:
+    """Reverse second-price auction on (price, quality) bids, truthful bidding, on any
+    [`TTCMarket`][] (or a bundled one by name: `auction("GSM8K", "majority")`).
 
     Each provider picks theta*_i = argmax (q_i - c_i) and bids its cost; the highest score
     q - price wins; the user pays the winner's quality minus the runner-up's score. So user value
     = runner-up's score, winner profit = the score margin, welfare = the winner's score =
     max_i max_theta (q - c): efficient, individually rational, truthful bidding weakly dominant.
-    Other [`GameParams`][] by keyword (beta plays no role).
+    Other [`GameParams`][] by keyword (beta plays no role). Needs two providers at least.
     """
-    market = load_market(benchmark, method)
-    p = GameParams(beta=jnp.asarray(1.0), **params)
+    if isinstance(market, str):
+        if method is None:
+            raise TypeError(f"auction({market!r}) needs a method, as in auction({market!r}, 'majority').")
+        market = load_market(market, method)
+    elif not isinstance(market, TTCMarket):
+        raise TypeError(f"market must be a TTCMarket or a benchmark name; got {type(market).__name__}.")
+    elif method is not None:
+        raise TypeError(f"method={method!r} applies to bundled markets only; a TTCMarket carries its own.")
+    if market.theta.shape[0] < 2:
+        n = market.theta.shape[0]
+        raise ValueError(f"market must have two providers at least for a second-price auction; got {n}.")
+    p = GameParams(beta=jnp.asarray(1.0, market.theta.dtype), **params)
     level, quality, _, score = auction_scores(market, p)
     order = jnp.argsort(-score)
     w, r = int(order[0]), int(order[1])
