@@ -21,7 +21,9 @@ from .._checks import check_shape, fail_where, is_concrete
 class TypeDistribution(eqx.Module):
     """A distribution of the impatience r on [lo, hi]: subclasses give `cdf` and `pdf` in JAX.
 
-    Parameters are array fields, so revenue is differentiable with respect to them.
+    Parameters are array fields, so revenue is differentiable with respect to them. Every law
+    (types and resolution) takes `dtype=`: by default its array arguments' floating dtype, else
+    JAX's default float; [`solve`][] computes in the dtype of the type distribution.
     """
 
     def support(self) -> tuple[Array, Array]:
@@ -32,6 +34,18 @@ class TypeDistribution(eqx.Module):
 
     def pdf(self, r: Float[Array, "..."]) -> Float[Array, "..."]:
         raise NotImplementedError
+
+
+def _float_dtype(dtype, *xs):
+    """`dtype` if given; else the floating dtype of the array arguments (float32 stays float32 with
+    x64 on); else JAX's default float (float32 unless x64 is on)."""
+    if dtype is not None:
+        dtype = jnp.dtype(dtype)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise ValueError(f"dtype must be a floating dtype; got {dtype}.")
+        return dtype
+    found = [x.dtype for x in xs if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating)]
+    return np.result_type(*found) if found else jnp.result_type(float)
 
 
 def _positive_interval(name, lo, hi):
@@ -48,9 +62,10 @@ class Uniform(TypeDistribution):
     lo: Float[Array, ""]
     hi: Float[Array, ""]
 
-    def __init__(self, lo: float | ArrayLike, hi: float | ArrayLike):
+    def __init__(self, lo: float | ArrayLike, hi: float | ArrayLike, *, dtype=None):
         _positive_interval("Uniform", lo, hi)
-        self.lo, self.hi = jnp.asarray(lo, float), jnp.asarray(hi, float)
+        dtype = _float_dtype(dtype, lo, hi)
+        self.lo, self.hi = jnp.asarray(lo, dtype), jnp.asarray(hi, dtype)
 
     def support(self):
         return self.lo, self.hi
@@ -76,9 +91,10 @@ class GaussianMixture(TypeDistribution):
     widths: Float[Array, " n"]
     weights: Float[Array, " n"]
 
-    def __init__(self, lo, hi, centres, widths, weights):
+    def __init__(self, lo, hi, centres, widths, weights, *, dtype=None):
         _positive_interval("GaussianMixture", lo, hi)
-        centres, widths, weights = (jnp.asarray(x, float) for x in (centres, widths, weights))
+        dtype = _float_dtype(dtype, lo, hi, centres, widths, weights)
+        centres, widths, weights = (jnp.asarray(x, dtype) for x in (centres, widths, weights))
         for name, x in (("widths", widths), ("weights", weights)):
             check_shape(f"GaussianMixture.{name}", x, centres.shape)
         if is_concrete(centres, widths, weights):
@@ -88,21 +104,21 @@ class GaussianMixture(TypeDistribution):
             fail_where("GaussianMixture.weights", ~(np.isfinite(m) & (m >= 0)), m, "must be finite and >= 0")
             if not m.sum() > 0:
                 raise ValueError(f"GaussianMixture.weights must not all be 0; got {m.tolist()}.")
-        self.lo, self.hi = jnp.asarray(lo, float), jnp.asarray(hi, float)
+        self.lo, self.hi = jnp.asarray(lo, dtype), jnp.asarray(hi, dtype)
         self.centres, self.widths = centres, widths
         self.weights = weights / jnp.sum(weights)
 
     @classmethod
-    def from_samples(cls, samples, lo=None, hi=None, bandwidth=None) -> GaussianMixture:
+    def from_samples(cls, samples, lo=None, hi=None, bandwidth=None, *, dtype=None) -> GaussianMixture:
         """A Gaussian kernel density estimate of observed impatience `samples` (Silverman's
         bandwidth by default), truncated to [lo, hi] (default: the samples' range)."""
-        x = jnp.asarray(samples, float).ravel()
+        x = jnp.asarray(samples, _float_dtype(dtype, samples)).ravel()
         if x.shape[0] < 2 or not bool(jnp.all(jnp.isfinite(x))) or not bool(jnp.all(x >= 0)):
             raise ValueError(f"samples must be >= 2 finite values >= 0; got {x.shape[0]} values.")
         h = 1.06 * jnp.std(x) * x.shape[0] ** (-0.2) if bandwidth is None else bandwidth
         lo = jnp.min(x) if lo is None else lo
         hi = jnp.max(x) if hi is None else hi
-        return cls(lo, hi, x, jnp.full_like(x, h), jnp.ones_like(x))
+        return cls(lo, hi, x, jnp.full_like(x, h), jnp.ones_like(x), dtype=x.dtype)
 
     def support(self):
         return self.lo, self.hi
@@ -137,9 +153,10 @@ class FromFunctions(TypeDistribution):
     cdf_fn: Callable = eqx.field(static=True)
     pdf_fn: Callable = eqx.field(static=True)
 
-    def __init__(self, lo, hi, cdf, pdf):
+    def __init__(self, lo, hi, cdf, pdf, *, dtype=None):
         _positive_interval("FromFunctions", lo, hi)
-        self.lo, self.hi = jnp.asarray(lo, float), jnp.asarray(hi, float)
+        dtype = _float_dtype(dtype, lo, hi)
+        self.lo, self.hi = jnp.asarray(lo, dtype), jnp.asarray(hi, dtype)
         self.cdf_fn, self.pdf_fn = cdf, pdf
         if is_concrete(self.lo, self.hi):  # a CDF must run from 0 at lo to 1 at hi
             ends = np.asarray([cdf(self.lo), cdf(self.hi)], np.float64)
@@ -175,10 +192,10 @@ class Exponential(ResolutionLaw):
 
     rate: Float[Array, ""]
 
-    def __init__(self, rate: float | ArrayLike):
+    def __init__(self, rate: float | ArrayLike, *, dtype=None):
         if not isinstance(rate, jax.core.Tracer) and not float(rate) > 0:
             raise ValueError(f"Exponential.rate must be > 0; got {float(rate)!r}.")
-        self.rate = jnp.asarray(rate, float)
+        self.rate = jnp.asarray(rate, _float_dtype(dtype, rate))
 
     def density(self, t):
         return self.rate * jnp.exp(-self.rate * t)
@@ -198,11 +215,12 @@ class Diffusion(ResolutionLaw):
     level: Float[Array, ""]
     sigma: Float[Array, ""]
 
-    def __init__(self, drift, level=1.0, sigma=1.0):
+    def __init__(self, drift, level=1.0, sigma=1.0, *, dtype=None):
         for name, v in (("drift", drift), ("level", level), ("sigma", sigma)):
             if not isinstance(v, jax.core.Tracer) and not float(v) > 0:
                 raise ValueError(f"Diffusion.{name} must be > 0; got {float(v)!r}.")
-        self.drift, self.level, self.sigma = (jnp.asarray(x, float) for x in (drift, level, sigma))
+        dtype = _float_dtype(dtype, drift, level, sigma)
+        self.drift, self.level, self.sigma = (jnp.asarray(x, dtype) for x in (drift, level, sigma))
 
     def density(self, t):
         safe = jnp.where(t > 0, t, 1.0)

@@ -90,6 +90,9 @@ def optimal_caps(objective: Float[Array, "K L"]) -> Int[Array, " K"]:
         best, arg = _suffix_argmax(prev)
         return row + best, arg
 
+    # Each row's best is subtracted first (the argmax is the same): the running sums then hold only
+    # the losses from ironing, not the total, so float32 keeps the digits that tell caps apart.
+    objective = objective - jnp.max(objective, axis=1, keepdims=True)
     first, rest = objective[0], objective[1:]
     last, args = lax.scan(forward, first, rest)
     l_last = jnp.argmax(jnp.where(last >= jnp.max(last), jnp.arange(last.shape[0]), -1)).astype(jnp.int32)
@@ -119,10 +122,14 @@ def solve(
     surplus int int_0^{T(r)} rho_r(t) f(t) dt g(r) dr with rho_r(t) = e^{-r t} (1 - t G(r)/g(r)).
     Pointwise, T(r) = g(r)/G(r) (the most patient type gets no cap); where that is not
     non-increasing, the caps are ironed. Numerically: K type cells (each priced for its right edge,
-    exact cell masses),
-    caps on the time grid, an exact dynamic programme over non-increasing caps ([`optimal_caps`][]),
-    and payments from binding local downward IC constraints, P_K = v(r_K, T_K) (IR),
-    P_k = P_{k+1} + v(r_k, T_k) - v(r_k, T_{k+1}), which makes the menu exactly IC on the cells.
+    exact cell masses), caps on the time grid, and payments from binding local downward IC
+    constraints, P_K = v(r_K, T_K) (IR), P_k = P_{k+1} + v(r_k, T_k) - v(r_k, T_{k+1}), which makes
+    the menu exactly IC on the cells. The caps maximise that discrete problem's revenue exactly: it
+    equals sum_k [M_k v(r_k, T_k) - M_{k-1} v(r_{k-1}, T_k)] (M_k the mass of the k most patient
+    cells; the discrete virtual values, which tend to m_k (v - G/g int t e^{-rt} f dt) as cells
+    shrink), maximised over non-increasing caps by an exact dynamic programme
+    ([`optimal_caps`][]). Randomised menus do no better (tested against the LP over lotteries).
+    The arithmetic runs in the type distribution's dtype.
 
     **Arguments:**
 
@@ -139,23 +146,39 @@ def solve(
     horizon = resolution.horizon() if horizon is None else horizon
     if not isinstance(horizon, jax.core.Tracer) and not float(horizon) > 0:
         raise ValueError(f"horizon must be > 0; got {horizon!r}.")
-    return _solve(types, resolution, jnp.asarray(horizon, float), int(n_types), int(n_times))
+    dtype = types.support()[0].dtype
+    return _solve(types, resolution, jnp.asarray(horizon, dtype), int(n_types), int(n_times))
 
 
 @eqx.filter_jit
 def _solve(types, resolution, horizon, n_types, n_times):
     lo, hi = types.support()
-    edges = lo + (hi - lo) * jnp.linspace(0.0, 1.0, n_types + 1)
+    dtype = lo.dtype
+    edges = lo + (hi - lo) * jnp.linspace(0.0, 1.0, n_types + 1, dtype=dtype)
     # Each cell (r_{k-1}, r_k] is priced for its most impatient type r_k, the right edge: then every
     # type in the cell weakly prefers the cell's item (single crossing) and has utility >= 0.
     r = edges[1:]
     mass = jnp.diff(types.cdf(edges))
     hazard_inv = types.cdf(r) / types.pdf(r)  # G/g
-    times = jnp.linspace(0.0, 1.0, n_times) * horizon
-    f = resolution.density(times)
+    times = jnp.linspace(0.0, 1.0, n_times, dtype=dtype) * horizon
+    with jax.numpy_dtype_promotion("standard"):  # a law's parameters may be wider than the types
+        f = resolution.density(times).astype(dtype)
     value, weighted = value_table(r, times, f)
     virtual = value - hazard_inv[:, None] * weighted  # int_0^T rho_r f dt / ... per unit g
-    idx = optimal_caps(virtual * mass[:, None])
+    # The DP maximises the discrete problem's revenue exactly: with P_K = v(r_K, T_K) and binding
+    # local downward IC, sum_k m_k P_k = sum_k [M_k v(r_k, T_k) - M_{k-1} v(r_{k-1}, T_k)]
+    # (M_k = m_1 + ... + m_k), so those are the discrete virtual values. The continuous
+    # m_k (v - G/g int t e^{-rt} f) tends to them as cells shrink, but at few types on a
+    # non-regular law it left the DP 7.7% short of the discretisation's optimum. Each is integrated
+    # from its own integrand e^{-r_k t} f (m_k - M_{k-1} expm1((r_k - r_{k-1}) t)), not as a
+    # difference of two values of size 1: in float32 that difference's rounding moved caps by 0.3.
+    below = jnp.cumsum(mass)
+    prev = jnp.concatenate([jnp.zeros((1,), dtype), below[:-1]])
+    step = jnp.concatenate([jnp.zeros((1,), dtype), jnp.diff(r)])
+    discount = jnp.exp(-r[:, None] * times[None, :]) * f[None, :]
+    weight = mass[:, None] - prev[:, None] * jnp.expm1(step[:, None] * times[None, :])
+    discrete = _cumtrapz(discount * weight, times[1] - times[0])
+    idx = optimal_caps(discrete)
     rows = jnp.arange(n_types)
     v_own = value[rows, idx]
     v_next = value[rows[:-1], idx[1:]]  # v(r_k, T_{k+1})
@@ -248,7 +271,7 @@ def posted_price_constant_delay(types: TypeDistribution, delay: float, *, n_pric
     """
     delay = in_range("delay", delay, 1e-300, math.inf, "must be finite and > 0", finite=True)
     lo, hi = types.support()
-    p = jnp.exp(-delay * (lo + (hi - lo) * jnp.linspace(0.0, 1.0, n_prices)))
+    p = jnp.exp(-delay * (lo + (hi - lo) * jnp.linspace(0.0, 1.0, n_prices, dtype=lo.dtype)))
     revenue = p * types.cdf(-jnp.log(p) / delay)
     k = jnp.argmax(revenue)
     return p[k], revenue[k]
