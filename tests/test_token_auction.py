@@ -7,6 +7,9 @@ import pytest
 
 from lmaas_jax import token_auction as ta
 
+# float32 keeps about 1e-6 of a probability or payment; float64 1e-12
+TOL = {"float32": 1e-6, "float64": 1e-12}
+
 
 def _random_instance(key, n=4, vocab=6, dtype="float64"):
     k1, k2 = jax.random.split(key)
@@ -21,22 +24,22 @@ def test_linear_example_of_the_spec(dtype):
     np.testing.assert_allclose(q, [0.56, 0.44], rtol=1e-6)
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_linear_is_monotone_on_random_instances(seed):
-    dists, bids = _random_instance(jax.random.PRNGKey(seed))
+@pytest.mark.parametrize("seed", range(4))
+def test_linear_is_monotone_on_random_instances(seed, dtype):
+    dists, bids = _random_instance(jax.random.PRNGKey(seed), dtype=dtype)
     ok, violation = ta.is_monotone(ta.linear, dists, bids)
     assert bool(jnp.all(ok)), violation
 
 
-def test_log_linear_fails_on_the_counterexample():
-    dists = jnp.asarray([[0.6, 0.3, 0.1], [0.1, 0.3, 0.6]])
-    lam = jnp.asarray([0.0, 0.25, 0.5, 0.75, 1.0])
+def test_log_linear_fails_on_the_counterexample(dtype):
+    dists = jnp.asarray([[0.6, 0.3, 0.1], [0.1, 0.3, 0.6]], dtype)
+    lam = jnp.asarray([0.0, 0.25, 0.5, 0.75, 1.0], dtype)
     # Two agents, bids (lam, 1 - lam): the middle token goes up and comes back, away from p_i = 0.3.
     middle = jax.vmap(lambda x: ta.log_linear(dists, jnp.stack([x, 1.0 - x]))[1])(lam)
     np.testing.assert_allclose(middle, [0.30, 0.36, 0.38, 0.36, 0.30], atol=5e-3)
-    ok, violation = ta.is_monotone(ta.log_linear, dists, jnp.asarray([1.0, 1.0]))
-    assert not bool(ok[0]) and float(violation[0]) > 0.05
-    assert bool(jnp.all(ta.is_monotone(ta.linear, dists, jnp.asarray([1.0, 1.0]))[0]))
+    ok, violation = ta.is_monotone(ta.log_linear, dists, jnp.asarray([1.0, 1.0], dtype))
+    assert not bool(ok[0]) and float(violation[0]) > 0.05 and violation.dtype == jnp.dtype(dtype)
+    assert bool(jnp.all(ta.is_monotone(ta.linear, dists, jnp.asarray([1.0, 1.0], dtype))[0]))
 
 
 def test_a_users_rule_is_accepted():
@@ -51,27 +54,28 @@ def test_a_users_rule_is_accepted():
     np.testing.assert_allclose(pay, [0.0, 1.0], atol=0.05)
 
 
-def test_log_linear_masks_zero_probabilities():
-    dists = jnp.asarray([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]])
-    q = ta.log_linear(dists, jnp.asarray([1.0, 3.0]))
-    assert bool(jnp.all(jnp.isfinite(q))) and float(q[2]) == 0.0
-    np.testing.assert_allclose(jnp.sum(q), 1.0, rtol=1e-12)
-    q0 = ta.log_linear(dists, jnp.asarray([0.0, 3.0]))  # a silent agent's zeros do not count
-    np.testing.assert_allclose(q0, dists[1], rtol=1e-12)
+def test_log_linear_masks_zero_probabilities(dtype):
+    dists = jnp.asarray([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]], dtype)
+    q = ta.log_linear(dists, jnp.asarray([1.0, 3.0], dtype))
+    assert bool(jnp.all(jnp.isfinite(q))) and float(q[2]) == 0.0 and q.dtype == jnp.dtype(dtype)
+    np.testing.assert_allclose(jnp.sum(q), 1.0, rtol=TOL[dtype])
+    q0 = ta.log_linear(dists, jnp.asarray([0.0, 3.0], dtype))  # a silent agent's zeros do not count
+    np.testing.assert_allclose(q0, dists[1], rtol=TOL[dtype])
 
 
-def test_payments_lie_between_zero_and_the_bid():
-    dists, bids = _random_instance(jax.random.PRNGKey(7))
+def test_payments_lie_between_zero_and_the_bid(dtype):
+    dists, bids = _random_instance(jax.random.PRNGKey(7), dtype=dtype)
     keys = jax.random.split(jax.random.PRNGKey(8), 2000)
     samples = jax.vmap(lambda k: ta.stable_sample_linear(k, dists, bids))(keys)
     pay = np.asarray(samples.payments)
-    assert np.all(pay >= 0) and np.all(pay <= np.asarray(bids)[None, :] + 1e-12)
+    assert np.all(pay >= 0) and np.all(pay <= np.asarray(bids)[None, :] * (1 + TOL[dtype]))
     assert np.all((pay > 0).sum(axis=1) == 1)  # exactly the winner pays
     for rule in (ta.linear, ta.log_linear):
         m = np.asarray(ta.expected_payment(rule, dists, bids))
         assert np.all(m >= -1e-9) and np.all(m <= np.asarray(bids))
-    assert np.all(np.asarray(ta.clarke_payments(ta.linear, dists, bids, "forward")) >= -1e-12)
-    assert np.all(np.asarray(ta.clarke_payments(ta.log_linear, dists, bids, "reverse")) >= -1e-12)
+    for rule, divergence in ((ta.linear, "forward"), (ta.log_linear, "reverse")):
+        clarke = ta.clarke_payments(rule, dists, bids, divergence)
+        assert clarke.dtype == jnp.dtype(dtype) and np.all(np.asarray(clarke) >= -TOL[dtype])
 
 
 def test_stable_sampler_draws_from_the_linear_aggregate_and_is_stable():
@@ -97,21 +101,24 @@ def test_stable_sampler_draws_from_the_linear_aggregate_and_is_stable():
         np.testing.assert_array_equal(w == 0, np.asarray(scales) > c)
 
 
-def test_expected_payment_closed_form_matches_monte_carlo_and_myerson():
-    dists, bids = _random_instance(jax.random.PRNGKey(11), n=3)
+def test_expected_payment_closed_form_matches_monte_carlo_and_myerson(dtype):
+    dists, bids = _random_instance(jax.random.PRNGKey(11), n=3, dtype=dtype)
     n = 200_000
     keys = jax.random.split(jax.random.PRNGKey(12), n)
     pay = np.asarray(jax.vmap(lambda k: ta.stable_sample_linear(k, dists, bids).payments)(keys))
     mean, se = pay.mean(axis=0), pay.std(axis=0) / np.sqrt(n)
     closed = np.asarray(ta.expected_payment_linear(bids))
     np.testing.assert_array_less(np.abs(mean - closed), 3 * se)
-    np.testing.assert_allclose(ta.expected_payment(ta.linear, dists, bids), closed, rtol=1e-8)
+    # The Myerson integral by quadrature: 1e-8 in float64, float32's rounding of its sum in float32
+    np.testing.assert_allclose(
+        ta.expected_payment(ta.linear, dists, bids), closed, rtol={"float32": 1e-5, "float64": 1e-8}[dtype]
+    )
 
 
-def test_truthful_bidding_is_optimal_for_a_linear_value():
+def test_truthful_bidding_is_optimal_for_a_linear_value(dtype):
     """An agent worth v per unit of mass gained, paying Myerson payments, does best bidding v."""
-    dists, bids = _random_instance(jax.random.PRNGKey(21), n=3)
-    grid = jnp.linspace(0.02, 6.0, 300)
+    dists, bids = _random_instance(jax.random.PRNGKey(21), n=3, dtype=dtype)
+    grid = jnp.linspace(0.02, 6.0, 300, dtype=dtype)
     for v in (0.5, 1.7, 4.0):
 
         def utility(b, v=v):
@@ -121,21 +128,21 @@ def test_truthful_bidding_is_optimal_for_a_linear_value():
             )
 
         u = np.asarray(jax.vmap(utility)(grid))
-        truthful = float(utility(v))
-        assert truthful >= u.max() - 1e-9
+        truthful = float(utility(jnp.asarray(v, dtype)))
+        assert truthful >= u.max() - {"float32": 1e-5, "float64": 1e-9}[dtype]
         assert abs(float(grid[np.argmax(u)]) - v) <= float(grid[1] - grid[0])
 
 
-def test_each_rule_maximises_its_kl_welfare():
+def test_each_rule_maximises_its_kl_welfare(dtype):
     """The basis of the Clarke payments: linear max -sum b KL(p||q), log-linear max -sum b KL(q||p)."""
-    dists, bids = _random_instance(jax.random.PRNGKey(5), n=3, vocab=5)
+    dists, bids = _random_instance(jax.random.PRNGKey(5), n=3, vocab=5, dtype=dtype)
     for rule, welfare in (
         (ta.linear, lambda q: -jnp.sum(bids * jax.vmap(ta.kl, in_axes=(0, None))(dists, q))),
         (ta.log_linear, lambda q: -jnp.sum(bids * jax.vmap(ta.kl, in_axes=(None, 0))(q, dists))),
     ):
         q = rule(dists, bids)
-        others = jax.random.dirichlet(jax.random.PRNGKey(6), 50.0 * q + 1e-3, (500,))
-        assert float(welfare(q)) >= float(jnp.max(jax.vmap(welfare)(others))) - 1e-12
+        others = jax.random.dirichlet(jax.random.PRNGKey(6), 50.0 * q + 1e-3, (500,), dtype=dtype)
+        assert float(welfare(q)) >= float(jnp.max(jax.vmap(welfare)(others))) - TOL[dtype]
 
 
 def _bigram(table):
