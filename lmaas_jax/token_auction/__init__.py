@@ -2,7 +2,7 @@
 
 Our reading of Duetting, Mirrokni, Paes Leme, Xu and Zuo, "Mechanism Design for Large Language
 Models" (WWW 2024), from its abstract and public summaries; the formulas are derived here (see
-`../shared/spec/token-auction.md`). Everything is pure JAX: batch with `jax.vmap` over agents'
+`docs/models/token-auction.md`). Everything is pure JAX: batch with `jax.vmap` over agents'
 scenarios, steps or Monte Carlo keys.
 """
 

@@ -1,6 +1,6 @@
 """Payments for token auctions: the stable sampler's critical bids, Myerson and Clarke payments.
 
-Formulas derived here from the model in `../shared/spec/token-auction.md` (our reading of Duetting
+Formulas derived here from the model in `docs/models/token-auction.md` (our reading of Duetting
 et al., WWW 2024, whose body we did not have).
 """
 

@@ -2,7 +2,7 @@
 
 Our reading of Duetting, Mirrokni, Paes Leme, Xu and Zuo, "Mechanism Design for Large Language
 Models" (WWW 2024): the paper's body was not available to us, so the formulas here are derived from
-its abstract and public summaries (`../shared/spec/token-auction.md`), not copied from it.
+its abstract and public summaries (`docs/models/token-auction.md`), not copied from it.
 
 A *rule* is any function `rule(dists, bids) -> q` with `dists` of shape `(n_agents, vocab)` and
 `bids` of shape `(n_agents,)`; [`linear`][] and [`log_linear`][] are two, and a user's own function

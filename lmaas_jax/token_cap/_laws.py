@@ -1,7 +1,7 @@
 """Type distributions (users' impatience r) and resolution-time laws (when the question resolves).
 
 Our re-derivation of the model of Zhong, "Token Is All You Price" (arXiv 2510.09859): the paper's
-body was not available to us (`../shared/spec/token-cap.md`).
+body was not available to us (`docs/models/token-caps.md`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The revenue-optimal menu of token caps, its audit, and the posted-price benchmark.
 
 Our re-derivation of Zhong, "Token Is All You Price" (arXiv 2510.09859); the paper's body was not
-available to us (`../shared/spec/token-cap.md`). A user of impatience r, whose question resolves at
+available to us (`docs/models/token-caps.md`). A user of impatience r, whose question resolves at
 time tau ~ f, values a cap T (conversation time; T chi tokens) at v(r, T) = int_0^T e^{-r t} f(t) dt.
 """
 

@@ -1,7 +1,7 @@
 """The test-time compute game and its reverse second-price auction (`lmaas_jax.ttc`).
 
 Our implementation of Artola Velasco, Rontogiannis, Tsirtsis and Gomez-Rodriguez, "Test-Time
-Compute Games" (arXiv 2601.21839), as fixed by `../shared/spec/ttc-game.md`; the accuracy/token
+Compute Games" (arXiv 2601.21839), as fixed by `docs/models/ttc.md`; the accuracy/token
 curves ship with the package (`lmaas_jax/ttc/data/`, see its PROVENANCE.md).
 """
 

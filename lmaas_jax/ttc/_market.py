@@ -1,7 +1,7 @@
 """Test-time compute markets: the bundled accuracy/token curves and the game's payoffs in JAX.
 
 Our implementation of the model of Artola Velasco, Rontogiannis, Tsirtsis and Gomez-Rodriguez,
-"Test-Time Compute Games" (arXiv 2601.21839), as fixed by `../shared/spec/ttc-game.md`.
+"Test-Time Compute Games" (arXiv 2601.21839), as fixed by `docs/models/ttc.md`.
 """
 
 from __future__ import annotations
