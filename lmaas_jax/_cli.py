@@ -276,5 +276,26 @@ def token_cap(out, lo, hi, rate):
     click.echo(f"Wrote {out}/token_cap.png, token_cap.csv and token_cap.parquet")
 
 
+@main.command("token-auction")
+@click.option("--out", type=click.Path(file_okay=False), default="lmaas-out/token-auction", show_default=True)
+@click.option("--words", type=click.IntRange(1, 10_000), default=12, show_default=True, help="Tokens per ad.")
+@click.option(
+    "--draws", type=click.IntRange(10, 10_000_000), default=20000, show_default=True, help="Monte Carlo draws"
+)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Random seed.")
+@_friendly
+def token_auction(out, words, draws, seed):
+    """Token auctions: two advertisers' LLMs bid to steer one ad; payments and monotonicity."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from .experiments._token_auction import token_auction_report
+
+    tables = token_auction_report(out, words=words, draws=draws, key=jax.random.PRNGKey(seed))
+    click.echo(tables["texts"].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    names = "token_auction_{texts,payments,monotonicity}.csv/.parquet"
+    click.echo(f"Wrote {out}/token_auction.png and {names}")
+
+
 if __name__ == "__main__":
     main()

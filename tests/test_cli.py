@@ -24,6 +24,7 @@ e4_customers = 2
 e5_size = "2x8"
 e5_batches = [2]
 e5_milp_markets = 1
+ttc_sweep_points = 4
 
 [solver]
 steps = 20
@@ -46,6 +47,18 @@ def test_run_writes_report_figures_and_tables(tmp_path):
         png = (out / f"e{k}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
         assert f"](e{k}.png)" in report
+    # One report for the four games: the three sibling games' sections, figures and tables.
+    for section, png in (
+        ("## Test-time compute", "ttc_inefficiency.png"),
+        ("## Token auctions", "token_auction.png"),
+        ("## Token caps", "token_cap.png"),
+    ):
+        assert section in report and f"]({png})" in report
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    caps = pd.read_parquet(out / "token_cap.parquet")
+    assert f"earns {caps['revenue'].iloc[0]:.3f}" in report
+    ttc_table = pd.read_parquet(out / "ttc_table.parquet")
+    assert len(ttc_table) == 9 * 3 and np.all(ttc_table["auction_welfare"] >= ttc_table["market_welfare"])
     summary = json.loads((out / "summary.json").read_text())["e1"]["nominal"]
     assert f"maximum gain {summary['max']:.2f}%" in report and "43.96%" in report
     e1 = pd.read_parquet(out / "e1_robustness.parquet")
@@ -125,6 +138,22 @@ def test_token_cap_writes_the_comparison(tmp_path):
     )
     assert (tmp_path / "token_cap.png").read_bytes()[:4] == b"\x89PNG"
     assert invoke("token-cap", "--lo", 2, "--hi", 1).exit_code != 0
+
+
+def test_token_auction_writes_texts_payments_and_monotonicity(tmp_path):
+    result = invoke("token-auction", "--out", tmp_path, "--draws", 20000)
+    assert result.exit_code == 0, result.output
+    texts = pd.read_csv(tmp_path / "token_auction_texts.csv")
+    assert list(texts["coffee_bid"]) == [0.1, 0.5, 1.0, 2.0, 10.0]
+    assert texts["coffee_share"].iloc[-1] > texts["coffee_share"].iloc[0]  # a higher bid wins more text
+    pay = pd.read_parquet(tmp_path / "token_auction_payments.parquet")
+    np.testing.assert_allclose(pay["myerson"], pay["closed_form"], rtol=1e-8)
+    assert np.all(np.abs(pay["monte_carlo"] - pay["closed_form"]) <= 5 * pay["monte_carlo_se"])
+    assert np.all(pay["largest_payment"] <= pay["bid"] * (1 + 1e-12))
+    mono = pd.read_parquet(tmp_path / "token_auction_monotonicity.parquet")
+    np.testing.assert_allclose(mono["linear"], 0.3, atol=1e-12)  # the counterexample's middle token
+    assert mono["log_linear"].max() > 0.37  # rises away from p_i = 0.3 and comes back
+    assert (tmp_path / "token_auction.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.parametrize("command", ["run", "solve", "sweep"])

@@ -1,4 +1,5 @@
-"""Experiments E1-E5 of the spec (section 6), E6 (sensitivities): tables, figures, the `lmaas-jax run` report.
+"""The main job's experiments: the LMaaS game's E1-E6, the test-time compute game, token auctions and
+token caps; tables, figures and the one `lmaas-jax run` report.
 
 Imports pandas and matplotlib; the JAX core never imports this package.
 """
@@ -14,3 +15,10 @@ from ._tables import (
     market_batch as market_batch,
     timed as timed,
 )
+from ._token_auction import (
+    advertisers as advertisers,
+    token_auction_report as token_auction_report,
+    token_auction_section as token_auction_section,
+)
+from ._token_cap import token_cap_report as token_cap_report, token_cap_section as token_cap_section
+from ._ttc import ttc_report as ttc_report, ttc_section as ttc_section

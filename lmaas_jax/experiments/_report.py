@@ -1,4 +1,5 @@
-"""`lmaas-jax run`: experiments E1-E6 end to end, written as tables, figures and `report.md`."""
+"""`lmaas-jax run`: the four games end to end (LMaaS E1-E6, test-time compute, token auctions, token caps),
+written as tables, figures and one `report.md`."""
 
 from __future__ import annotations
 
@@ -84,10 +85,13 @@ def _closest(values, target):
 def run_experiments(
     cfg: dict[str, Any], solver: GradientIMP, *, seed: int = 1, progress: bool = True
 ) -> Path:
-    """Run E1-E5 of the spec and E6 (sensitivities) with the `[run]` settings `cfg`; write to `cfg["out"]`.
+    """Run the main job with the `[run]` settings `cfg`; write to `cfg["out"]`: the LMaaS game's
+    experiments E1-E5 and E6 (sensitivities), then the test-time compute game, token auctions and
+    token caps.
 
     Writes `report.md` (what was run, the key numbers, the figures inline), `e1.png` ... `e6.png`,
-    and every table as `.csv` and `.parquet`. Turns on `jax_enable_x64` (the HiGHS MILP and the
+    `ttc_inefficiency.png`, `token_auction.png`, `token_cap.png`, and every table as `.csv` and
+    `.parquet`. Turns on `jax_enable_x64` (the HiGHS MILP and the
     float64 re-evaluations need it); the JAX solvers run in `cfg["dtype"]`.
 
     **Folders.** `cfg["out"]` must be new, empty, or an earlier run's folder: `run-manifest.json`
@@ -184,6 +188,21 @@ def run_experiments(
     _figures.e4_figure(steps, ccg, out / "e4.png")
     _figures.e5_figure(e5, out / "e5.png")
     _figures.e6_figure(e6_summary, out / "e6.png")
+
+    # The three sibling games, a few seconds each: recomputed on every run, like E4.
+    from ._token_auction import token_auction_report, token_auction_section
+    from ._token_cap import token_cap_report, token_cap_section
+    from ._ttc import ttc_report, ttc_section
+
+    start = time.perf_counter()
+    games = ttc_section(ttc_report(out, n_sweep=cfg["ttc_sweep_points"], progress=bar))
+    seconds["test-time compute"] = time.perf_counter() - start
+    start = time.perf_counter()
+    games += token_auction_section(token_auction_report(out))
+    seconds["token auctions"] = time.perf_counter() - start
+    start = time.perf_counter()
+    games += token_cap_section(token_cap_report(out))
+    seconds["token caps"] = time.perf_counter() - start
     (out / "summary.json").write_text(
         json.dumps({"e1": summary, "seconds": seconds}, indent=2, default=float)
     )
@@ -191,6 +210,8 @@ def run_experiments(
     path.write_text(
         _report(cfg, solver, main, e1, summary, e2, e3, steps, ccg, e5, seconds, base_gamma, base_dev)
         + _e6_section(e6, e6_summary, base_gamma, base_dev)
+        + "\n"
+        + games
     )
     return path
 
@@ -199,7 +220,7 @@ def _report(cfg, solver, main, e1, summary, e2, e3, steps, ccg, e5, seconds, bas
     device = f"{jax.devices()[0].platform} ({jax.devices()[0].device_kind}, {jax.device_count()} device(s))"
     nom = summary["nominal"]
     lines = [
-        "# lmaas-jax report: experiments E1-E6",
+        "# lmaas-jax report: the LMaaS game (E1-E6), test-time compute, token auctions, token caps",
         "",
         f"Device: {device}; JAX solvers in {cfg['dtype']}, HiGHS and re-evaluations in float64. "
         f"Markets from `random_market` ({cfg['n_models']} models, {cfg['n_customers']} customers, "

@@ -26,7 +26,7 @@ def ttc_report(out: str | Path, betas=(200.0, 1e3, 1e5), n_sweep: int = 100, pro
     markets = [(b, m) for b in ttc.BENCHMARKS for m in ttc.METHODS]
     for bench, method in progress(markets, desc="TTC markets"):
         market = ttc.load_market(bench, method)
-        a = ttc.auction(bench, method)
+        a = ttc.auction(market)
         all_betas = jnp.concatenate([jnp.asarray(betas, sweep.dtype), sweep])
         batch = jax.vmap(lambda beta, m=market: ttc.outcome(m, ttc.GameParams(beta=beta), key))(all_betas)
         curves[(bench, method)] = np.asarray(batch.inefficiency[len(betas) :])
@@ -64,3 +64,35 @@ def ttc_report(out: str | Path, betas=(200.0, 1e3, 1e5), n_sweep: int = 100, pro
     fig.suptitle("Test-time compute game: welfare lost at equilibrium (the auction loses none)")
     _save(fig, out / "ttc_inefficiency.png")
     return table
+
+
+def ttc_section(table: pd.DataFrame) -> str:
+    """The report's test-time compute section (markdown) from [`ttc_report`][]'s table."""
+    from ._report import _markdown
+
+    worst = table.loc[table["inefficiency_pct"].idxmax()]
+    cal = table[(table["benchmark"] == "GSM8K") & (table["method"] == "majority") & (table["beta"] == 200.0)]
+    gain = 100 * (table["auction_welfare"] / table["market_welfare"] - 1)
+    lines = [
+        "## Test-time compute: pay-per-token market versus the reverse second-price auction",
+        "",
+        "Nine bundled markets (GSM8K, AIME, GPQA x majority vote, best-of-N, effort), providers "
+        "choosing their compute level at equilibrium under pay-per-token, against the auction on "
+        "(price, quality) bids (`docs/models/ttc.md`).",
+        "",
+        f"- Largest inefficiency of the market: {worst['inefficiency_pct']:.1f}% "
+        f"({worst['benchmark']}, {worst['method']}, beta = {worst['beta']:g}); the auction is efficient: "
+        f"its welfare is {gain.min():.1f}% to {gain.max():.1f}% above the market's equilibrium welfare.",
+    ]
+    if len(cal):
+        c = cal.iloc[0]
+        lines.append(
+            f"- Calibration point (GSM8K, majority vote, beta = 200): SW* = {c['first_best']:.5f}, "
+            f"SW_NE = {c['market_welfare']:.5f}, inefficiency {c['inefficiency_pct']:.1f}%; the auction's "
+            f"winner {c['auction_winner']} against {c['auction_runner_up']}, user price "
+            f"{c['auction_user_price']:.5f} $ per query."
+        )
+    cols = ["benchmark", "method", "beta", "inefficiency_pct", "market_welfare", "auction_welfare"]
+    cols.append("auction_winner")
+    lines += ["", "![TTC](ttc_inefficiency.png)", "", _markdown(table[cols]), ""]
+    return "\n".join(lines)
