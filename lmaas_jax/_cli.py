@@ -65,7 +65,8 @@ def run(config_path, scale, out, progress):
     from .experiments import run_experiments
 
     start = time.perf_counter()
-    click.echo(f"Running E1-E6 into {cfg['run']['out']}/ (scale {cfg['run']['scale']}) ...", err=True)
+    games = "the four games (LMaaS E1-E6, TTC, token auctions, token caps)"
+    click.echo(f"Running {games} into {cfg['run']['out']}/ (scale {cfg['run']['scale']}) ...", err=True)
     path = run_experiments(
         cfg["run"], gradient_imp(cfg["solver"]), seed=cfg["solver"]["seed"], progress=progress
     )
@@ -74,7 +75,8 @@ def run(config_path, scale, out, progress):
         f"E1: RSR's worst-case gain over nominal planning: max {summary['max']:.2f}%, "
         f"median {summary['median']:.2f}% (the LMaaS paper: up to 43.96%)."
     )
-    click.echo(f"Wrote {path} and figures e1..e6.png in {time.perf_counter() - start:.0f} s.")
+    seconds = time.perf_counter() - start
+    click.echo(f"Wrote {path} and its figures (e1..e6, ttc, token auction, token caps) in {seconds:.0f} s.")
 
 
 def _check(section, key, value):
