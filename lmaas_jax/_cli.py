@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import time
@@ -11,9 +12,13 @@ import click
 
 from ._config import SCHEMA, ConfigError, check_config, check_writable, describe, gradient_imp, load_config
 
+_STORAGE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
 
 def _friendly(fn):
-    """Turn configuration errors into a one-line message and exit status 1 (bugs keep their traceback)."""
+    """Turn configuration errors, and storage failures met while writing results (full disk, quota,
+    read-only or forbidden folder), into a one-line message and exit status 1; bugs keep their
+    traceback. Results are written atomically, so what was finished before a failure is kept."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -21,6 +26,14 @@ def _friendly(fn):
             return fn(*args, **kwargs)
         except ConfigError as e:
             raise click.ClickException(str(e)) from None
+        except OSError as e:
+            if e.errno not in _STORAGE:
+                raise
+            where = f" ({e.filename})" if e.filename else ""
+            raise click.ClickException(
+                f"cannot write results{where}: {e.strerror or e}. Finished results are kept; free space "
+                "or fix the folder, then run the same command again to resume."
+            ) from None
 
     return wrapper
 

@@ -219,3 +219,32 @@ def test_binary_config_and_unwritable_outputs_are_named_before_any_work(tmp_path
     assert result.exit_code == 1 and "--out" in result.output and "cannot be written" in result.output
     result = invoke("run", "--out", blocker, "--no-progress")
     assert result.exit_code != 0 and "is a file" in result.output, result.output
+
+
+def test_a_full_disk_mid_sweep_is_named_and_the_resume_finishes(tmp_path, monkeypatch):
+    import errno
+
+    from lmaas_jax import _sweep
+
+    cfg = tmp_path / "sweep.toml"
+    cfg.write_text(
+        "[sweep]\nn_models = 1\nn_customers = 6\ngamma = [0, 1]\nseeds = 2\nchunk_size = 2\n"
+        f'out = "{tmp_path / "s"}"\n'
+        "[solver]\nsteps = 10\nrestarts = 2\npolish = false\n"
+    )
+    real, calls = _sweep.write_atomic, []
+
+    def fills_up(table, path):  # the second chunk finds the disk full
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(table, path)
+
+    monkeypatch.setattr(_sweep, "write_atomic", fills_up)
+    result = invoke("sweep", cfg, "--no-progress")
+    assert result.exit_code == 1 and "No space left on device" in result.output
+    assert "Traceback" not in result.output and "run the same command again" in result.output
+    monkeypatch.setattr(_sweep, "write_atomic", real)
+    result = invoke("sweep", cfg, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_parquet(tmp_path / "s" / "results.parquet")) == 4
