@@ -217,6 +217,7 @@ table.to_parquet(f"{out}/process-{{jax.process_index()}}.parquet")
 """
 
 
+@pytest.mark.slow  # two JAX processes, about 25 s: run by .ci/run as its own step
 def test_two_process_sweep_equals_one_process(tmp_path):
     # A real jax.distributed run on localhost: two processes of two CPU devices each, one mesh of 4.
     with socket.socket() as s:
