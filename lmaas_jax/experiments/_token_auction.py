@@ -17,6 +17,7 @@ import pandas as pd
 
 from .. import token_auction as ta
 from ._figures import _save, plt
+from ._report import _markdown, _write
 
 VOCAB = tuple(
     "start fresh coffee tea brewed green every morning calm energy bold smooth leaves beans "
@@ -104,8 +105,6 @@ def token_auction_report(
     monotonicity = pd.DataFrame(dict(weight=np.asarray(lam), **middle))
 
     for name, table in (("texts", texts), ("payments", payments), ("monotonicity", monotonicity)):
-        from ._report import _write
-
         _write(table, out, f"token_auction_{name}")
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -137,8 +136,6 @@ def token_auction_report(
 
 def token_auction_section(tables: dict[str, pd.DataFrame]) -> str:
     """The report's token-auction section (markdown) from [`token_auction_report`][]'s tables."""
-    from ._report import _markdown
-
     p, m, t = tables["payments"], tables["monotonicity"], tables["texts"]
     z = np.abs(p["monte_carlo"] - p["closed_form"]) / p["monte_carlo_se"]
     lines = [

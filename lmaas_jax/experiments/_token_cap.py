@@ -9,7 +9,7 @@ import pandas as pd
 
 from .. import token_cap as tc
 from ._figures import _save, plt
-from ._report import _write
+from ._report import _markdown, _write
 
 
 def token_cap_report(out: str | Path, lo: float = 0.5, hi: float = 2.0, rate: float = 1.0) -> pd.DataFrame:
@@ -46,6 +46,7 @@ def token_cap_report(out: str | Path, lo: float = 0.5, hi: float = 2.0, rate: fl
         )
     rows.append(dict(mechanism="posted price, constant delay", revenue=float(posted)))
     table = pd.DataFrame(rows)
+    table.attrs.update(lo=lo, hi=hi, rate=rate)  # the instance, for [`token_cap_section`][]
     _write(table, out, "token_cap")
 
     r, caps, mp = (np.asarray(x) for x in (menu.types, menu.caps, menu.marginal_price))
@@ -70,10 +71,9 @@ def token_cap_report(out: str | Path, lo: float = 0.5, hi: float = 2.0, rate: fl
     return table
 
 
-def token_cap_section(table: pd.DataFrame, lo: float = 0.5, hi: float = 2.0, rate: float = 1.0) -> str:
+def token_cap_section(table: pd.DataFrame) -> str:
     """The report's token-cap section (markdown) from [`token_cap_report`][]'s table."""
-    from ._report import _markdown
-
+    lo, hi, rate = (table.attrs[k] for k in ("lo", "hi", "rate"))
     rev = dict(zip(table["mechanism"], table["revenue"], strict=True))
     caps = rev["token caps, aligned model (Exp)"]
     posted = rev["posted price, constant delay"]

@@ -11,7 +11,7 @@ import pandas as pd
 
 from .. import ttc
 from ._figures import _save, plt
-from ._report import _write
+from ._report import _markdown, _write
 
 
 def ttc_report(out: str | Path, betas=(200.0, 1e3, 1e5), n_sweep: int = 100, progress=lambda it, **kw: it):
@@ -68,8 +68,6 @@ def ttc_report(out: str | Path, betas=(200.0, 1e3, 1e5), n_sweep: int = 100, pro
 
 def ttc_section(table: pd.DataFrame) -> str:
     """The report's test-time compute section (markdown) from [`ttc_report`][]'s table."""
-    from ._report import _markdown
-
     worst = table.loc[table["inefficiency_pct"].idxmax()]
     cal = table[(table["benchmark"] == "GSM8K") & (table["method"] == "majority") & (table["beta"] == 200.0)]
     gain = 100 * (table["auction_welfare"] / table["market_welfare"] - 1)
@@ -92,7 +90,14 @@ def ttc_section(table: pd.DataFrame) -> str:
             f"winner {c['auction_winner']} against {c['auction_runner_up']}, user price "
             f"{c['auction_user_price']:.5f} $ per query."
         )
-    cols = ["benchmark", "method", "beta", "inefficiency_pct", "market_welfare", "auction_welfare"]
-    cols.append("auction_winner")
+    cols = [
+        "benchmark",
+        "method",
+        "beta",
+        "inefficiency_pct",
+        "market_welfare",
+        "auction_welfare",
+        "auction_winner",
+    ]
     lines += ["", "![TTC](ttc_inefficiency.png)", "", _markdown(table[cols]), ""]
     return "\n".join(lines)
