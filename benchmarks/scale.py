@@ -31,10 +31,10 @@ import jax
 import numpy as np
 
 import lmaas_jax as lj
-from lmaas_jax._classic_imp import coordinate_ascent
-from lmaas_jax._line_search import best_on_line
-from lmaas_jax._rsr import robust_terms, tie_tolerance
 from lmaas_jax.experiments import timed
+from lmaas_jax.lmaas.pricing._classic_imp import coordinate_ascent
+from lmaas_jax.lmaas.pricing._line_search import best_on_line
+from lmaas_jax.lmaas.robust._rsr import robust_terms, tie_tolerance
 from lmaas_jax.reference import brute_force_line
 
 SEED = 515151  # markets: random_market(PRNGKey(SEED + N), M, N); the baseline script uses the same

@@ -1,50 +1,55 @@
-"""lmaas_jax: GPU-accelerated, differentiable solvers for large-model-as-a-service pricing games."""
+"""lmaas_jax: GPU-accelerated, differentiable solvers for large-model-as-a-service pricing games.
+
+Four games as siblings: [`lmaas_jax.lmaas`][] (the LMaaS Stackelberg pricing game, the core:
+scenarios -> robust terms -> pricing), [`lmaas_jax.ttc`][] (test-time compute),
+[`lmaas_jax.token_auction`][] and [`lmaas_jax.token_cap`][]; markets from data in
+[`lmaas_jax.datasets`][]; the product layer (config, sweeps, the `lmaas-jax` command, reports) in
+`lmaas_jax/product/`, public through the names below and [`lmaas_jax.experiments`][]. The LMaaS
+game's public names are re-exported here (`lmaas_jax.imp` is `lmaas_jax.lmaas.imp`).
+"""
 
 from . import datasets as datasets
-from ._classic_imp import classic_imp as classic_imp
-from ._config import ConfigError as ConfigError, load_config as load_config
-from ._equilibrium import (
-    PinPattern as PinPattern,
-    equilibrium_prices as equilibrium_prices,
-    relaxed_equilibrium as relaxed_equilibrium,
-    relaxed_equilibrium_prices as relaxed_equilibrium_prices,
-)
-from ._generator import (
+from .lmaas import (
     STRESS_KINDS as STRESS_KINDS,
-    family_models as family_models,
-    random_market as random_market,
-    stress_market as stress_market,
-)
-from ._grid import grid_search as grid_search
-from ._imp import GradientIMP as GradientIMP, imp as imp
-from ._market import (
     AnyMarket as AnyMarket,
     CustomerLimits as CustomerLimits,
     Customers as Customers,
+    GradientIMP as GradientIMP,
     Market as Market,
     ModelPrices as ModelPrices,
     Models as Models,
-    ValueMarket as ValueMarket,
-    pad_scenarios as pad_scenarios,
-    stack_markets as stack_markets,
-    unstack_market as unstack_market,
-)
-from ._planning import (
+    PinPattern as PinPattern,
     PlanOutcome as PlanOutcome,
-    nominal_market as nominal_market,
-    plan as plan,
-)
-from ._profit import relaxed_seller_profit as relaxed_seller_profit, seller_profit as seller_profit
-from ._relaxed_rsr import RelaxedResponse as RelaxedResponse, relaxed_rsr as relaxed_rsr
-from ._rsr import (
+    PricingSolution as PricingSolution,
+    PricingTrace as PricingTrace,
+    RelaxedResponse as RelaxedResponse,
     RobustTerms as RobustTerms,
     RSRResponse as RSRResponse,
+    Sensitivities as Sensitivities,
+    ValueMarket as ValueMarket,
+    classic_imp as classic_imp,
+    equilibrium_prices as equilibrium_prices,
+    family_models as family_models,
+    grid_search as grid_search,
+    imp as imp,
+    nominal_market as nominal_market,
+    pad_scenarios as pad_scenarios,
+    plan as plan,
+    random_market as random_market,
+    relaxed_equilibrium as relaxed_equilibrium,
+    relaxed_equilibrium_prices as relaxed_equilibrium_prices,
+    relaxed_rsr as relaxed_rsr,
+    relaxed_seller_profit as relaxed_seller_profit,
     robust_terms as robust_terms,
     rsr as rsr,
+    seller_profit as seller_profit,
+    sensitivities as sensitivities,
+    stack_markets as stack_markets,
+    stress_market as stress_market,
+    unstack_market as unstack_market,
     worst_case_profit as worst_case_profit,
 )
-from ._sensitivity import Sensitivities as Sensitivities, sensitivities as sensitivities
-from ._solution import PricingSolution as PricingSolution, PricingTrace as PricingTrace
+from .product._config import ConfigError as ConfigError, load_config as load_config
 
 __version__ = "0.1.0"
 
@@ -57,5 +62,5 @@ def __getattr__(name):
     if name == "reference":
         return importlib.import_module(".reference", __name__)
     if name in ("sweep", "SweepGrid", "sweep_market"):
-        return getattr(importlib.import_module("._sweep", __name__), name)
+        return getattr(importlib.import_module(".product._sweep", __name__), name)
     raise AttributeError(f"module 'lmaas_jax' has no attribute {name!r}")

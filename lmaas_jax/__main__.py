@@ -1,6 +1,6 @@
-"""`python -m lmaas_jax ...` is the `lmaas-jax` command (see `lmaas_jax._cli`)."""
+"""`python -m lmaas_jax ...` is the `lmaas-jax` command (see `lmaas_jax.product._cli`)."""
 
-from ._cli import main
+from .product._cli import main
 
 if __name__ == "__main__":
     main(prog_name="lmaas-jax")

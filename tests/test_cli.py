@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from lmaas_jax._cli import main
+from lmaas_jax.product._cli import main
 
 TINY_RUN = """
 [run]
@@ -224,7 +224,7 @@ def test_binary_config_and_unwritable_outputs_are_named_before_any_work(tmp_path
 def test_a_full_disk_mid_sweep_is_named_and_the_resume_finishes(tmp_path, monkeypatch):
     import errno
 
-    from lmaas_jax import _sweep
+    from lmaas_jax.product import _sweep
 
     cfg = tmp_path / "sweep.toml"
     cfg.write_text(

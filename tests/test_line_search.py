@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import lmaas_jax as lj
-from lmaas_jax._line_search import best_on_line, candidates
-from lmaas_jax._rsr import robust_terms, tie_tolerance
+from lmaas_jax.lmaas.pricing._line_search import best_on_line, candidates
+from lmaas_jax.lmaas.robust._rsr import robust_terms, tie_tolerance
 from lmaas_jax.reference import brute_force_line
 
 # (n_models, n_customers): 36 markets each, two price vectors each, every model's line: 504 cases

@@ -29,7 +29,7 @@ def _profits(market, prices, j, tau):
     return np.where(np.asarray(market.scenario_mask), u, np.nan)
 
 
-@pytest.mark.parametrize("rule", lj._planning.RULES)
+@pytest.mark.parametrize("rule", lj.lmaas.robust._planning.RULES)
 def test_plan_profits_match_numpy(rule, dtype):
     market, prices = _market_and_prices(dtype)
     out = lj.plan(market, prices, rule)

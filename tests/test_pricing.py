@@ -246,7 +246,7 @@ def test_highs_debug_output_is_silenced():
     # HiGHS writes debug lines straight to file descriptor 1 (past sys.stdout), so check in a child.
     script = (
         "import os\n"
-        "from lmaas_jax.reference._milp import quiet_stdout\n"
+        "from lmaas_jax.lmaas.reference._milp import quiet_stdout\n"
         "print('before', flush=True)\n"
         "with quiet_stdout():\n"
         "    os.write(1, b'HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();\\n')\n"

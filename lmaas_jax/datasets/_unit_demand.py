@@ -16,7 +16,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from .._market import ValueMarket
+from ..lmaas.scenarios._market import ValueMarket
 
 
 def _fail(path, lineno: int, line: str, why: str):

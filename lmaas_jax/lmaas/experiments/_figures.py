@@ -1,0 +1,193 @@
+"""Figures E1-E6 (matplotlib, Agg): each reads the tables of `_tables` and writes one PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ...product._output import plt, save_figure
+from ._tables import BASELINES
+
+_RULE_NAMES = {
+    "nominal": "nominal planning",
+    "most_accurate": "'most accurate model' rule",
+    "cheapest": "'cheapest model' rule",
+}
+
+
+def e1_figure(e1: pd.DataFrame, path: Path) -> Path:
+    """RSR's gain in worst-case customer profit over each baseline, versus deviation, per Gamma."""
+    fig, axes = plt.subplots(1, len(BASELINES), figsize=(5.2 * len(BASELINES), 4.2))
+    for ax, rule in zip(axes, BASELINES, strict=True):
+        col = f"gain_worst_{rule}"
+        for k, (gamma, g) in enumerate(e1.groupby("gamma")):
+            # Gamma = 2 and 3 often coincide (a third deviating component rarely binds): dash the
+            # later lines and hollow their markers so overlapping lines stay visible.
+            style = dict(marker="os^D"[k % 4], ls=("-", "--", "-.", ":")[k % 4], ms=8 - k)
+            ax.plot(g["deviation"], g[col], mfc="none" if k % 2 else None, label=f"Gamma = {gamma}", **style)
+        uncertain = e1[(e1["gamma"] >= 1) & e1[col].notna()]
+        if len(uncertain):
+            best = uncertain.loc[uncertain[col].idxmax()]
+            ax.plot(best["deviation"], best[col], marker="*", ms=18, color="crimson", zorder=5)
+            ax.annotate(
+                f"max {best[col]:.1f}%\n(Gamma {int(best['gamma'])}, dev {best['deviation']:g})",
+                (best["deviation"], best[col]),
+                textcoords="offset points",
+                xytext=(-10, -32),
+                ha="right",
+                fontsize=9,
+                color="crimson",
+            )
+        ax.axhline(0.0, color="grey", lw=0.8)
+        ax.set_yscale("symlog", linthresh=10.0)  # gains explode where a baseline's worst case nears 0
+        ax.set_xlabel("adverse deviation (fraction of nominal)")
+        ax.set_ylabel("gain in total worst-case profit (%, symlog)")
+        ax.set_title(f"RSR vs {_RULE_NAMES[rule]}")
+        ax.legend(fontsize=8)
+    fig.suptitle("E1: customers' worst-case profit, robust (RSR) vs other plans, at equilibrium prices")
+    return save_figure(fig, path)
+
+
+def e2_figure(e2: pd.DataFrame, path: Path) -> Path:
+    """IMP's profit as a percentage of the MILP optimum, and HiGHS time / IMP time, per market size."""
+    labels = [f"{m}x{n}" for m, n in e2[["M", "N"]].drop_duplicates().itertuples(index=False)]
+    x = {lab: i for i, lab in enumerate(labels)}
+    pos = np.array([x[f"{m}x{n}"] for m, n in zip(e2["M"], e2["N"], strict=True)])
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.scatter(pos, 100 * e2["fraction"], alpha=0.6, label="one market")
+    mean = e2.groupby(["M", "N"], sort=False)["fraction"].mean().to_numpy()
+    a.plot(range(len(labels)), 100 * mean, "k_", ms=30, mew=2, label="mean")
+    a.set_ylabel("gradient IMP profit (% of exact optimum)")
+    a.set_title("profit")
+    b.scatter(pos, e2["time_ratio"], alpha=0.6, color="tab:green")
+    b.set_yscale("log")
+    b.set_ylabel("HiGHS MILP time / IMP time per market (x)")
+    b.set_title("time ratio (IMP batched, compile excluded)")
+    for ax in (a, b):
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_xlabel("market size (models x customers)")
+    a.legend(fontsize=8)
+    fig.suptitle("E2: gradient IMP against the exact MILP optimum (budget-free markets, Gamma = 2)")
+    return save_figure(fig, path)
+
+
+def e3_figure(tables: dict[str, pd.DataFrame], path: Path) -> Path:
+    """Equilibrium prices, market shares and both sides' profits versus Gamma, deviation and gap."""
+    xlabels = {
+        "gamma": "uncertainty budget Gamma",
+        "deviation": "adverse deviation (fraction of nominal)",
+        "capability_gap": "accuracy gap, largest - smallest model",
+    }
+    fig, axes = plt.subplots(3, len(tables), figsize=(5 * len(tables), 10.5), squeeze=False)
+    for col, (by, t) in enumerate(tables.items()):
+        models = [c for c in t.columns if c.startswith("price_") and t[c].notna().any()]
+        names = [f"model {c.split('_')[1]}" for c in models]
+        names[0] += " (smallest)"
+        names[-1] += " (largest)" if len(names) > 1 else ""
+        for k, (c, name) in enumerate(zip(models, names, strict=True)):
+            share = 100 * t[c.replace("price", "share")]
+            axes[0, col].plot(t[by], t[c], marker="o", color=f"C{k}", label=name)
+            axes[1, col].plot(t[by], share, marker="o", color=f"C{k}", label=name)
+        axes[1, col].plot(t[by], 100 * t["share_none"], "k--", marker="x", label="no rental")
+        axes[0, col].set_ylabel("equilibrium price ($ per rented hour)")
+        axes[1, col].set_ylabel("market share (% of customers)")
+        axes[2, col].plot(t[by], t["profit"] / 1e3, marker="o", label="seller profit")
+        axes[2, col].plot(t[by], t["customer_worst_rsr"] / 1e3, marker="s", label="customers, worst case")
+        axes[2, col].plot(t[by], t["customer_mean_rsr"] / 1e3, marker="^", label="customers, scenario mean")
+        axes[2, col].set_ylabel("profit per market (thousand $)")
+        for row in range(3):
+            axes[row, col].set_xlabel(xlabels.get(by, by))
+            if by == "gamma":
+                axes[row, col].set_xticks(sorted(set(t[by])))
+            axes[row, col].legend(fontsize=7)
+    fig.suptitle("E3: equilibrium under gradient IMP pricing and RSR customers (mean over seeds)")
+    return save_figure(fig, path)
+
+
+_ATTRIBUTE_NAMES = {
+    "accuracy": "accuracy",
+    "throughput": "throughput (task/h)",
+    "payload": "payload (kbit/task)",
+    "serving_cost": "serving cost ($/h)",
+}
+
+
+def e6_figure(summary: pd.DataFrame, path: Path) -> Path:
+    """Per attribute, per model: the seller's and the customers' first-order gain from +1% of it.
+
+    Bars are means over markets; whiskers span the smallest to the largest market; a model that
+    sells in none of the markets is labelled so.
+    """
+    attributes = list(dict.fromkeys(summary["attribute"]))
+    fig, axes = plt.subplots(1, len(attributes), figsize=(4.2 * len(attributes), 4.4), squeeze=False)
+    for ax, a in zip(axes[0], attributes, strict=True):
+        t = summary[summary["attribute"] == a]
+        x = t["model"].to_numpy()
+        for k, side in enumerate(("seller", "customers")):
+            mean = t[f"{side}_mean"].to_numpy()
+            err = np.vstack([mean - t[f"{side}_min"].to_numpy(), t[f"{side}_max"].to_numpy() - mean])
+            label = "seller's profit" if side == "seller" else "customers' worst case"
+            ax.bar(x + (k - 0.5) * 0.38, mean, 0.38, yerr=err, capsize=3, color=f"C{k}", label=label)
+        ax.axhline(0.0, color="k", lw=0.6)
+        ticks = [f"{m}" + ("\n(unsold)" if s == 0 else "") for m, s in zip(x, t["sold"], strict=True)]
+        ax.set_xticks(x, ticks)
+        ax.set_xlabel("model (1 = smallest)")
+        ax.set_title(f"+1% {_ATTRIBUTE_NAMES.get(a, a)}")
+        ax.set_ylabel("change at the equilibrium ($)")
+        ax.margins(y=0.12)
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle(
+        "E6: what 1% more of each model attribute is worth, the seller re-pricing "
+        "(mean over markets; whiskers: min to max)"
+    )
+    return save_figure(fig, path)
+
+
+def e4_figure(steps: pd.DataFrame, ccg: pd.DataFrame, path: Path) -> Path:
+    """C&CG's bounds per iteration (left) and IMP's exact and relaxed profit per step (right)."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for k, (i, g) in enumerate(ccg.groupby("customer")):
+        color = f"C{k}"
+        a.plot(g["iteration"], g["upper"], "--", marker="v", color=color, label=f"customer {i}: upper")
+        a.plot(g["iteration"], g["lower"], "-", marker="^", color=color, label=f"customer {i}: lower")
+        a.axhline(g["rsr_value"].iloc[0], color=color, lw=0.6, ls=":")
+    a.set_xlabel("C&CG iteration")
+    a.set_ylabel("bound on robust profit ($)")
+    a.set_title("C&CG bounds (dotted: closed-form RSR)")
+    a.set_xticks(range(1, int(ccg["iteration"].max()) + 1))
+    a.legend(fontsize=7, ncol=2)
+    b.plot(steps["step"], steps["best_exact_profit"] / 1e3, lw=2, label="best exact profit so far")
+    b.plot(steps["step"], steps["relaxed_profit_best_restart"] / 1e3, label="relaxed profit, best restart")
+    b.plot(steps["step"], steps["relaxed_profit_mean"] / 1e3, alpha=0.7, label="relaxed profit, restart mean")
+    b.axhline(steps.attrs.get("final_profit", np.nan) / 1e3, color="k", ls=":", label="after polish")
+    b.set_xlabel("gradient step")
+    b.set_ylabel("seller profit (thousand $)")
+    t = b.twinx()
+    t.plot(steps["step"], steps["temperature"], color="grey", lw=0.8, ls="--")
+    t.set_yscale("log")
+    t.set_ylabel("temperature ($, dashed grey)")
+    b.set_title("gradient IMP")
+    b.legend(fontsize=7, loc="lower right")
+    fig.suptitle("E4: convergence")
+    return save_figure(fig, path)
+
+
+def e5_figure(e5: pd.DataFrame, path: Path) -> Path:
+    """Markets priced per second versus batch size, with HiGHS's rate as a line."""
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    imp = e5[e5["method"] == "gradient IMP"]
+    for device, g in imp.groupby("device"):
+        ax.plot(g["batch"], g["markets_per_s"], marker="o", label=f"gradient IMP ({device})")
+    milp = e5[e5["method"] == "HiGHS MILP"]
+    if len(milp):
+        ax.axhline(milp["markets_per_s"].iloc[0], color="crimson", ls="--", label="HiGHS MILP, one at a time")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("markets per batch (jax.vmap)")
+    ax.set_ylabel("markets priced per second")
+    m, n = int(e5["M"].iloc[0]), int(e5["N"].iloc[0])
+    ax.set_title(f"E5: throughput, {m} models x {n} customers, budget-free")
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)

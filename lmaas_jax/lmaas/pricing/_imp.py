@@ -1,0 +1,294 @@
+"""Gradient Iterative Model Pricing: projected gradient ascent through the relaxed RSR."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+from jaxtyping import PRNGKeyArray
+
+from ..._checks import check_fits, is_concrete
+from ..robust._rsr import rental_options, robust_terms, tie_tolerance
+from ..scenarios._market import AnyMarket
+from ._classic_imp import coordinate_ascent
+from ._posting import posted_solution
+from ._profit import profit_from_terms, relaxed_profit_from_terms
+from ._solution import PricingSolution, PricingTrace
+
+# One shared default: `filter_jit` keys its cache on static fields, and two `optax.adam(0.05)` calls
+# make two different objects, so a fresh default per solver would recompile on every call.
+_DEFAULT_OPTIMISER = optax.adam(0.05)
+
+
+class GradientIMP(eqx.Module):
+    """Settings of gradient IMP (see [`lmaas_jax.imp`][]).
+
+    **Fields:**
+
+    - `optimiser`: an optax optimiser over prices scaled to [0, 1] per model (default Adam, 0.05).
+    - `steps`: gradient steps per restart.
+    - `restarts`: independent starts, run together under `jax.vmap`.
+    - `eval_every`: steps between exact profit evaluations (the best exact prices are kept); the
+      loop runs `steps` rounded up to a multiple of it, and the trace keeps the first `steps`.
+    - `initial_temperature`, `final_temperature`: the temperature falls geometrically from the first
+      to the second, both relative to the market's scale (the median over customers of their best
+      robust profit at the lowest prices), so one setting serves markets of any size and currency.
+    - `polish`: finish with classic IMP (exact breakpoint coordinate ascent) from the restarts' best
+      prices, vmapped; it never lowers the profit.
+    - `polish_restarts`: polish only this many restarts, those with the best exact profit (`None`:
+      all). Each polished start costs O(M N log N) per sweep plus a few O(N M) exact checks per model.
+    - `polish_random`: also polish this many random prices drawn from `key`: each model uniform in
+      its useful box (see `useful_top`) or, with probability 1/4, priced out of the market at
+      `price_hi`. Classic IMP from several starts and menus finds basins the relaxed landscape
+      hides.
+    - `polish_sweeps`: sweeps every polished start gets (stage 1).
+    - `polish_finalists`: the best this many after stage 1 get `max_polish_sweeps` more (stage 2).
+    - `max_polish_sweeps`: sweeps of stage 2, rounded up to a multiple of `polish_sweeps` (9 by
+      default). Both stages have a fixed trip count, converged starts frozen, so a vmapped batch
+      costs the same per market whatever its slowest member needs.
+    - `tie_tol`: as in [`lmaas_jax.rsr`][]; default by dtype.
+
+    [`lmaas_jax.imp`][] is compiled once per market shape and solver: reuse one solver object (and
+    one optax optimiser object) across calls to reuse the compilation.
+    """
+
+    optimiser: optax.GradientTransformation = eqx.field(static=True, default=_DEFAULT_OPTIMISER)
+    steps: int = eqx.field(static=True, default=200)
+    restarts: int = eqx.field(static=True, default=32)
+    eval_every: int = eqx.field(static=True, default=10)
+    initial_temperature: float = 0.1
+    final_temperature: float = 1e-3
+    polish: bool = eqx.field(static=True, default=True)
+    polish_restarts: int | None = eqx.field(static=True, default=None)
+    polish_random: int = eqx.field(static=True, default=16)
+    polish_sweeps: int = eqx.field(static=True, default=3)
+    polish_finalists: int = eqx.field(static=True, default=4)
+    max_polish_sweeps: int = eqx.field(static=True, default=8)
+    tie_tol: float | None = eqx.field(static=True, default=None)
+
+    def __check_init__(self):
+        for name in (
+            "steps",
+            "restarts",
+            "eval_every",
+            "max_polish_sweeps",
+            "polish_restarts",
+            "polish_sweeps",
+            "polish_finalists",
+        ):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if int(value) < 1:
+                raise ValueError(f"GradientIMP.{name} must be >= 1; got {value!r}.")
+        if int(self.polish_random) < 0:
+            raise ValueError(f"GradientIMP.polish_random must be >= 0; got {self.polish_random!r}.")
+        for name in ("initial_temperature", "final_temperature"):
+            value = getattr(self, name)
+            if not isinstance(value, jax.core.Tracer) and not float(value) > 0:
+                raise ValueError(f"GradientIMP.{name} must be > 0; got {value!r}.")
+        t0, t1 = self.initial_temperature, self.final_temperature
+        if is_concrete(t0, t1) and float(t1) > float(t0):
+            raise ValueError(
+                f"GradientIMP.final_temperature = {t1!r} is above initial_temperature = {t0!r}; "
+                "the temperature anneals from the initial to the final one."
+            )
+
+
+def useful_top(market: AnyMarket, terms) -> jax.Array:
+    """Per model, 1% above the highest price anyone pays: min(price_hi, 1.01 max_i m_ij mu_j) >= price_lo.
+
+    Above R_ij = m_ij mu_j customer i's value of model j is negative, so no customer rents j at a
+    higher price and the profit no longer depends on beta_j there. The gradient phase searches
+    [price_lo, useful_top] (a box of [o, 1000 o] would otherwise put every optimum in its bottom
+    percent); the polish and the solution still use the whole box.
+    """
+    mo = market.models
+    rate = jnp.where(terms.hours > 0, terms.rate, 0.0)
+    # 1% beyond: the top of the gradient box then prices the model out of the market altogether,
+    # which pays where near-identical models cannibalise each other.
+    return jnp.clip(1.01 * jnp.max(rate, axis=0), mo.price_lo, mo.price_hi)
+
+
+def market_scale(market: AnyMarket, terms) -> jax.Array:
+    """The typical customer's best robust profit at the lowest prices ($): the median over customers
+    who can profit at all (1 if none can).
+
+    The median, not the mean: one customer worth far more than the rest would inflate a mean, and
+    with it every temperature, leaving the relaxed landscape too smooth for the others at the end.
+    """
+    opts = rental_options(market, terms, market.models.price_lo)
+    best = jnp.max(jnp.where(opts.available, jnp.maximum(opts.value, 0.0), 0.0), axis=1)
+    scale = jnp.nanmedian(jnp.where(best > 0, best, jnp.nan))
+    return jnp.where(jnp.isfinite(scale) & (scale > 0), scale, 1.0)
+
+
+def _polish(market, terms, tol, starts, solver: GradientIMP):
+    """Classic IMP from every start for `polish_sweeps` sweeps, then the best `polish_finalists`
+    for `max_polish_sweeps` more, in one loop whose body polishes one start: most starts end in poor
+    basins after a sweep or two and only the finalists need every sweep, one traced copy of the line
+    search keeps compile time down, and a start that has converged skips its remaining sweeps (see
+    `coordinate_ascent`; under `jax.vmap` over markets the batch is the parallel axis).
+
+    Returns `(prices, profits, sweeps)` for every start (each start's sweeps that changed something).
+    """
+    n = starts.shape[0]
+    f = min(solver.polish_finalists, n)
+    rounds = -(-solver.max_polish_sweeps // solver.polish_sweeps)
+    profit0 = jax.vmap(lambda p: profit_from_terms(market, terms, p, tol))(starts)
+
+    def body(i, state):
+        pool, profit, sweeps, finalists = state
+        # Stage 2 polishes the starts that were best when stage 1 ended, in a fixed order.
+        finalists = jnp.where(i == n, lax.top_k(profit, f)[1], finalists)
+        row = jnp.where(i < n, i, finalists[jnp.maximum(i - n, 0) % f])
+        new, value, used = coordinate_ascent(market, terms, pool[row], tol, solver.polish_sweeps)
+        return pool.at[row].set(new), profit.at[row].set(value), sweeps.at[row].add(used), finalists
+
+    init = (starts, profit0, jnp.zeros(n, jnp.int32), jnp.zeros(f, jnp.int32))
+    pool, profit, sweeps, _ = lax.fori_loop(0, n + rounds * f, body, init)
+    return pool, profit, sweeps
+
+
+@eqx.filter_jit
+def imp(
+    market: AnyMarket,
+    solver: GradientIMP | None = None,
+    *,
+    key: PRNGKeyArray,
+    max_steps: int | None = None,
+) -> PricingSolution:
+    """Price a market by gradient IMP: a jit-compiled bilevel gradient loop through the relaxed RSR.
+
+    Prices are scaled to x in [0, 1]^M (beta = lo + x (hi - lo)). Each of `solver.restarts`
+    starting points, drawn uniformly from the box with `key`, ascends the relaxed seller profit
+    ([`lmaas_jax.relaxed_seller_profit`][], divided by N times the market's scale) with
+    `solver.optimiser`, projected back onto the box (`optax.projections.projection_box`) after each
+    step, while the temperature anneals geometrically toward 0. Every `solver.eval_every` steps
+    the exact profit ([`lmaas_jax.seller_profit`][]) of every restart is evaluated and the best
+    exact price vector so far is kept; the relaxed profit is never reported as the result. With
+    `solver.polish` the best prices are then improved by classic IMP ([`lmaas_jax.classic_imp`][]).
+    The whole loop is one `lax.scan`; `jax.jit` and `jax.vmap` over markets and keys work.
+
+    **Arguments:**
+
+    - `market`: a [`lmaas_jax.Market`][] or [`lmaas_jax.ValueMarket`][].
+    - `solver`: a [`lmaas_jax.GradientIMP`][]; default `GradientIMP()`.
+    - `key`: a JAX PRNG key for the starting points.
+    - `max_steps`: overrides `solver.steps`.
+
+    **Returns:**
+
+    A [`lmaas_jax.PricingSolution`][] with a [`lmaas_jax.PricingTrace`][] and `stats` holding
+    `steps`, `restarts`, `profit_before_polish` and `polish_sweeps`.
+    """
+    solver = GradientIMP() if solver is None else solver
+    steps = solver.steps if max_steps is None else int(max_steps)
+    if steps < 1:
+        raise ValueError(f"max_steps must be >= 1; got {max_steps!r}.")
+    # Shapes are static, so this runs before compiling: the trace keeps (steps, restarts) numbers and
+    # every restart and polished start holds a few (N, M) option arrays.
+    n, m, r = market.n_customers, market.n_models, solver.restarts
+    starts = r + solver.polish_random
+    need = (3 * steps * r + 12 * starts * n * (m + 1)) * jnp.dtype(market.dtype).itemsize
+    check_fits(f"imp with steps={steps}, restarts={r} on {m} x {n}", need)
+    # The search never sees the market's derivative; the solution carries the equilibrium's.
+    differentiable, market = market, lax.stop_gradient(market)
+    dtype = market.dtype
+    tol = tie_tolerance(market, solver.tie_tol)
+    mo = market.models
+    terms = robust_terms(market)
+    lo, width = mo.price_lo, useful_top(market, terms) - mo.price_lo
+    scale = market_scale(market, terms)
+    norm = scale * market.n_customers
+
+    every = min(solver.eval_every, steps)
+    blocks = -(-steps // every)
+    total = blocks * every
+    frac = jnp.arange(total, dtype=dtype) / max(total - 1, 1)
+    t0 = jnp.asarray(solver.initial_temperature, dtype)
+    t1 = jnp.asarray(solver.final_temperature, dtype)
+    temperature = scale * t0 * (t1 / t0) ** frac
+
+    def prices_of(x):
+        return lo + x * width
+
+    def relaxed(x, t):
+        return relaxed_profit_from_terms(market, terms, prices_of(x), t)
+
+    def exact(x):
+        return profit_from_terms(market, terms, prices_of(x), tol)
+
+    opt = solver.optimiser
+    grad = jax.value_and_grad(lambda x, t: -relaxed(x, t) / norm)
+
+    def step(carry, t):
+        x, state = carry
+        loss, g = grad(x, t)
+        # Optax mixes its int32 step count with float32 parameters, which strict dtype promotion
+        # (on in our tests) rejects; the promotion rule applies to optax's internals only.
+        with jax.numpy_dtype_promotion("standard"):
+            updates, state = opt.update(g, state, x)
+        x = optax.projections.projection_box(optax.apply_updates(x, updates), 0.0, 1.0)
+        return (x, state), -loss * norm
+
+    def block(carry, ts):
+        x, state, best_x, best = carry
+        (x, state), relaxed_trace = lax.scan(step, (x, state), ts)
+        value = exact(x)
+        better = value > best
+        best_x = jnp.where(better, x, best_x)
+        best = jnp.where(better, value, best)
+        return (x, state, best_x, best), (relaxed_trace, best)
+
+    def run(x0, ts):
+        with jax.numpy_dtype_promotion("standard"):
+            state = opt.init(x0)
+        init = (x0, state, x0, exact(x0))
+        (_, _, best_x, best), (relaxed_trace, best_trace) = lax.scan(block, init, ts)
+        return best_x, best, relaxed_trace.reshape(-1), best_trace
+
+    key_starts, key_polish = jax.random.split(key)
+    x0 = jax.random.uniform(key_starts, (solver.restarts, market.n_models), dtype)
+    ts = temperature.reshape(blocks, every)
+    best_x, best, relaxed_trace, best_trace = jax.vmap(run, in_axes=(0, None))(x0, ts)
+    before = jnp.max(best)
+    sweeps = jnp.asarray(0, jnp.int32)
+    if solver.polish:
+        # Polish the restarts' best points (all by default): restarts that end in different basins
+        # of the relaxed landscape often polish to different exact optima.
+        k = (
+            solver.restarts
+            if solver.polish_restarts is None
+            else min(solver.polish_restarts, solver.restarts)
+        )
+        _, top = lax.top_k(best, k)
+        starts = best_x[top]
+        starts = jax.vmap(prices_of)(starts)
+        if solver.polish_random:
+            # Random menus too: each model priced out of the market (at price_hi) with probability
+            # 1/4, since which models to offer is the combinatorial part the gradient handles worst.
+            k_price, k_menu = jax.random.split(key_polish)
+            u = jax.random.uniform(k_price, (solver.polish_random, market.n_models), dtype)
+            out = jax.random.bernoulli(k_menu, 0.25, u.shape)
+            fresh = jnp.where(out, mo.price_hi[None, :], jax.vmap(prices_of)(u))
+            starts = jnp.concatenate([starts, fresh])
+        prices, best, sweeps = _polish(market, terms, tol, starts, solver)
+        r = jnp.argmax(best)
+        prices, sweeps = prices[r], jnp.max(sweeps)
+    else:
+        prices = prices_of(best_x[jnp.argmax(best)])
+    trace = PricingTrace(
+        relaxed_profit=relaxed_trace.T[:steps],
+        best_profit=jnp.repeat(jnp.max(best_trace, axis=0), every)[:steps],
+        temperature=temperature[:steps],
+    )
+    stats = {
+        "steps": jnp.asarray(steps),
+        "restarts": jnp.asarray(solver.restarts),
+        "profit_before_polish": before,
+        "polish_sweeps": sweeps,
+    }
+    return posted_solution(differentiable, terms, prices, tol, trace=trace, stats=stats)

@@ -1,0 +1,253 @@
+"""The exact one-model line search of classic IMP, in O(N log N) plus a few O(N M) exact checks.
+
+With every price but beta_j fixed, the seller's exact profit as a function of b = beta_j changes
+only where some customer changes its option, so its maximum over the price box is attained at a
+customer's breakpoint (the price at which it stops preferring model j) or at a box end. Evaluating
+the exact profit at all N + 3 candidates costs O(N^2 M) (that is
+[`lmaas_jax.reference.brute_force_line`][], the oracle this module is tested against). Here:
+
+1. **An upper bound at every candidate, by sorting.** Per customer i, with A_i the best value of its
+   other options (opt-out included) and V_i(b) = (R - b) min(L, B / b) the value of renting j
+   (R = m_ij mu_j, L = min(hours_ij, H_i); continuous and strictly decreasing in b), the customer's
+   contribution to the profit is:
+
+   - S_i(b) = (b - o_j) min(L, B / b) while V_i(b) > A_i + w_i: it rents j, no other option ties;
+     a linear piece -o L + L b up to its budget kink B / L, then B - o B / b;
+   - at most max(S_i(w2_i), s_i) on the window V_i(b) in [A_i - w_i, A_i + w_i], where ties are
+     possible (S is nondecreasing in b, s_i the largest seller margin among its other options
+     within w_i of A_i);
+   - at most s_i beyond the window, where j no longer ties.
+
+   w_i bounds the tie tolerance of [`lmaas_jax.rsr`][] at every b (its scale, the customer's
+   largest gross value, is at most max(others' gross, R L)) plus rounding. Customers who can never
+   use j contribute their current, exact margin. Each contribution is a + c b + d / b on at most
+   four pieces, so sorting the pieces' ends and summing their coefficient changes by prefix sums
+   gives the bound at all candidates in O(N log N).
+
+2. **Exact checks in bound order.** Candidates are then evaluated exactly, with the same
+   `profit_from_terms` as the brute force (so at a given price the two agree to the last bit),
+   `chunk` at a time (default 2) in decreasing order of the bound, until the best exact profit found
+   exceeds every remaining bound by more than the rounding slack. Ties among exact profits go to the
+   earliest candidate in the brute force's order (breakpoints by customer, then the box ends and the
+   current price). Where the data are generic one chunk suffices; at most `max_chunks` are checked,
+   which only matters where many candidates share one profit (a model nobody buys), and then the
+   returned price is one of those maximisers.
+
+**Exactness.** The bound is a bound (each piece dominates the exact contribution, including every
+tie case of the strong Stackelberg rule, which can only be decided in the window), so no unchecked
+candidate can beat the returned one by more than the slack, which covers the rounding of both sums.
+`tests/test_line_search.py` checks against the brute force on 600 random (market, prices, model)
+cases with finite budgets and planted ties, in float32 and float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ..robust._rsr import RobustTerms, choose, chosen_margin, rental_options
+from ..scenarios._market import AnyMarket
+from ._profit import profit_from_terms
+
+
+def candidates(market: AnyMarket, terms: RobustTerms, prices, j):
+    """Model j's candidate prices: every customer's breakpoint, the box ends and the current price.
+
+    Returns `(candidates, parts)` where `parts` holds the per-customer quantities the bound needs.
+    The breakpoint is where V_i(b) = A_i: b = R - A / L while the budget is slack (b <= B / L), else
+    b = R B / (A + B); customers who can never use j get `price_lo`. Clipped to the price box.
+    """
+    mo, cu = market.models, market.customers
+    opts = rental_options(market, terms, prices)
+    m = market.n_models
+    others = (jnp.arange(m) != j)[None, :] & opts.available
+    alt = jnp.maximum(jnp.max(jnp.where(others, opts.value, 0.0), axis=1), 0.0)
+    rate = terms.rate[:, j]
+    length = jnp.minimum(terms.hours[:, j], cu.horizon)
+    usable = length > 0
+    lo, hi = mo.price_lo[j], mo.price_hi[j]
+    breakpoint = jnp.where(usable, _inverse_value(rate, length, cu.budget, alt), lo)
+    cands = jnp.concatenate([jnp.clip(breakpoint, lo, hi), jnp.stack([lo, hi, prices[j]])])
+    parts = dict(opts=opts, others=others, alt=alt, rate=rate, length=length, usable=usable)
+    return cands, parts
+
+
+def _inverse_value(rate, length, budget, y):
+    """The price b >= 0 at which V(b) = (R - b) min(L, B / b) equals y (V is decreasing in b).
+
+    b = R - y / L where that leaves the budget slack (b L <= B), else b = R B / (y + B), which is
+    +inf where y <= -B (V never falls that low). Entries with L = 0 are meaningless (masked later).
+    """
+    finite = jnp.isfinite(budget)
+    safe_length = jnp.where(length > 0, length, 1.0)
+    slack = rate - y / safe_length
+    safe_budget = jnp.where(finite, budget, 1.0)
+    denom = y + safe_budget
+    by_budget = jnp.where(denom > 0, rate * safe_budget / jnp.where(denom > 0, denom, 1.0), jnp.inf)
+    return jnp.where(finite & (slack * safe_length > safe_budget), by_budget, slack)
+
+
+def _prefix(x):
+    """Inclusive prefix sums along the first axis with log-depth (pairwise) rounding error."""
+    return lax.associative_scan(jnp.add, x, axis=0)
+
+
+def _count_sum(positions, deltas, queries):
+    """For each query q: the sum of `deltas` rows whose position is <= q.
+
+    One sort of the positions (an event that must count only where its position is < q is passed at
+    the next float up: p < q iff nextafter(p, inf) <= q), prefix sums, and a binary search per query.
+    """
+    order = jnp.argsort(positions)
+    pos = positions[order]
+    csum = _prefix(deltas[order])
+    k = jnp.searchsorted(pos, queries, side="right")
+    zero = jnp.zeros((1, deltas.shape[1]), deltas.dtype)
+    return jnp.concatenate([zero, csum], axis=0)[k]
+
+
+def profit_bounds(market: AnyMarket, terms: RobustTerms, prices, j, tol, cands, parts):
+    """An upper bound on the exact profit at every candidate price of model j, and its slack.
+
+    Returns `(bound, slack)`: exact(c) <= bound(c) + slack for every candidate c, in exact
+    arithmetic up to the rounding that `slack` covers.
+    """
+    mo, cu = market.models, market.customers
+    opts = parts["opts"]
+    others, alt, rate, length, usable = (parts[k] for k in ("others", "alt", "rate", "length", "usable"))
+    dtype = prices.dtype
+    eps = jnp.finfo(dtype).eps
+    n = market.n_customers
+    o = mo.serving_cost[j]
+    hi = mo.price_hi[j]
+    budget = cu.budget
+    finite = jnp.isfinite(budget)
+
+    # Current exact choice: the contribution of customers who can never use j, whatever beta_j.
+    current = chosen_margin(opts, choose(opts, tol))
+
+    # Window half-width: the largest tie tolerance over b, plus the rounding of the values.
+    gross_others = jnp.max(jnp.where(others, opts.gross, 0.0), axis=1)
+    scale = jnp.maximum(gross_others, jnp.where(usable, rate * length, 0.0))
+    value_mag = jnp.maximum(rate, hi) * length + jnp.max(jnp.where(others, jnp.abs(opts.value), 0.0), axis=1)
+    width = tol * (1.0 + scale) + 16.0 * eps * (1.0 + scale + value_mag)
+    near = others & (opts.value >= (alt - width)[:, None])
+    s_near = jnp.max(jnp.where(near, opts.seller_margin, -jnp.inf), axis=1)
+    s_near = jnp.where(alt - width <= 0.0, jnp.maximum(s_near, 0.0), s_near)  # opt-out ties too
+
+    w1 = _inverse_value(rate, length, budget, alt + width)
+    w2 = _inverse_value(rate, length, budget, alt - width)
+    w1 = w1 * (1.0 - 8.0 * eps) - 8.0 * eps * jnp.abs(hi)
+    w2 = w2 * (1.0 + 8.0 * eps) + 8.0 * eps * jnp.abs(hi)
+    kink = jnp.where(finite, jnp.where(finite, budget, 1.0) / jnp.where(usable, length, 1.0), jnp.inf)
+
+    def s_at(b):
+        tau = jnp.where(
+            finite & (b * length > jnp.where(finite, budget, 0.0)),
+            jnp.where(finite, budget, 0.0) / jnp.where(b > 0, b, 1.0),
+            length,
+        )
+        return (b - o) * tau
+
+    # S is nondecreasing and candidates lie in the box, so S(min(w2, hi)) bounds S on the window.
+    top = jnp.maximum(s_at(jnp.minimum(w2, hi)), s_near)
+    zero = jnp.zeros_like(rate)
+    # Pieces as (a, c, d): contribution a + c b + d / b.
+    linear = jnp.stack([-o * length, length, zero], axis=1)
+    by_budget = jnp.stack([jnp.where(finite, budget, 0.0), zero, -o * jnp.where(finite, budget, 0.0)], axis=1)
+    window = jnp.stack([top, zero, zero], axis=1)
+    beyond = jnp.stack([s_near, zero, zero], axis=1)
+    fixed = jnp.stack([current, zero, zero], axis=1)
+
+    kinked = finite & (kink < w1)
+    base = jnp.where(usable[:, None], linear, fixed)
+    before_window = jnp.where(kinked[:, None], by_budget, linear)
+    use = usable[:, None]
+    d_kink = jnp.where(use & kinked[:, None], by_budget - linear, 0.0)
+    d_w1 = jnp.where(use, window - before_window, 0.0)
+    d_w2 = jnp.where(use, beyond - window, 0.0)
+    big = jnp.asarray(jnp.inf, dtype)
+    # Kink and window start count where position <= b, the window's end where position < b.
+    positions = jnp.concatenate(
+        [
+            jnp.where(use[:, 0] & kinked, kink, big),
+            jnp.where(usable, w1, big),
+            jnp.nextafter(jnp.where(usable, w2, big), big),
+        ]
+    )
+    deltas = jnp.concatenate([d_kink, d_w1, d_w2], axis=0)
+    coef = jnp.sum(base, axis=0)[None, :] + _count_sum(positions, deltas, cands)
+    b = cands
+    inv = jnp.where(b > 0, 1.0 / jnp.where(b > 0, b, 1.0), 0.0)
+    bound = coef[:, 0] + coef[:, 1] * b + coef[:, 2] * inv - jnp.sum(mo.training_cost)
+
+    # Every term the sums add, in absolute value (on the budget piece o B / b <= o L, as b >= B / L).
+    per_customer = jnp.abs(top) + jnp.abs(s_near) + (jnp.abs(o) + jnp.abs(hi)) * length
+    per_customer = per_customer + jnp.where(kinked, jnp.where(finite, budget, 0.0), 0.0)
+    magnitude = (
+        jnp.sum(jnp.abs(current))
+        + jnp.sum(jnp.where(usable, per_customer, 0.0))
+        + jnp.sum(jnp.abs(mo.training_cost))
+    )
+    slack = (64.0 + 8.0 * math.log2(2 * n + 2) + 4.0 * math.sqrt(n)) * eps * magnitude
+    return bound, slack
+
+
+def best_on_line(
+    market: AnyMarket,
+    terms: RobustTerms,
+    prices,
+    j,
+    tol,
+    *,
+    chunk: int = 2,
+    max_chunks: int = 16,
+):
+    """The best exact profit over model j's breakpoints and box ends, the other prices fixed.
+
+    `j` (0-based) may be a Python int or a traced integer (so `jax.vmap` over models works).
+
+    Returns `(price, profit)`, the same as [`lmaas_jax.reference.brute_force_line`][] (see the
+    module docstring for the argument and the one documented difference: among several candidates
+    with one and the same exact profit, beyond `chunk * max_chunks` of them, the price returned is
+    one of those maximisers, not necessarily the brute force's first).
+    """
+    cands, parts = candidates(market, terms, prices, j)
+    bound, slack = profit_bounds(market, terms, prices, j, tol, cands, parts)
+    c = cands.shape[0]
+    k = min(chunk, c)
+    n_chunks = min(max_chunks, -(-c // k))
+    # Only the first n_chunks * k in bound order can be checked: top_k, not a full sort (ties:
+    # earlier candidate first, as documented for lax.top_k).
+    top_bound, order = lax.top_k(bound, min(n_chunks * k, c))
+    pad = max(n_chunks * k - c, 0)  # a ragged last chunk re-checks the last candidate
+    padded = jnp.concatenate([order, jnp.full((pad,), order[-1])])
+    sorted_bound = jnp.concatenate([top_bound, jnp.full((pad,), -jnp.inf, bound.dtype)])
+
+    def exact(index):
+        return profit_from_terms(market, terms, prices.at[j].set(cands[index]), tol)
+
+    def better(p, i, best_p, best_i):
+        return (p > best_p) | ((p == best_p) & (i < best_i))
+
+    def body(state):
+        r, best_p, best_i = state
+        idx = lax.dynamic_slice(padded, (r * k,), (k,))
+        profits = jax.vmap(exact)(idx)
+        for t in range(k):  # k is small and static: a left fold keeps the tie rule exact
+            take = better(profits[t], idx[t], best_p, best_i)
+            best_p = jnp.where(take, profits[t], best_p)
+            best_i = jnp.where(take, idx[t], best_i)
+        return r + 1, best_p, best_i
+
+    def more(state):
+        r, best_p, _ = state
+        nxt = lax.dynamic_index_in_dim(sorted_bound, jnp.minimum(r * k, n_chunks * k - 1), keepdims=False)
+        return (r < n_chunks) & (nxt + slack >= best_p)
+
+    init = (jnp.asarray(0, jnp.int32), jnp.asarray(-jnp.inf, bound.dtype), jnp.asarray(c, order.dtype))
+    _, best_p, best_i = lax.while_loop(more, body, init)
+    return cands[best_i], best_p

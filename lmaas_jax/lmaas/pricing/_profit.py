@@ -1,0 +1,65 @@
+"""The seller's profit, exact and relaxed."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float
+
+from ..._checks import checked
+from ..robust._relaxed_rsr import _relaxed_respond, check_relaxed, checked_temperature
+from ..robust._rsr import (
+    RobustTerms,
+    _as_prices,
+    _check_evaluation,
+    choose,
+    chosen_margin,
+    rental_options,
+    robust_terms,
+    tie_tolerance,
+)
+from ..scenarios._market import AnyMarket
+
+
+def profit_from_terms(
+    market: AnyMarket, terms: RobustTerms, prices: Float[Array, " models"], tie_tol: float
+) -> Float[Array, ""]:
+    """Exact seller profit from precomputed [`lmaas_jax.RobustTerms`][]: O(N M) per price vector."""
+    options = rental_options(market, terms, prices)
+    margin = chosen_margin(options, choose(options, tie_tol))
+    return jnp.sum(margin) - jnp.sum(market.models.training_cost)
+
+
+def relaxed_profit_from_terms(
+    market: AnyMarket, terms: RobustTerms, prices: Float[Array, " models"], temperature
+) -> Float[Array, ""]:
+    """Relaxed seller profit from precomputed [`lmaas_jax.RobustTerms`][]."""
+    response = _relaxed_respond(market, terms, prices, temperature)
+    return jnp.sum(response.expected_margin) - jnp.sum(market.models.training_cost)
+
+
+@checked(_check_evaluation)
+def seller_profit(
+    market: AnyMarket, prices: Float[ArrayLike, " models"], *, tie_tol: float | None = None
+) -> Float[Array, ""]:
+    """The seller's exact profit Pi(beta) = sum_i (beta_j* - o_j*) tau*_i - sum_j F_j ($).
+
+    (j*_i, tau*_i) is customer i's exact robust response from [`lmaas_jax.rsr`][] (strong
+    Stackelberg ties). Piecewise smooth and discontinuous in the prices; use
+    [`lmaas_jax.relaxed_seller_profit`][] for gradients.
+    """
+    prices = _as_prices(market, prices)
+    tol = tie_tolerance(market, tie_tol)
+    return profit_from_terms(market, robust_terms(market), prices, tol)
+
+
+@checked(check_relaxed)
+def relaxed_seller_profit(
+    market: AnyMarket, prices: Float[ArrayLike, " models"], temperature: Float[ArrayLike, ""]
+) -> Float[Array, ""]:
+    """The seller's profit under the relaxed responses of [`lmaas_jax.relaxed_rsr`][] ($).
+
+    Smooth in the prices; tends to [`lmaas_jax.seller_profit`][] as temperature -> 0 away from ties.
+    """
+    prices = _as_prices(market, prices)
+    temperature = checked_temperature(temperature)
+    return relaxed_profit_from_terms(market, robust_terms(market), prices, temperature)

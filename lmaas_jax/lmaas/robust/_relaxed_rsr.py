@@ -1,0 +1,97 @@
+"""The relaxed (smooth) RSR: customers mix over their options by a softmax of robust values."""
+
+from __future__ import annotations
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float
+
+from ..._checks import check_prices, checked, in_range
+from ..scenarios._market import AnyMarket
+from ._rsr import Options, RobustTerms, _as_prices, rental_options, robust_terms
+
+
+class RelaxedResponse(eqx.Module):
+    """The customers' smooth responses at one price vector and temperature.
+
+    Options are indexed as in [`lmaas_jax.RSRResponse`][]: 0 = no rental, j = model j at its
+    optimal duration tau_ij.
+
+    **Fields:**
+
+    - `probabilities`: shape `(N, M + 1)`, softmax(value / temperature) over the options.
+    - `option_values`: shape `(N, M + 1)`, each option's robust value ($).
+    - `option_durations`: shape `(N, M + 1)`, each option's duration (h).
+    - `expected_duration`: shape `(N,)`, E_p[tau] (h).
+    - `expected_margin`: shape `(N,)`, the seller's E_p[(beta_j - o_j) tau] ($).
+    """
+
+    probabilities: Float[Array, "customers options"]
+    option_values: Float[Array, "customers options"]
+    option_durations: Float[Array, "customers options"]
+    expected_duration: Float[Array, " customers"]
+    expected_margin: Float[Array, " customers"]
+
+
+def _relaxed_respond(
+    market: AnyMarket, terms: RobustTerms, prices: Float[Array, " models"], temperature
+) -> RelaxedResponse:
+    opts: Options = rental_options(market, terms, prices)
+    n = market.n_customers
+    zero = jnp.zeros((n, 1), opts.value.dtype)
+    value = jnp.concatenate([zero, opts.value], axis=1)
+    duration = jnp.concatenate([zero, opts.duration], axis=1)
+    margin = jnp.concatenate([zero, opts.seller_margin], axis=1)
+    available = jnp.concatenate([jnp.ones((n, 1), bool), opts.available], axis=1)
+    # A model a customer can never profit from (tau_ij = 0 at every price) is no option at all.
+    logits = jnp.where(available, value / temperature, -jnp.inf)
+    p = jax.nn.softmax(logits, axis=1)
+    return RelaxedResponse(
+        probabilities=p,
+        option_values=value,
+        option_durations=duration,
+        expected_duration=jnp.sum(p * duration, axis=1),
+        expected_margin=jnp.sum(p * margin, axis=1),
+    )
+
+
+def checked_temperature(temperature):
+    """`temperature`, refused unless finite and > 0 (at 0 the relaxed responses are NaN, below it
+    they are finite nonsense): in Python when concrete, by `equinox.error_if` when traced."""
+    return in_range("temperature", temperature, 1e-30, math.inf, "must be finite and > 0", finite=True)
+
+
+def check_relaxed(market, prices, temperature):
+    """Python checks of a relaxed evaluation's concrete arguments (see `lmaas_jax._checks`)."""
+    check_prices("prices", prices, market.n_models)
+    checked_temperature(temperature)
+
+
+@checked(check_relaxed)
+def relaxed_rsr(
+    market: AnyMarket, prices: Float[ArrayLike, " models"], temperature: Float[ArrayLike, ""]
+) -> RelaxedResponse:
+    """The customers' relaxed robust responses: a smooth stand-in for [`lmaas_jax.rsr`][].
+
+    Each customer mixes over no rental and every model at its exact optimal duration tau_ij (the
+    candidate from the exactness lemma in [`lmaas_jax.rsr`][]) with probabilities
+    softmax(U / temperature), U the options' robust values. Everything is differentiable in the
+    prices (and the market), and as temperature -> 0 the mixture concentrates on the exact robust
+    optimum, so the seller's expected margin tends to the exact one away from ties.
+
+    **Arguments:**
+
+    - `market`: a [`lmaas_jax.Market`][] or [`lmaas_jax.ValueMarket`][].
+    - `prices`: shape `(M,)`, $ per rented hour.
+    - `temperature`: > 0, in $ (the scale of customers' robust profits at which they mix).
+
+    **Returns:**
+
+    A [`lmaas_jax.RelaxedResponse`][].
+    """
+    prices = _as_prices(market, prices)
+    temperature = checked_temperature(temperature)
+    return _relaxed_respond(market, robust_terms(market), prices, temperature)

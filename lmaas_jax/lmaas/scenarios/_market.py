@@ -1,0 +1,512 @@
+"""Market data: the seller's models, the customers, and each customer's scenario set.
+
+Every class here is an `equinox.Module`, so a market is a pytree of arrays: one market per object,
+many markets by `jax.vmap` over a stacked market (see `stack_markets`). Validation happens once, at
+construction, with concrete values; the error names the field and the offending value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Bool, Float
+
+from ..._checks import (
+    as_float,
+    check_finite,
+    check_not_nan,
+    check_shape,
+    fail_where,
+    is_concrete,
+)
+
+DEMAND, CHANNEL, VALUE = 0, 1, 2
+SCENARIO_COMPONENTS = ("demand", "channel", "value")
+
+# The vertices z of {z in {0,1}^3}, ordered by how many components deviate. Vertex k belongs to the
+# budgeted set with budget Gamma iff sum(z) <= Gamma, so the first 1, 4, 7, 8 vertices are the sets
+# for Gamma = 0, 1, 2, 3.
+_VERTICES = np.array(
+    [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1], [1, 1, 1]],
+    dtype=np.int32,
+)
+
+
+class Models(eqx.Module):
+    """The seller's large models, one entry per model (shape `(M,)` for every field).
+
+    **Fields:**
+
+    - `accuracy`: fraction of tasks served correctly, in (0, 1].
+    - `throughput`: tasks served per rented hour (task/h), > 0.
+    - `payload`: semantic payload per task over the customer's channel (kbit/task), > 0.
+    - `serving_cost`: seller's cost per rented hour ($/h), >= 0.
+    - `training_cost`: fixed, amortised cost ($), >= 0; shifts profit, never prices.
+    - `price_lo`, `price_hi`: the allowed price range ($/h), 0 <= price_lo <= price_hi < inf.
+    """
+
+    accuracy: Float[Array, " models"] = eqx.field(converter=as_float)
+    throughput: Float[Array, " models"] = eqx.field(converter=as_float)
+    payload: Float[Array, " models"] = eqx.field(converter=as_float)
+    serving_cost: Float[Array, " models"] = eqx.field(converter=as_float)
+    training_cost: Float[Array, " models"] = eqx.field(converter=as_float)
+    price_lo: Float[Array, " models"] = eqx.field(converter=as_float)
+    price_hi: Float[Array, " models"] = eqx.field(converter=as_float)
+
+    def __check_init__(self):
+        if not is_concrete(*jax.tree_util.tree_leaves(self)):
+            return
+        _check_vectors("Models", self, finite=_fields(self))
+        a = np.asarray(self.accuracy)
+        fail_where("Models.accuracy", (a <= 0) | (a > 1), a, "must lie in (0, 1]")
+        for name in ("throughput", "payload"):
+            x = np.asarray(getattr(self, name))
+            fail_where(f"Models.{name}", x <= 0, x, "must be > 0")
+        _check_seller_side("Models", self)
+
+    @property
+    def n_models(self) -> int:
+        return self.accuracy.shape[-1]
+
+
+class Customers(eqx.Module):
+    """The customers, one entry per customer (shape `(N,)` for every field).
+
+    **Fields:**
+
+    - `comm_price`: price of moving one kbit over the customer's channel ($/kbit), >= 0.
+    - `horizon`: longest rental (h), > 0 and finite.
+    - `budget`: spend cap ($), > 0; `inf` means no cap.
+    """
+
+    comm_price: Float[Array, " customers"] = eqx.field(converter=as_float)
+    horizon: Float[Array, " customers"] = eqx.field(converter=as_float)
+    budget: Float[Array, " customers"] = eqx.field(converter=as_float)
+
+    def __check_init__(self):
+        if not is_concrete(*jax.tree_util.tree_leaves(self)):
+            return
+        _check_vectors("Customers", self, finite=("comm_price",))
+        c = np.asarray(self.comm_price)
+        fail_where("Customers.comm_price", c < 0, c, "must be >= 0")
+        _check_limits("Customers", self)
+
+    @property
+    def n_customers(self) -> int:
+        return self.comm_price.shape[-1]
+
+
+class Market(eqx.Module):
+    """One LMaaS market: models, customers and every customer's finite scenario set.
+
+    Build it with [`lmaas_jax.Market.budgeted`][] (Bertsimas-Sim budgeted sets) or
+    [`lmaas_jax.Market.explicit`][] (a given scenario array), or draw one with
+    [`lmaas_jax.random_market`][]. Batch markets with [`lmaas_jax.stack_markets`][] and `jax.vmap`.
+
+    **Fields:**
+
+    - `models`: [`lmaas_jax.Models`][], `M` models.
+    - `customers`: [`lmaas_jax.Customers`][], `N` customers.
+    - `scenarios`: shape `(N, S, 3)`; the last axis is (demand in tasks, channel in kbit, value of a
+      correctly served task in $), all >= 0.
+    - `scenario_mask`: shape `(N, S)` bool; false marks padding. Every customer has a true entry.
+    """
+
+    models: Models
+    customers: Customers
+    scenarios: Float[Array, "customers scenarios 3"] = eqx.field(converter=as_float)
+    scenario_mask: Bool[Array, "customers scenarios"] = eqx.field(
+        converter=lambda x: jnp.asarray(x, dtype=bool)
+    )
+
+    def __check_init__(self):
+        leaves = jax.tree_util.tree_leaves(self)
+        if not is_concrete(*leaves):
+            return
+        _check_one_float_dtype("Market", leaves)
+        n = self.customers.n_customers
+        sc = self.scenarios
+        if sc.ndim != 3 or sc.shape[0] != n or sc.shape[2] != 3 or sc.shape[1] < 1:
+            raise ValueError(
+                f"Market.scenarios must have shape (N={n}, S>=1, 3); got shape {tuple(sc.shape)}."
+            )
+        check_shape("Market.scenario_mask", self.scenario_mask, sc.shape[:2])
+        mask = np.asarray(self.scenario_mask)
+        empty = ~mask.any(axis=1)
+        fail_where("Market.scenario_mask", empty, np.arange(n), "must give every customer a scenario")
+        arr = np.asarray(sc)
+        for k, comp in enumerate(SCENARIO_COMPONENTS):
+            x = np.where(mask, arr[..., k], 0.0)
+            fail_where(f"Market.scenarios[..., {k}] ({comp})", ~np.isfinite(x), x, "must be finite")
+            fail_where(f"Market.scenarios[..., {k}] ({comp})", x < 0, x, "must be >= 0")
+
+    @property
+    def n_models(self) -> int:
+        return self.models.n_models
+
+    @property
+    def n_customers(self) -> int:
+        return self.customers.n_customers
+
+    @property
+    def n_scenarios(self) -> int:
+        return self.scenarios.shape[-2]
+
+    @property
+    def dtype(self):
+        return self.scenarios.dtype
+
+    def astype(self, dtype) -> Market:
+        """This market with every float array cast to `dtype` (e.g. `jnp.float64` under x64)."""
+        return _cast_floats(self, dtype)
+
+    def value_market(self) -> ValueMarket:
+        """The equivalent [`lmaas_jax.ValueMarket`][]: this market's robust terms as a value table.
+
+        rate_ij = m_ij mu_j and hours_ij = Q_ij / mu_j from [`lmaas_jax.robust_terms`][], with the
+        models' costs and price boxes and the customers' horizons and budgets. Every response and
+        price is the same in both (`tests/test_value_market.py`); only the per-scenario detail
+        (`RSRResponse.served`) and the planners' nominal markets need the scenarios.
+        """
+        from ..robust._rsr import robust_terms
+
+        terms = robust_terms(self)
+        mo, cu = self.models, self.customers
+        return ValueMarket(
+            ModelPrices(mo.serving_cost, mo.training_cost, mo.price_lo, mo.price_hi),
+            CustomerLimits(cu.horizon, cu.budget),
+            terms.rate,
+            terms.hours,
+        )
+
+    @classmethod
+    def budgeted(
+        cls,
+        models: Models,
+        customers: Customers,
+        nominal: Float[ArrayLike, "..."],
+        deviation: Float[ArrayLike, "..."],
+        gamma: ArrayLike | Sequence[int],
+    ) -> Market:
+        """A market whose scenario sets are budgeted (Bertsimas-Sim) uncertainty sets.
+
+        Customer i's set is { nominal_i - deviation_i * z : z in {0,1}^3, sum(z) <= gamma_i }: the
+        vertices of the polytope {z in [0,1]^3, sum z <= gamma_i}. Sets are padded to 8 scenarios
+        so that markets with different gamma stack and vmap together.
+
+        **Arguments:**
+
+        - `models`, `customers`: as in the fields.
+        - `nominal`: shape `(N, 3)`, nominal (demand, channel, value), >= 0.
+        - `deviation`: shape `(N, 3)`, adverse deviations, 0 <= deviation <= nominal.
+        - `gamma`: integer budget in {0, 1, 2, 3}, one for all customers or one per customer.
+
+        **Returns:**
+
+        A `Market` with `scenarios` of shape `(N, 8, 3)`.
+        """
+        nominal, deviation, mask = _budgeted_parts(customers, nominal, deviation, gamma)
+        z = jnp.asarray(_VERTICES, dtype=nominal.dtype)
+        scenarios = nominal[:, None, :] - deviation[:, None, :] * z[None, :, :]
+        return cls(models, customers, scenarios, mask)
+
+    @classmethod
+    def explicit(
+        cls,
+        models: Models,
+        customers: Customers,
+        scenarios: Float[ArrayLike, "..."],
+        scenario_mask: Bool[ArrayLike, "..."] | None = None,
+    ) -> Market:
+        """A market with explicitly given scenario sets (e.g. sampled from data).
+
+        **Arguments:**
+
+        - `models`, `customers`: as in the fields.
+        - `scenarios`: shape `(N, S, 3)`: (demand, channel, value) per scenario.
+        - `scenario_mask`: shape `(N, S)` bool, false for padding; default all true.
+        """
+        scenarios = as_float(scenarios)
+        if scenario_mask is None:
+            scenario_mask = jnp.ones(jnp.shape(scenarios)[:2], dtype=bool)
+        return cls(models, customers, scenarios, scenario_mask)
+
+
+def _check_one_float_dtype(kind: str, leaves) -> None:
+    """A market's float arrays share one dtype (`kind`: the class, for the message)."""
+    floats = {x.dtype for x in leaves if jnp.issubdtype(x.dtype, jnp.floating)}
+    if len(floats) > 1:
+        raise ValueError(
+            f"{kind} arrays must share one float dtype; got {sorted(map(str, floats))}. "
+            f"Use {kind}.astype(dtype)."
+        )
+
+
+def _cast_floats(module, dtype):
+    """`module` with every float array cast to `dtype` (other arrays, e.g. masks, unchanged)."""
+
+    def cast(x):
+        return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
+    return jax.tree_util.tree_map(cast, module)
+
+
+def _check_vectors(prefix: str, module, finite) -> None:
+    """Every field of `module` is a 1-D array of one length >= 1, finite if named in `finite`."""
+    names = _fields(module)
+    shape = jnp.shape(getattr(module, names[0]))
+    if len(shape) != 1 or shape[0] < 1:
+        raise ValueError(f"{prefix}.{names[0]} must be a 1-D array of length >= 1; got shape {shape}.")
+    for name in names:
+        check_shape(f"{prefix}.{name}", getattr(module, name), shape)
+        if name in finite:
+            check_finite(f"{prefix}.{name}", getattr(module, name))
+
+
+def _check_seller_side(prefix: str, x) -> None:
+    """Costs and price box, shared by `Models` and `ModelPrices` (concrete values)."""
+    for name in ("serving_cost", "training_cost", "price_lo", "price_hi"):
+        v = np.asarray(getattr(x, name))
+        fail_where(f"{prefix}.{name}", v < 0, v, "must be >= 0")
+    lo, hi = np.asarray(x.price_lo), np.asarray(x.price_hi)
+    fail_where(f"{prefix}.price_lo", lo > hi, lo, f"must be <= {prefix}.price_hi")
+
+
+def _check_limits(prefix: str, x) -> None:
+    """Horizon and budget, shared by `Customers` and `CustomerLimits` (concrete values)."""
+    check_finite(f"{prefix}.horizon", x.horizon)
+    check_not_nan(f"{prefix}.budget", x.budget)
+    h, b = np.asarray(x.horizon), np.asarray(x.budget)
+    fail_where(f"{prefix}.horizon", h <= 0, h, "must be > 0")
+    fail_where(f"{prefix}.budget", b <= 0, b, "must be > 0 (use inf for no budget)")
+
+
+class ModelPrices(eqx.Module):
+    """The seller's side of each model in a [`lmaas_jax.ValueMarket`][]: costs and price box.
+
+    **Fields** (shape `(M,)`): `serving_cost` ($/h), `training_cost` ($), `price_lo`, `price_hi`
+    ($/h), as in [`lmaas_jax.Models`][].
+    """
+
+    serving_cost: Float[Array, " models"] = eqx.field(converter=as_float)
+    training_cost: Float[Array, " models"] = eqx.field(converter=as_float)
+    price_lo: Float[Array, " models"] = eqx.field(converter=as_float)
+    price_hi: Float[Array, " models"] = eqx.field(converter=as_float)
+
+    def __check_init__(self):
+        if not is_concrete(*jax.tree_util.tree_leaves(self)):
+            return
+        _check_vectors("ModelPrices", self, finite=_fields(self))
+        _check_seller_side("ModelPrices", self)
+
+    @property
+    def n_models(self) -> int:
+        return self.serving_cost.shape[-1]
+
+
+class CustomerLimits(eqx.Module):
+    """Each customer's rental limits in a [`lmaas_jax.ValueMarket`][].
+
+    **Fields** (shape `(N,)`): `horizon` (h, > 0, finite) and `budget` ($, > 0; `inf` for none), as
+    in [`lmaas_jax.Customers`][].
+    """
+
+    horizon: Float[Array, " customers"] = eqx.field(converter=as_float)
+    budget: Float[Array, " customers"] = eqx.field(converter=as_float)
+
+    def __check_init__(self):
+        if not is_concrete(*jax.tree_util.tree_leaves(self)):
+            return
+        _check_vectors("CustomerLimits", self, finite=())
+        _check_limits("CustomerLimits", self)
+
+    @property
+    def n_customers(self) -> int:
+        return self.horizon.shape[-1]
+
+
+class ValueMarket(eqx.Module):
+    """A market given by its value table: per (customer, model), a worst-case value rate and hours.
+
+    What the seller's side of the game reads of any market is this table (scenarios -> robust terms
+    -> pricing): [`lmaas_jax.robust_terms`][] reduces a scenario [`lmaas_jax.Market`][] to it
+    (`Market.value_market()` returns the equivalent `ValueMarket`), and every pricing solver,
+    [`lmaas_jax.rsr`][], [`lmaas_jax.seller_profit`][] and the HiGHS MILP accept either. Use it for
+    values measured rather than generated (logs, surveys, another model's output) and for the
+    unit-demand pricing benchmark ([`lmaas_jax.datasets.read_unit_demand`][]).
+
+    Customer i renting model j for tau hours at price beta_j gets (rate_ij - beta_j) tau for
+    tau <= min(hours_ij, horizon_i, budget_i / beta_j) and nothing more beyond hours_ij, so its best
+    rental is tau = min(hours_ij, horizon_i, budget_i / beta_j); `hours_ij = 0` means model j is
+    of no use to customer i (not an option). A scenario market's table is rate_ij = m_ij mu_j
+    (worst-case margin per task times throughput) and hours_ij = Q_ij / mu_j (see
+    [`lmaas_jax.RobustTerms`][]); the two markets then give identical responses and prices.
+
+    **Fields:**
+
+    - `models`: [`lmaas_jax.ModelPrices`][], `M` models' costs and price boxes.
+    - `customers`: [`lmaas_jax.CustomerLimits`][], `N` customers' horizons and budgets.
+    - `rate`: shape `(N, M)`, worst-case value per rented hour ($/h), >= 0 and finite.
+    - `hours`: shape `(N, M)`, the hours of model j worth renting to customer i, >= 0 and finite.
+    """
+
+    models: ModelPrices
+    customers: CustomerLimits
+    rate: Float[Array, "customers models"] = eqx.field(converter=as_float)
+    hours: Float[Array, "customers models"] = eqx.field(converter=as_float)
+
+    def __check_init__(self):
+        leaves = jax.tree_util.tree_leaves(self)
+        if not is_concrete(*leaves):
+            return
+        _check_one_float_dtype("ValueMarket", leaves)
+        shape = (self.customers.n_customers, self.models.n_models)
+        for name in ("rate", "hours"):
+            x = getattr(self, name)
+            check_shape(f"ValueMarket.{name}", x, shape)
+            check_finite(f"ValueMarket.{name}", x)
+            fail_where(f"ValueMarket.{name}", np.asarray(x) < 0, x, "must be >= 0")
+
+    @property
+    def n_models(self) -> int:
+        return self.models.n_models
+
+    @property
+    def n_customers(self) -> int:
+        return self.customers.n_customers
+
+    @property
+    def dtype(self):
+        return self.rate.dtype
+
+    def astype(self, dtype) -> ValueMarket:
+        """This market with every float array cast to `dtype`."""
+        return _cast_floats(self, dtype)
+
+    @classmethod
+    def from_table(
+        cls,
+        rate: Float[ArrayLike, "..."],
+        hours: Float[ArrayLike, "..."],
+        *,
+        horizon: Float[ArrayLike, "..."] = 1.0,
+        budget: Float[ArrayLike, "..."] = float("inf"),
+        serving_cost: Float[ArrayLike, "..."] = 0.0,
+        training_cost: Float[ArrayLike, "..."] = 0.0,
+        price_lo: Float[ArrayLike, "..."] = 0.0,
+        price_hi: Float[ArrayLike, "..."] | None = None,
+        dtype=None,
+    ) -> ValueMarket:
+        """A `ValueMarket` from an `(N, M)` value table; scalars broadcast over customers or models.
+
+        `price_hi` defaults to each model's highest rate (no customer rents above it); `dtype`
+        defaults to `rate`'s float dtype (JAX's default float for other input).
+        """
+        rate = as_float(rate) if dtype is None else jnp.asarray(rate, dtype)
+        dtype = rate.dtype
+        if rate.ndim != 2:
+            raise ValueError(f"rate must be a 2-D (customers, models) table; got shape {tuple(rate.shape)}.")
+        n, m = rate.shape
+
+        def vec(name, x, size):
+            x = jnp.asarray(x, dtype)
+            if x.ndim == 0:
+                return jnp.full((size,), x)
+            check_shape(name, x, (size,))
+            return x
+
+        if price_hi is None:
+            price_hi = jnp.max(jnp.where(jnp.asarray(hours) > 0, rate, 0.0), axis=0)
+        models = ModelPrices(
+            vec("serving_cost", serving_cost, m),
+            vec("training_cost", training_cost, m),
+            vec("price_lo", price_lo, m),
+            vec("price_hi", price_hi, m),
+        )
+        customers = CustomerLimits(vec("horizon", horizon, n), vec("budget", budget, n))
+        return cls(models, customers, rate, jnp.asarray(hours, dtype))
+
+
+def _budgeted_parts(customers, nominal, deviation, gamma):
+    nominal, deviation = as_float(nominal), as_float(deviation)
+    n = customers.n_customers
+    check_shape("nominal", nominal, (n, 3))
+    check_shape("deviation", deviation, (n, 3))
+    gamma_arr = jnp.broadcast_to(jnp.asarray(gamma), (n,))
+    if is_concrete(nominal, deviation, gamma_arr):
+        g = np.asarray(gamma_arr)
+        if not np.issubdtype(g.dtype, np.integer):
+            fail_where("gamma", g != np.round(g), g, "must be an integer in {0, 1, 2, 3}")
+        fail_where("gamma", (g < 0) | (g > 3), g, "must be an integer in {0, 1, 2, 3}")
+        for k, comp in enumerate(SCENARIO_COMPONENTS):
+            nom, dev = np.asarray(nominal[:, k]), np.asarray(deviation[:, k])
+            fail_where(f"nominal[:, {k}] ({comp})", ~np.isfinite(nom), nom, "must be finite")
+            fail_where(f"nominal[:, {k}] ({comp})", nom < 0, nom, "must be >= 0")
+            fail_where(f"deviation[:, {k}] ({comp})", ~np.isfinite(dev), dev, "must be finite")
+            fail_where(f"deviation[:, {k}] ({comp})", dev < 0, dev, "must be >= 0")
+            fail_where(
+                f"deviation[:, {k}] ({comp})",
+                dev > nom,
+                dev,
+                f"must not exceed nominal {comp} (it would make {comp} negative)",
+            )
+    gamma_arr = gamma_arr.astype(jnp.int32)
+    mask = jnp.asarray(_VERTICES.sum(axis=1), jnp.int32)[None, :] <= gamma_arr[:, None]
+    return nominal, deviation, mask
+
+
+def pad_scenarios(market: Market, n_scenarios: int) -> Market:
+    """`market` with its scenario axis padded to `n_scenarios` (padding is masked out).
+
+    Padding repeats each customer's first scenario so every entry stays a valid number.
+    """
+    s = market.n_scenarios
+    if n_scenarios < s:
+        raise ValueError(f"n_scenarios must be >= the market's {s} scenarios; got {n_scenarios}.")
+    extra = n_scenarios - s
+    if extra == 0:
+        return market
+    fill = jnp.repeat(market.scenarios[:, :1, :], extra, axis=1)
+    scenarios = jnp.concatenate([market.scenarios, fill], axis=1)
+    mask = jnp.concatenate([market.scenario_mask, jnp.zeros((market.n_customers, extra), dtype=bool)], axis=1)
+    return eqx.tree_at(lambda m: (m.scenarios, m.scenario_mask), market, (scenarios, mask))
+
+
+def stack_markets(markets):
+    """Stack markets of equal `M` and `N` into one batched market (leading batch axis) for vmap.
+
+    Scenario markets ([`lmaas_jax.Market`][]): scenario sets of different sizes are padded to the
+    largest. Value-table markets ([`lmaas_jax.ValueMarket`][]) stack as they are.
+    """
+    markets = list(markets)
+    if not markets:
+        raise ValueError("stack_markets needs at least one market; got an empty sequence.")
+    shapes = {(m.n_models, m.n_customers) for m in markets}
+    if len(shapes) != 1:
+        raise ValueError(f"stack_markets needs markets of one (n_models, n_customers); got {sorted(shapes)}.")
+    kinds = {type(m).__name__ for m in markets}
+    if len(kinds) != 1:
+        raise ValueError(f"stack_markets needs markets of one kind; got {sorted(kinds)}.")
+    if isinstance(markets[0], Market):
+        s = max(m.n_scenarios for m in markets)
+        markets = [pad_scenarios(m, s) for m in markets]
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *markets)
+
+
+def unstack_market(batched, index: int):
+    """The `index`-th market of a batched market."""
+    return jax.tree_util.tree_map(lambda x: x[index], batched)
+
+
+def _fields(module) -> list[str]:
+    import dataclasses
+
+    return [f.name for f in dataclasses.fields(module)]
+
+
+AnyMarket = Market | ValueMarket
+"""What the pricing side accepts: a scenario market or a value-table market."""

@@ -1,0 +1,316 @@
+"""The `lmaas-jax` command (also `python -m lmaas_jax`): run, solve and sweep."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import json
+import time
+from pathlib import Path
+
+import click
+
+from ._config import SCHEMA, ConfigError, check_config, check_writable, describe, gradient_imp, load_config
+
+_STORAGE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def _friendly(fn):
+    """Turn configuration errors, and storage failures met while writing results (full disk, quota,
+    read-only or forbidden folder), into a one-line message and exit status 1; bugs keep their
+    traceback. Results are written atomically, so what was finished before a failure is kept."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as e:
+            raise click.ClickException(str(e)) from None
+        except OSError as e:
+            if e.errno not in _STORAGE:
+                raise
+            where = f" ({e.filename})" if e.filename else ""
+            raise click.ClickException(
+                f"cannot write results{where}: {e.strerror or e}. Finished results are kept; free space "
+                "or fix the folder, then run the same command again to resume."
+            ) from None
+
+    return wrapper
+
+
+def _config(path, sections):
+    return check_config({}, sections) if path is None else load_config(path, sections)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="lmaas_jax")
+def main():
+    """GPU-accelerated solvers for large-model-as-a-service pricing games.
+
+    Start with `lmaas-jax run` (experiments E1-E6 on the built-in default configuration). Every
+    subcommand has --help; CONFIG files are TOML, checked before any work starts.
+    """
+
+
+@main.command(
+    epilog="CONFIG keys (all optional) and their defaults:\n\n\b\n" + describe(("run", "solver")),
+)
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), help="TOML file with [run], [solver]."
+)
+@click.option(
+    "--scale", type=int, help="Multiply seeds, market counts and E5 batch sizes (e.g. 16 on a GPU)."
+)
+@click.option("--out", type=click.Path(file_okay=False), help="Output folder (default lmaas-out).")
+@click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
+@_friendly
+def run(config_path, scale, out, progress):
+    """Run experiments E1-E6 and write report.md, figures (PNG) and tables (CSV, Parquet).
+
+    With no options: the built-in default configuration, about 5 minutes on a 2-core CPU. Output
+    goes to ./lmaas-out/.
+    """
+    cfg = _config(config_path, ("run", "solver"))
+    if scale is not None:
+        cfg["run"]["scale"] = _check("run", "scale", scale)
+    if out is not None:
+        cfg["run"]["out"] = out
+    from ..experiments import run_experiments
+
+    start = time.perf_counter()
+    games = "the four games (LMaaS E1-E6, TTC, token auctions, token caps)"
+    click.echo(f"Running {games} into {cfg['run']['out']}/ (scale {cfg['run']['scale']}) ...", err=True)
+    path = run_experiments(
+        cfg["run"], gradient_imp(cfg["solver"]), seed=cfg["solver"]["seed"], progress=progress
+    )
+    summary = json.loads((path.parent / "summary.json").read_text())["e1"]["nominal"]
+    click.echo(
+        f"E1: RSR's worst-case gain over nominal planning: max {summary['max']:.2f}%, "
+        f"median {summary['median']:.2f}% (the LMaaS paper: up to 43.96%)."
+    )
+    seconds = time.perf_counter() - start
+    click.echo(f"Wrote {path} and its figures (e1..e6, ttc, token auction, token caps) in {seconds:.0f} s.")
+
+
+def _check(section, key, value):
+    return SCHEMA[section][key].check(f"--{key}", value)
+
+
+@main.command(
+    epilog="CONFIG keys (all optional) and their defaults:\n\n\b\n" + describe(("market", "solver"))
+)
+@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option(
+    "--compare", is_flag=True, help="Also price with classic IMP, grid search and (budget-free) HiGHS."
+)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the results as JSON.")
+@_friendly
+def solve(config_path, compare, json_path):
+    """Price one market from a TOML CONFIG; print prices, profits and market shares."""
+    cfg = _config(config_path, ("market", "solver"))
+    if json_path:  # before the solve, not after it
+        check_writable("--json", Path(json_path).parent)
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from ..lmaas.pricing._classic_imp import classic_imp
+    from ..lmaas.pricing._grid import grid_search
+    from ..lmaas.pricing._imp import imp
+    from ..lmaas.robust._planning import plan
+    from ..lmaas.scenarios._generator import random_market
+
+    mk = cfg["market"]
+    if mk["dtype"] == "float64":
+        jax.config.update("jax_enable_x64", True)
+    market = random_market(
+        jax.random.PRNGKey(mk["seed"]),
+        mk["n_models"],
+        mk["n_customers"],
+        gamma=mk["gamma"],
+        deviation=mk["deviation"],
+        capability_gap=mk["capability_gap"],
+        budget_share=mk["budget_share"],
+        dtype=mk["dtype"],
+    )
+    solver = gradient_imp(cfg["solver"])
+    solvers = {"gradient IMP": lambda: imp(market, solver, key=jax.random.PRNGKey(cfg["solver"]["seed"]))}
+    if compare:
+        solvers["classic IMP"] = lambda: classic_imp(market)
+        if market.n_models <= 4:
+            g = {1: 400, 2: 120, 3: 30, 4: 14}[market.n_models]
+            solvers[f"grid {g}^{market.n_models}"] = lambda: grid_search(market, g)
+        if mk["budget_share"] == 0.0:
+            from ..lmaas.reference import milp_pricing
+
+            jax.config.update("jax_enable_x64", True)
+            solvers["HiGHS MILP (exact)"] = lambda: milp_pricing(market.astype(jnp.float64))
+    click.echo(
+        f"Market: {mk['n_models']} models, {mk['n_customers']} customers, Gamma = {mk['gamma']}, "
+        f"deviation = {mk['deviation']}, seed {mk['seed']}, {mk['dtype']}"
+    )
+    header = (
+        f"{'solver':20s} {'seller $':>12s} {'customers $':>12s} {'s':>6s}  prices $/h  |  shares (none, 1..M)"
+    )
+    click.echo(header)
+    results = {}
+    for name, fn in solvers.items():
+        start = time.perf_counter()
+        sol = jax.block_until_ready(fn())
+        seconds = time.perf_counter() - start
+        choice = np.asarray(sol.response.choice)
+        worst = float(jnp.sum(plan(market, jnp.asarray(sol.prices, market.dtype)).worst_profit))
+        r = results[name] = {
+            "seller_profit": float(sol.profit),
+            "customer_worst_profit": worst,
+            "prices": [float(p) for p in np.asarray(sol.prices)],
+            "shares": [float(np.mean(choice == j)) for j in range(market.n_models + 1)],
+            "seconds_with_compile": seconds,
+        }
+        prices = " ".join(f"{p:.3f}" for p in r["prices"])
+        shares = " ".join(f"{s:.2f}" for s in r["shares"])
+        click.echo(
+            f"{name:20s} {r['seller_profit']:12.2f} {worst:12.2f} {seconds:6.1f}  {prices}  |  {shares}"
+        )
+    if json_path:
+        Path(json_path).write_text(json.dumps({"config": cfg, "results": results}, indent=2))
+        click.echo(f"Wrote {json_path}")
+
+
+@main.command(epilog="CONFIG keys (all optional) and their defaults:\n\n\b\n" + describe(("sweep", "solver")))
+@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Output folder (overrides sweep.out).")
+@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+@_friendly
+def sweep(config_path, out, progress):
+    """Solve a grid of market families from a TOML CONFIG in sharded batches; results to Parquet.
+
+    Each finished chunk is saved at once; rerunning the same command resumes an interrupted sweep.
+    """
+    cfg = _config(config_path, ("sweep", "solver"))
+    sw = cfg["sweep"]
+    folder = check_writable("--out" if out else "sweep.out", Path(out or sw["out"]))
+    import jax
+
+    from ._sweep import SweepGrid, sweep as run_sweep
+
+    if sw["dtype"] == "float64":
+        jax.config.update("jax_enable_x64", True)
+    grid = SweepGrid(
+        **{
+            k: sw[k]
+            for k in (
+                "n_models",
+                "n_customers",
+                "gamma",
+                "deviation",
+                "capability_gap",
+                "budget_share",
+                "seeds",
+            )
+        }
+    )
+    click.echo(
+        f"Sweep of {len(grid.markets())} markets on {jax.device_count()} device(s) into {folder}/", err=True
+    )
+    table = run_sweep(
+        grid,
+        folder,
+        solver=gradient_imp(cfg["solver"]),
+        chunk_size=sw["chunk_size"],
+        dtype=sw["dtype"],
+        progress=progress,
+        sensitivities=sw["sensitivities"],
+        seed=cfg["solver"]["seed"],
+    )
+    keys = ["n_models", "n_customers", "gamma", "deviation", "capability_gap", "budget_share"]
+    summary = table.groupby(keys, as_index=False)[["profit", "share_none", "customer_worst_rsr"]].mean()
+    click.echo(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    click.echo(f"Wrote {folder / 'results.parquet'} ({len(table)} markets).")
+
+
+@main.command("ttc")
+@click.option("--out", type=click.Path(file_okay=False), default="lmaas-out/ttc", show_default=True)
+@click.option(
+    "--sweep-points",
+    type=click.IntRange(2, 10_000),
+    default=100,
+    show_default=True,
+    help="Log-spaced beta values in [1, 1e6] for the inefficiency figure.",
+)
+@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+def ttc_command(out, sweep_points, progress):
+    """Test-time compute: pay-per-token market versus the reverse second-price auction.
+
+    All nine bundled markets (GSM8K, AIME, GPQA x majority, best-of-N, effort) at beta in
+    {200, 1e3, 1e5}, and the inefficiency-versus-beta figure.
+    """
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from ..ttc._report import ttc_report
+    from ._run import _progress
+
+    table = ttc_report(out, n_sweep=sweep_points, progress=_progress(progress))
+    cols = [
+        "benchmark",
+        "method",
+        "beta",
+        "first_best",
+        "market_welfare",
+        "inefficiency_pct",
+        "auction_winner",
+        "auction_user_price",
+        "auction_welfare",
+    ]
+    click.echo(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    click.echo(f"Wrote {out}/ttc_table.csv, ttc_table.parquet and ttc_inefficiency.png")
+
+
+@main.command("token-cap")
+@click.option("--out", type=click.Path(file_okay=False), default="lmaas-out/token-cap", show_default=True)
+@click.option("--lo", type=float, default=0.5, show_default=True, help="Lowest impatience r.")
+@click.option("--hi", type=float, default=2.0, show_default=True, help="Highest impatience r.")
+@click.option(
+    "--rate", type=float, default=1.0, show_default=True, help="Resolution rate of the aligned model."
+)
+@_friendly
+def token_cap(out, lo, hi, rate):
+    """Token caps as the optimal screening menu: revenue comparison and figure (r ~ U[lo, hi])."""
+    if not 0 <= lo < hi:
+        raise ConfigError(f"--lo = {lo!r}, --hi = {hi!r}: need 0 <= lo < hi.")
+    if not rate > 0:
+        raise ConfigError(f"--rate = {rate!r}: must be > 0.")
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from ..token_cap._report import token_cap_report
+
+    table = token_cap_report(out, lo, hi, rate)
+    click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    click.echo(f"Wrote {out}/token_cap.png, token_cap.csv and token_cap.parquet")
+
+
+@main.command("token-auction")
+@click.option("--out", type=click.Path(file_okay=False), default="lmaas-out/token-auction", show_default=True)
+@click.option("--words", type=click.IntRange(1, 10_000), default=12, show_default=True, help="Tokens per ad.")
+@click.option(
+    "--draws", type=click.IntRange(10, 10_000_000), default=20000, show_default=True, help="Monte Carlo draws"
+)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Random seed.")
+@_friendly
+def token_auction(out, words, draws, seed):
+    """Token auctions: two advertisers' LLMs bid to steer one ad; payments and monotonicity."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from ..token_auction._report import token_auction_report
+
+    tables = token_auction_report(out, words=words, draws=draws, key=jax.random.PRNGKey(seed))
+    click.echo(tables["texts"].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    names = "token_auction_{texts,payments,monotonicity}.csv/.parquet"
+    click.echo(f"Wrote {out}/token_auction.png and {names}")
+
+
+if __name__ == "__main__":
+    main()
