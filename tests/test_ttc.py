@@ -52,7 +52,8 @@ def test_potential_changes_exactly_as_log_utility(bench, method, dtype):
 )
 def test_equilibrium_admits_no_profitable_deviation(bench, method, beta, dtype):
     market = ttc.load_market(bench, method, dtype=dtype)
-    profile, rounds = ttc.equilibrium(market, _params(beta, dtype), KEY)
+    eq = ttc.equilibrium(market, _params(beta, dtype), key=KEY)
+    profile, rounds = eq.levels, eq.rounds
     assert int(rounds) < 1000
     t = ttc.terms(market, _params(beta, dtype))
     b = jnp.asarray(beta, dtype)
@@ -68,7 +69,7 @@ def test_calibration_point_of_the_spec():
     assert abs(float(o.first_best) / 0.00595 - 1) < 0.02
     assert abs(float(o.equilibrium_welfare) / 0.00489 - 1) < 0.02
     assert abs(float(o.inefficiency) - 21.7) < 0.02 * 21.7
-    np.testing.assert_array_equal(o.profile, 64.0)
+    np.testing.assert_array_equal(o.theta, 64.0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -79,8 +80,9 @@ def test_dinkelbach_first_best_equals_brute_force(dtype):
         ("GPQA", "effort", 1e5),
     ]:
         market = ttc.load_market(bench, method, dtype=dtype)
-        fast, _ = ttc.first_best(market, _params(beta, dtype))
-        slow, profile = ttc.first_best_brute_force(market, _params(beta, dtype))
+        fast = ttc.first_best(market, _params(beta, dtype)).welfare
+        slow_best = ttc.first_best_brute_force(market, _params(beta, dtype))
+        slow, profile = slow_best.welfare, slow_best.levels
         assert fast.dtype == jnp.dtype(dtype)
         np.testing.assert_allclose(float(fast), float(slow), rtol=TOL[dtype])
         t = ttc.terms(market, _params(beta, dtype))
@@ -93,10 +95,10 @@ def test_dinkelbach_first_best_equals_brute_force(dtype):
 def test_beta_sweep_vmaps(dtype):
     market = ttc.load_market("AIME", "effort", dtype=dtype)
     betas = jnp.asarray([10.0, 300.0, 1e4], dtype)
-    batch = jax.vmap(lambda b: ttc.outcome(market, ttc.GameParams(beta=b), KEY))(betas)
+    batch = jax.vmap(lambda b: ttc.outcome(market, ttc.GameParams(beta=b), key=KEY))(betas)
     for k, b in enumerate(betas):
-        one = ttc.outcome(market, ttc.GameParams(beta=b), KEY)
-        np.testing.assert_array_equal(batch.profile[k], one.profile)
+        one = ttc.outcome(market, ttc.GameParams(beta=b), key=KEY)
+        np.testing.assert_array_equal(batch.theta[k], one.theta)
         np.testing.assert_allclose(batch.equilibrium_welfare[k], one.equilibrium_welfare, rtol=TOL[dtype])
         # inefficiency is 100 (SW* / SW - 1): float32's 1e-5 relative in SW is 1e-3 points here
         np.testing.assert_allclose(batch.inefficiency[k], one.inefficiency, atol=100 * TOL[dtype])
@@ -118,7 +120,8 @@ def test_auction_of_the_spec_and_truthful_dominance(dtype):
     assert float(a.winner_profit) >= 0 and float(a.user_value) >= 0  # individually rational
     # Truthful bidding is weakly dominant: against the others' truthful bids, no misreport
     # (any level, whose quality is verifiable, with any price on a grid) earns a provider more.
-    _, quality, cost, score = (np.asarray(x) for x in ttc.auction_scores(market, _params(1.0, dtype)))
+    bids = ttc.auction_bids(market, _params(1.0, dtype))
+    quality, cost, score = (np.asarray(x) for x in (bids.quality, bids.cost, bids.score))
     q_all, c_all = np.asarray(t.quality), np.asarray(t.cost)
     for i in range(len(score)):
         rival = np.max(np.delete(score, i))
@@ -143,7 +146,7 @@ def _smoothed(market, dtype):
             market.method,
         )
         params = ttc.GameParams(beta=beta, markup=markup)
-        return ttc.gibbs_welfare(m, params, jnp.asarray(1e3, dtype))[1]
+        return ttc.gibbs_welfare(m, params, jnp.asarray(1e3, dtype)).inefficiency
 
     return smoothed
 
@@ -189,7 +192,7 @@ def test_gibbs_tends_to_the_potential_maximiser(dtype):
     profiles = ttc.profiles_from_index(jnp.arange(levels**n), n, levels)
     pots = jax.vmap(lambda x: ttc.payoffs(t, x, p.beta).potential)(profiles)
     top = profiles[jnp.argmax(pots)]
-    expected, _ = ttc.gibbs_welfare(market, p, jnp.asarray(1e6, dtype))
+    expected = ttc.gibbs_welfare(market, p, jnp.asarray(1e6, dtype)).welfare
     np.testing.assert_allclose(
         float(expected),
         float(ttc.payoffs(t, top, p.beta).welfare),
@@ -236,9 +239,37 @@ def test_equilibrium_at_a_large_beta_in_both_dtypes(dtype, bench, method):
     # float32's rounding of V times beta.
     beta = 1e5
     market = ttc.load_market(bench, method, dtype=dtype)
-    profile, rounds = ttc.equilibrium(market, ttc.GameParams(beta=jnp.asarray(beta, dtype)), KEY)
+    eq = ttc.equilibrium(market, ttc.GameParams(beta=jnp.asarray(beta, dtype)), key=KEY)
+    profile, rounds = eq.levels, eq.rounds
     assert int(rounds) < 1000 and market.theta.dtype == jnp.dtype(dtype)
     log_u = _log_utilities64(market, beta)(np.asarray(profile))
     current = log_u[np.arange(len(profile)), np.asarray(profile)]
     gain = log_u.max(axis=1) - current
     assert np.all(gain <= (1e-3 if dtype == "float32" else 1e-8)), gain
+
+
+def test_results_are_named_and_the_old_names_still_read():
+    # The results were bare tuples and MarketOutcome.profile held theta values under a name that
+    # suggested level indices: the new fields are named, the old spellings warn and agree.
+    market = ttc.load_market("GSM8K", "majority", dtype="float64")
+    params = _params(200.0, "float64")
+    eq = ttc.equilibrium(market, params, key=KEY)
+    with pytest.warns(DeprecationWarning, match="fields by name"):
+        levels, rounds = eq
+    np.testing.assert_array_equal(levels, eq.levels)
+    np.testing.assert_array_equal(rounds, eq.rounds)
+    best = ttc.first_best(market, params)
+    with pytest.warns(DeprecationWarning):
+        welfare, _ = best
+    assert float(welfare) == float(best.welfare)
+    o = ttc.outcome(market, params, key=KEY)
+    rows = np.arange(market.theta.shape[0])
+    np.testing.assert_array_equal(o.theta, np.asarray(market.theta)[rows, np.asarray(o.levels)])
+    np.testing.assert_array_equal(o.levels, eq.levels)
+    with pytest.warns(DeprecationWarning, match="MarketOutcome.theta"):
+        np.testing.assert_array_equal(o.profile, o.theta)
+    with pytest.warns(DeprecationWarning, match="MarketOutcome.levels"):
+        np.testing.assert_array_equal(o.level, o.levels)
+    old, new = ttc.auction_scores(market, params), ttc.auction_bids(market, params)
+    np.testing.assert_array_equal(old.score, new.score)
+    assert int(ttc.auction(market).levels[0]) == int(new.levels[0])

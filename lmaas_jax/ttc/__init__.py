@@ -19,9 +19,14 @@ from ._market import (
     terms as terms,
 )
 from ._solve import (
+    AuctionBids as AuctionBids,
     AuctionOutcome as AuctionOutcome,
+    Equilibrium as Equilibrium,
+    FirstBest as FirstBest,
+    GibbsWelfare as GibbsWelfare,
     MarketOutcome as MarketOutcome,
     auction as auction,
+    auction_bids as auction_bids,
     auction_scores as auction_scores,
     equilibrium as equilibrium,
     first_best as first_best,

@@ -27,7 +27,7 @@ def ttc_report(out: str | Path, betas=(200.0, 1e3, 1e5), n_sweep: int = 100, pro
         market = ttc.load_market(bench, method)
         a = ttc.auction(market)
         all_betas = jnp.concatenate([jnp.asarray(betas, sweep.dtype), sweep])
-        batch = jax.vmap(lambda beta, m=market: ttc.outcome(m, ttc.GameParams(beta=beta), key))(all_betas)
+        batch = jax.vmap(lambda beta, m=market: ttc.outcome(m, ttc.GameParams(beta=beta), key=key))(all_betas)
         curves[(bench, method)] = np.asarray(batch.inefficiency[len(betas) :])
         for k, beta in enumerate(betas):
             o = jax.tree_util.tree_map(lambda x, k=k: x[k], batch)
@@ -40,7 +40,7 @@ def ttc_report(out: str | Path, betas=(200.0, 1e3, 1e5), n_sweep: int = 100, pro
                     market_welfare=float(o.equilibrium_welfare),
                     inefficiency_pct=float(o.inefficiency),
                     market_avg_price=float(o.avg_price),
-                    market_profile=" ".join(f"{x:g}" for x in np.asarray(o.profile)),
+                    market_profile=" ".join(f"{x:g}" for x in np.asarray(o.theta)),
                     auction_winner=a.winner,
                     auction_runner_up=a.runner_up,
                     auction_user_value=float(a.user_value),

@@ -19,18 +19,87 @@ from ._market import (
     terms,
 )
 
+# One name per concept: a provider's *level* is the index of its compute setting on its grid
+# (`market.theta[i, level]` is the compute itself, *theta*); a joint choice of one level per provider
+# is a *profile*, held as `levels` (int, one per provider).
+
+
+class _Unpackable(eqx.Module):
+    """Results used to be bare tuples; unpacking them still works, with a DeprecationWarning."""
+
+    def __iter__(self):
+        import warnings
+
+        warnings.warn(
+            f"unpacking a {type(self).__name__} is deprecated: read its fields by name "
+            f"({', '.join(self._legacy_order)}).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return iter(getattr(self, f) for f in self._legacy_order)
+
+
+class Equilibrium(_Unpackable):
+    """A pure Nash equilibrium found by better-response dynamics (see [`equilibrium`][]).
+
+    **Fields:** `levels` each provider's level (index into its compute grid), `rounds` the rounds
+    of better responses taken (the last one moved nobody, unless `max_rounds` was reached).
+    """
+
+    levels: Int[Array, " n"]
+    rounds: Int[Array, ""]
+    _legacy_order = ("levels", "rounds")
+
+
+class FirstBest(_Unpackable):
+    """The welfare-maximising profile (see [`first_best`][]).
+
+    **Fields:** `welfare` SW* ($ per query), `levels` the maximiser's levels.
+    """
+
+    welfare: Float[Array, ""]
+    levels: Int[Array, " n"]
+    _legacy_order = ("welfare", "levels")
+
+
+class GibbsWelfare(_Unpackable):
+    """The smoothed market of [`gibbs_welfare`][].
+
+    **Fields:** `welfare` the expected welfare under the Gibbs distribution, `inefficiency`
+    100 (SW* / welfare - 1) (percent).
+    """
+
+    welfare: Float[Array, ""]
+    inefficiency: Float[Array, ""]
+    _legacy_order = ("welfare", "inefficiency")
+
+
+class AuctionBids(_Unpackable):
+    """Each provider's truthful bid in the reverse auction (see [`auction_bids`][]).
+
+    **Fields:** `levels` theta*_i's index, argmax of quality - cost; `quality` q_i, `cost` c_i at
+    that level ($ per query); `score` q_i - c_i, what the auction ranks.
+    """
+
+    levels: Int[Array, " n"]
+    quality: Float[Array, " n"]
+    cost: Float[Array, " n"]
+    score: Float[Array, " n"]
+    _legacy_order = ("levels", "quality", "cost", "score")
+
 
 @eqx.filter_jit
 def equilibrium(
     market: TTCMarket, params: GameParams, key: PRNGKeyArray, *, max_rounds: int = 1000, rtol: float = 1e-8
-) -> tuple[Int[Array, " n"], Int[Array, ""]]:
+) -> Equilibrium:
     """Better-response dynamics of the spec: everyone starts at the lowest level; each round visits
     the providers in a random order (from `key`); a visited provider moves to the nearest level
     (by index distance, the lower one first at equal distance) that raises its utility by more than
     `rtol` relative; stop after a round without a move, or after `max_rounds`. The game has an exact
     potential in log utilities, so this converges. Utilities are compared in logs
     (`Payoffs.log_utilities`): at a large beta a share underflows (float32 at beta = 1e5), and
-    utilities of 0 would leave those providers where they started. **Returns:** `(profile, rounds)`."""
+    utilities of 0 would leave those providers where they started. **Returns:** an [`Equilibrium`][]
+    (`levels`, `rounds`)."""
     t = terms(market, params)
     n, levels = t.price.shape
     grid = jnp.arange(levels, dtype=jnp.int32)
@@ -50,8 +119,8 @@ def equilibrium(
         return profile, key, rounds + 1, jnp.any(moved)
 
     start = (jnp.zeros((n,), jnp.int32), key, jnp.asarray(0), jnp.asarray(True))
-    profile, _, rounds, _ = lax.while_loop(lambda s: s[3] & (s[2] < max_rounds), one_round, start)
-    return profile, rounds
+    levels, _, rounds, _ = lax.while_loop(lambda s: s[3] & (s[2] < max_rounds), one_round, start)
+    return Equilibrium(levels=levels, rounds=rounds)
 
 
 def over_profiles(t: Terms, beta, chunk: int, reduce):
@@ -69,11 +138,10 @@ def over_profiles(t: Terms, beta, chunk: int, reduce):
 
 
 @eqx.filter_jit
-def first_best_brute_force(
-    market: TTCMarket, params: GameParams, *, chunk: int = 1 << 16
-) -> tuple[Float[Array, ""], Int[Array, " n"]]:
+def first_best_brute_force(market: TTCMarket, params: GameParams, *, chunk: int = 1 << 16) -> FirstBest:
     """max over all L^n joint profiles of the welfare, enumerated in chunks of `chunk` profiles
-    (bounded memory; 6^9 = 10.1M profiles for nine instruct providers). **Returns:** `(SW*, profile)`."""
+    (bounded memory; 6^9 = 10.1M profiles for nine instruct providers). **Returns:** a
+    [`FirstBest`][] (`welfare` SW*, `levels`)."""
     t = terms(market, params)
 
     def best_of_chunk(index, valid, profiles, out):
@@ -84,7 +152,7 @@ def first_best_brute_force(
     best, where = over_profiles(t, params.beta, chunk, best_of_chunk)
     k = jnp.argmax(best)
     n, levels = t.price.shape
-    return best[k], profiles_from_index(where[k][None], n, levels)[0]
+    return FirstBest(welfare=best[k], levels=profiles_from_index(where[k][None], n, levels)[0])
 
 
 def _dinkelbach(t: Terms, beta, iterations: int):
@@ -116,34 +184,55 @@ def _dinkelbach(t: Terms, beta, iterations: int):
 
 
 @eqx.filter_jit
-def first_best(market: TTCMarket, params: GameParams, *, iterations: int = 30):
+def first_best(market: TTCMarket, params: GameParams, *, iterations: int = 30) -> FirstBest:
     """The first best SW* and its profile, exactly, by Dinkelbach's method (see `_dinkelbach`);
-    equal to [`first_best_brute_force`][] (tested) at O(n L) per iteration instead of L^n."""
-    return _dinkelbach(terms(market, params), params.beta, iterations)
+    equal to [`first_best_brute_force`][] (tested) at O(n L) per iteration instead of L^n.
+    **Returns:** a [`FirstBest`][] (`welfare` SW*, `levels`)."""
+    welfare, levels = _dinkelbach(terms(market, params), params.beta, iterations)
+    return FirstBest(welfare=welfare, levels=levels)
 
 
 class MarketOutcome(eqx.Module):
     """The pay-per-token market at one beta.
 
-    **Fields:** `first_best` SW* ($ per query), `equilibrium_welfare` SW at the equilibrium,
-    `inefficiency` 100 (SW* / SW_NE - 1) (percent), `profile` the equilibrium compute levels
-    (theta values), `level` their indices, `avg_price` share-weighted price per query,
-    `potential_profile` the potential maximiser's levels (also an equilibrium), `rounds`.
+    **Fields:** `first_best` SW* ($ per query), `equilibrium_welfare` SW at the equilibrium
+    reached by [`equilibrium`][], `inefficiency` 100 (SW* / SW_NE - 1) (percent), `theta` each
+    provider's compute at that equilibrium, `levels` its index on the provider's grid,
+    `avg_price` share-weighted price per query, `rounds` the better-response rounds taken.
+    (`profile` and `level`, the old names of `theta` and `levels`, still read, with a
+    DeprecationWarning.)
     """
 
     first_best: Float[Array, ""]
     equilibrium_welfare: Float[Array, ""]
     inefficiency: Float[Array, ""]
-    profile: Float[Array, " n"]
-    level: Int[Array, " n"]
+    theta: Float[Array, " n"]
+    levels: Int[Array, " n"]
     avg_price: Float[Array, ""]
     rounds: Int[Array, ""]
+
+    @property
+    def profile(self):
+        _renamed("MarketOutcome.profile", "MarketOutcome.theta")
+        return self.theta
+
+    @property
+    def level(self):
+        _renamed("MarketOutcome.level", "MarketOutcome.levels")
+        return self.levels
+
+
+def _renamed(old: str, new: str) -> None:
+    import warnings
+
+    warnings.warn(f"{old} is now {new}.", DeprecationWarning, stacklevel=3)
 
 
 @eqx.filter_jit
 def outcome(market: TTCMarket, params: GameParams, key: PRNGKeyArray) -> MarketOutcome:
     """[`MarketOutcome`][] of `market` (first best by Dinkelbach); vmap it over `params.beta`."""
-    level, rounds = equilibrium(market, params, key)
+    eq_levels = equilibrium(market, params, key=key)
+    level, rounds = eq_levels.levels, eq_levels.rounds
     t = terms(market, params)
     eq = payoffs(t, level, params.beta)
     best, _ = _dinkelbach(t, params.beta, 30)
@@ -151,8 +240,8 @@ def outcome(market: TTCMarket, params: GameParams, key: PRNGKeyArray) -> MarketO
         first_best=best,
         equilibrium_welfare=eq.welfare,
         inefficiency=100.0 * (best / eq.welfare - 1.0),
-        profile=market.theta[jnp.arange(level.shape[0]), level],
-        level=level,
+        theta=market.theta[jnp.arange(level.shape[0]), level],
+        levels=level,
         avg_price=eq.avg_price,
         rounds=rounds,
     )
@@ -162,7 +251,7 @@ def market_outcome(benchmark: str, method: str, beta: float, *, key: PRNGKeyArra
     """The bundled market (`benchmark` in GSM8K, AIME, GPQA; `method` in majority, best_of_n,
     effort) at user rationality `beta`; other [`GameParams`][] by keyword (markup, b, quality_fn)."""
     market = load_market(benchmark, method)  # GameParams checks beta, markup and b
-    return outcome(market, GameParams(beta=jnp.asarray(beta, float), **params), key)
+    return outcome(market, GameParams(beta=jnp.asarray(beta, float), **params), key=key)
 
 
 @eqx.filter_jit
@@ -170,7 +259,7 @@ def gibbs_welfare(market: TTCMarket, params: GameParams, sharpness, *, chunk: in
     """A smoothed market: expected welfare under the Gibbs distribution softmax(sharpness Phi)
     over all joint profiles (Phi the exact potential); as sharpness grows it tends to the welfare
     of the potential maximiser, an equilibrium. Differentiable in beta, markup, alpha and prices.
-    **Returns:** `(expected welfare, smoothed inefficiency 100 (SW* / E[SW] - 1))`."""
+    **Returns:** a [`GibbsWelfare`][] (`welfare` E[SW], `inefficiency` 100 (SW* / E[SW] - 1))."""
     t = terms(market, params)
     n, levels = t.price.shape
 
@@ -195,7 +284,7 @@ def gibbs_welfare(market: TTCMarket, params: GameParams, sharpness, *, chunk: in
     expected = jnp.sum(weights * means)
     _, best_profile = _dinkelbach(t, params.beta, 30)
     best = payoffs(t, lax.stop_gradient(best_profile), params.beta).welfare  # envelope theorem
-    return expected, 100.0 * (best / expected - 1.0)
+    return GibbsWelfare(welfare=expected, inefficiency=100.0 * (best / expected - 1.0))
 
 
 class AuctionOutcome(eqx.Module):
@@ -210,13 +299,21 @@ class AuctionOutcome(eqx.Module):
     levels: Int[Array, " n"]
 
 
-def auction_scores(market: TTCMarket, params: GameParams):
-    """Each provider's truthful bid: level theta*_i = argmax (q - c), quality q_i, cost c_i, score."""
+def auction_bids(market: TTCMarket, params: GameParams) -> AuctionBids:
+    """Each provider's truthful bid: its level theta*_i = argmax (q - c), and the quality q_i, cost
+    c_i and score q_i - c_i there. **Returns:** an [`AuctionBids`][]."""
     t = terms(market, params)
     surplus = t.quality - t.cost
     level = jnp.argmax(surplus, axis=1)
     rows = jnp.arange(level.shape[0])
-    return level, t.quality[rows, level], t.cost[rows, level], surplus[rows, level]
+    return AuctionBids(
+        levels=level, quality=t.quality[rows, level], cost=t.cost[rows, level], score=surplus[rows, level]
+    )
+
+
+def auction_scores(market: TTCMarket, params: GameParams) -> AuctionBids:
+    """The old name of [`auction_bids`][] (kept so existing code runs)."""
+    return auction_bids(market, params)
 
 
 def auction(market: TTCMarket | str, method: str | None = None, **params) -> AuctionOutcome:
@@ -241,7 +338,8 @@ def auction(market: TTCMarket | str, method: str | None = None, **params) -> Auc
         n = market.theta.shape[0]
         raise ValueError(f"market must have two providers at least for a second-price auction; got {n}.")
     p = GameParams(beta=jnp.asarray(1.0, market.theta.dtype), **params)
-    level, quality, _, score = auction_scores(market, p)
+    bids = auction_bids(market, p)
+    level, quality, score = bids.levels, bids.quality, bids.score
     order = jnp.argsort(-score)
     w, r = int(order[0]), int(order[1])
     price = quality[w] - score[r]
