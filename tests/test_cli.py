@@ -60,12 +60,26 @@ def test_run_writes_report_figures_and_tables(tmp_path):
     ttc_table = pd.read_parquet(out / "ttc_table.parquet")
     assert len(ttc_table) == 9 * 3 and np.all(ttc_table["auction_welfare"] >= ttc_table["market_welfare"])
     summary = json.loads((out / "summary.json").read_text())["e1"]["nominal"]
-    assert f"maximum gain {summary['max']:.2f}%" in report and "43.96%" in report
+    assert f"maximum {summary['max']:.2f}%" in report and "43.96%" in report
+    # The headline is in dollars per market (a percentage over a base near 0 says little).
+    assert f"RSR adds up to {summary['abs_max']:,.0f} $ of worst-case profit per market" in report
     e1 = pd.read_parquet(out / "e1_robustness.parquet")
     markets = pd.read_parquet(out / "markets_gamma_deviation.parquet")
     pd.testing.assert_frame_equal(e1, pd.read_csv(out / "e1_robustness.csv"), check_dtype=False)
     # With Gamma = 0 the scenario set is the nominal scenario: robust and nominal plans coincide.
     np.testing.assert_allclose(e1[e1["gamma"] == 0]["gain_worst_nominal"], 0.0, atol=1e-9)
+    np.testing.assert_allclose(
+        e1["gain_abs_nominal"], (e1["customer_worst_rsr"] - e1["customer_worst_nominal"]) / e1["markets"]
+    )
+    # The two naive rules plan alike exactly where the most accurate model is also the cheapest.
+    same = e1["rules_coincide"] == e1["markets"]
+    np.testing.assert_allclose(e1[same]["customer_worst_most_accurate"], e1[same]["customer_worst_cheapest"])
+    # E3: an unsold model has no price; a price counted at the box top is at the top.
+    e3 = pd.read_parquet(out / "e3_by_gamma.parquet")
+    assert np.all(e3["price_1"].isna() == (e3["sold_1"] == 0)) and np.all(e3["ceiling_1"] <= e3["sold_1"])
+    assert np.all(e3["price_min_1"] <= e3["price_max_1"] + 1e-9) and np.all(
+        e3["price_max_1"] <= e3["box_top_1"] * (1 + 1e-6)
+    )
     assert summary["max"] >= summary["median"] > 0.0
     e2 = pd.read_parquet(out / "e2_seller.parquet")
     assert e2["milp_optimal"].all()

@@ -85,8 +85,9 @@ def run(config_path, scale, out, progress):
     )
     summary = json.loads((path.parent / "summary.json").read_text())["e1"]["nominal"]
     click.echo(
-        f"E1: RSR's worst-case gain over nominal planning: max {summary['max']:.2f}%, "
-        f"median {summary['median']:.2f}% (the LMaaS paper: up to 43.96%)."
+        f"E1: RSR adds up to {summary['abs_max']:,.0f} $ of worst-case profit per market over nominal "
+        f"planning (median {summary['abs_median']:,.0f} $; in percent: max {summary['max']:.2f}%, "
+        f"median {summary['median']:.2f}%; the LMaaS paper: up to 43.96%)."
     )
     seconds = time.perf_counter() - start
     click.echo(f"Wrote {path} and its figures (e1..e6, ttc, token auction, token caps) in {seconds:.0f} s.")

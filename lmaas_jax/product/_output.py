@@ -42,8 +42,10 @@ def write_table(table: pd.DataFrame, out: Path, name: str) -> None:
 
 
 def save_figure(fig, path: Path) -> Path:
-    """Lay out `fig`, write it to `path` (PNG, 120 dpi) and close it."""
-    fig.tight_layout()
+    """Lay out `fig` (unless it has a layout engine already), write it to `path` (PNG, 120 dpi) and
+    close it."""
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

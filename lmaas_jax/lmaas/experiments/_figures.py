@@ -17,35 +17,75 @@ _RULE_NAMES = {
 }
 
 
+def _mark_max(ax, x, y, text: str) -> None:
+    """Ring the largest point and say so in a box in the panel's free corner (nothing clipped)."""
+    ax.plot(x, y, "o", ms=17, mfc="none", mec="crimson", mew=2, zorder=6)
+    ax.text(
+        0.03,
+        0.97,
+        text,
+        transform=ax.transAxes,
+        va="top",
+        ha="left",
+        fontsize=8.5,
+        color="crimson",
+        bbox=dict(boxstyle="round", fc="white", ec="crimson", alpha=0.9),
+        zorder=7,
+    )
+
+
 def e1_figure(e1: pd.DataFrame, path: Path) -> Path:
-    """RSR's gain in worst-case customer profit over each baseline, versus deviation, per Gamma."""
-    fig, axes = plt.subplots(1, len(BASELINES), figsize=(5.2 * len(BASELINES), 4.2))
-    for ax, rule in zip(axes, BASELINES, strict=True):
-        col = f"gain_worst_{rule}"
+    """RSR's gain in worst-case customer profit over each baseline, versus deviation, per Gamma:
+    in dollars per market (top row, the headline) and in percent of the baseline (bottom row,
+    symlog; crosses mark bases within 10% of 0, where a percentage says little)."""
+    fig, axes = plt.subplots(
+        2, len(BASELINES), figsize=(5.4 * len(BASELINES), 8.2), squeeze=False, layout="constrained"
+    )
+    for col, rule in enumerate(BASELINES):
+        top, bottom = axes[0, col], axes[1, col]
         for k, (gamma, g) in enumerate(e1.groupby("gamma")):
             # Gamma = 2 and 3 often coincide (a third deviating component rarely binds): dash the
             # later lines and hollow their markers so overlapping lines stay visible.
-            style = dict(marker="os^D"[k % 4], ls=("-", "--", "-.", ":")[k % 4], ms=8 - k)
-            ax.plot(g["deviation"], g[col], mfc="none" if k % 2 else None, label=f"Gamma = {gamma}", **style)
-        uncertain = e1[(e1["gamma"] >= 1) & e1[col].notna()]
+            style = dict(marker="os^D"[k % 4], ls=("-", "--", "-.", ":")[k % 4], ms=8 - k, color=f"C{k}")
+            mfc = "none" if k % 2 else None
+            top.plot(g["deviation"], g[f"gain_abs_{rule}"] / 1e3, mfc=mfc, label=f"Gamma = {gamma}", **style)
+            bottom.plot(g["deviation"], g[f"gain_worst_{rule}"], mfc=mfc, label=f"Gamma = {gamma}", **style)
+        uncertain = e1[e1["gamma"] >= 1]
         if len(uncertain):
-            best = uncertain.loc[uncertain[col].idxmax()]
-            ax.plot(best["deviation"], best[col], marker="*", ms=18, color="crimson", zorder=5)
-            ax.annotate(
-                f"max {best[col]:.1f}%\n(Gamma {int(best['gamma'])}, dev {best['deviation']:g})",
-                (best["deviation"], best[col]),
-                textcoords="offset points",
-                xytext=(-10, -32),
-                ha="right",
-                fontsize=9,
-                color="crimson",
+            best = uncertain.loc[uncertain[f"gain_abs_{rule}"].idxmax()]
+            base = best[f"customer_worst_{rule}"] / best["markets"]
+            _mark_max(
+                top,
+                best["deviation"],
+                best[f"gain_abs_{rule}"] / 1e3,
+                f"max +{best[f'gain_abs_{rule}'] / 1e3:.1f} k$ per market\n"
+                f"(Gamma {int(best['gamma'])}, dev {best['deviation']:g}; "
+                f"rule's worst case {base / 1e3:.1f} k$)",
             )
-        ax.axhline(0.0, color="grey", lw=0.8)
-        ax.set_yscale("symlog", linthresh=10.0)  # gains explode where a baseline's worst case nears 0
-        ax.set_xlabel("adverse deviation (fraction of nominal)")
-        ax.set_ylabel("gain in total worst-case profit (%, symlog)")
-        ax.set_title(f"RSR vs {_RULE_NAMES[rule]}")
-        ax.legend(fontsize=8)
+            rel = uncertain[uncertain[f"gain_worst_{rule}"].notna()]
+            if len(rel):
+                b = rel.loc[rel[f"gain_worst_{rule}"].idxmax()]
+                _mark_max(
+                    bottom,
+                    b["deviation"],
+                    b[f"gain_worst_{rule}"],
+                    f"max {b[f'gain_worst_{rule}']:.0f}% (Gamma {int(b['gamma'])}, dev {b['deviation']:g})",
+                )
+        near0 = e1[(e1[f"customer_worst_{rule}"].abs() < 0.1 * e1["customer_worst_rsr"].abs())]
+        if len(near0):
+            bottom.plot(
+                near0["deviation"], near0[f"gain_worst_{rule}"], "kx", ms=9, label="base within 10% of 0"
+            )
+        for ax in (top, bottom):
+            ax.axhline(0.0, color="grey", lw=0.8)
+            ax.set_xlabel("adverse deviation (fraction of nominal)")
+            ax.margins(x=0.06, y=0.3)  # room for the rings and the corner box
+            ax.legend(fontsize=7.5, loc="lower right")
+        bottom.set_yscale("symlog", linthresh=10.0)
+        top.set_ylabel("RSR - rule, worst-case profit (k$ per market)")
+        bottom.set_ylabel("RSR over rule (% of the rule's worst case, symlog)")
+        top.set_title(f"RSR vs {_RULE_NAMES[rule]}: dollars")
+        bottom.set_title(f"RSR vs {_RULE_NAMES[rule]}: percent")
     fig.suptitle("E1: customers' worst-case profit, robust (RSR) vs other plans, at equilibrium prices")
     return save_figure(fig, path)
 
@@ -58,14 +98,18 @@ def e2_figure(e2: pd.DataFrame, path: Path) -> Path:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.scatter(pos, 100 * e2["fraction"], alpha=0.6, label="one market")
     mean = e2.groupby(["M", "N"], sort=False)["fraction"].mean().to_numpy()
-    a.plot(range(len(labels)), 100 * mean, "k_", ms=30, mew=2, label="mean")
+    a.hlines(
+        100 * mean, np.arange(len(labels)) - 0.3, np.arange(len(labels)) + 0.3, colors="k", lw=2, label="mean"
+    )
     a.set_ylabel("gradient IMP profit (% of exact optimum)")
+    a.ticklabel_format(axis="y", useOffset=False)
     a.set_title("profit")
     b.scatter(pos, e2["time_ratio"], alpha=0.6, color="tab:green")
     b.set_yscale("log")
     b.set_ylabel("HiGHS MILP time / IMP time per market (x)")
     b.set_title("time ratio (IMP batched, compile excluded)")
     for ax in (a, b):
+        ax.set_xlim(-0.6, len(labels) - 0.4)  # the mean bars (0.6 wide) end inside the frame
         ax.set_xticks(range(len(labels)), labels)
         ax.set_xlabel("market size (models x customers)")
     a.legend(fontsize=8)
@@ -74,35 +118,68 @@ def e2_figure(e2: pd.DataFrame, path: Path) -> Path:
 
 
 def e3_figure(tables: dict[str, pd.DataFrame], path: Path) -> Path:
-    """Equilibrium prices, market shares and both sides' profits versus Gamma, deviation and gap."""
+    """Equilibrium prices, market shares and both sides' profits versus Gamma, deviation and gap.
+
+    Lines are means over seeds, bands span the smallest to the largest seed. A model's price is
+    averaged over the seeds where it sells only, and left out where it sells in none (its price
+    there is not a market price); hollow markers: it sold in some seeds only. Dotted lines are the
+    tops of the price boxes; a triangle marks a point where some seed prices the model at its top.
+    """
     xlabels = {
         "gamma": "uncertainty budget Gamma",
         "deviation": "adverse deviation (fraction of nominal)",
         "capability_gap": "accuracy gap, largest - smallest model",
     }
-    fig, axes = plt.subplots(3, len(tables), figsize=(5 * len(tables), 10.5), squeeze=False)
+    fig, axes = plt.subplots(
+        3, len(tables), figsize=(5.2 * len(tables), 11), squeeze=False, layout="constrained"
+    )
     for col, (by, t) in enumerate(tables.items()):
-        models = [c for c in t.columns if c.startswith("price_") and t[c].notna().any()]
-        names = [f"model {c.split('_')[1]}" for c in models]
-        names[0] += " (smallest)"
-        names[-1] += " (largest)" if len(names) > 1 else ""
-        for k, (c, name) in enumerate(zip(models, names, strict=True)):
-            share = 100 * t[c.replace("price", "share")]
-            axes[0, col].plot(t[by], t[c], marker="o", color=f"C{k}", label=name)
-            axes[1, col].plot(t[by], share, marker="o", color=f"C{k}", label=name)
-        axes[1, col].plot(t[by], 100 * t["share_none"], "k--", marker="x", label="no rental")
-        axes[0, col].set_ylabel("equilibrium price ($ per rented hour)")
+        x = t[by].to_numpy(np.float64)
+        m = max(int(c.split("_")[1]) for c in t.columns if c.startswith("sold_"))
+        for j in range(1, m + 1):
+            name = f"model {j}" + (" (smallest)" if j == 1 else " (largest)" if j == m else "")
+            color = f"C{j - 1}"
+            price, sold, seeds = t[f"price_{j}"], t[f"sold_{j}"], t["seeds"]
+            ax = axes[0, col]
+            ax.plot(x, price, "-", color=color, label=name)
+            ax.fill_between(x, t[f"price_min_{j}"], t[f"price_max_{j}"], color=color, alpha=0.15, lw=0)
+            full = (sold == seeds).to_numpy()
+            ax.plot(x[full], price[full], "o", color=color, ms=5)
+            ax.plot(x[~full], price[~full], "o", mfc="white", mec=color, ms=6)
+            top = t[f"ceiling_{j}"].to_numpy() > 0
+            ax.plot(x[top], price[top], "^", color=color, ms=10, mec="k", zorder=5)
+            ax.axhline(t[f"box_top_{j}"].iloc[0], color=color, ls=":", lw=1)
+            share = 100 * t[f"share_{j}"]
+            axes[1, col].plot(x, share, marker="o", color=color, label=name)
+            axes[1, col].fill_between(
+                x, 100 * t[f"share_{j}_min"], 100 * t[f"share_{j}_max"], color=color, alpha=0.12, lw=0
+            )
+        axes[0, col].plot([], [], "o", mfc="white", mec="grey", label="sold in some seeds only")
+        axes[0, col].plot([], [], "^", color="grey", mec="k", label="some seed at the box top")
+        axes[0, col].plot([], [], ":", color="grey", label="top of the price box")
+        axes[1, col].plot(x, 100 * t["share_none"], "k--", marker="x", label="no rental")
+        axes[0, col].set_ylabel("price where sold ($ per rented hour)")
         axes[1, col].set_ylabel("market share (% of customers)")
-        axes[2, col].plot(t[by], t["profit"] / 1e3, marker="o", label="seller profit")
-        axes[2, col].plot(t[by], t["customer_worst_rsr"] / 1e3, marker="s", label="customers, worst case")
-        axes[2, col].plot(t[by], t["customer_mean_rsr"] / 1e3, marker="^", label="customers, scenario mean")
+        for k, (c, label, marker) in enumerate(
+            (
+                ("profit", "seller profit", "o"),
+                ("customer_worst_rsr", "customers, worst case", "s"),
+                ("customer_mean_rsr", "customers, scenario mean", "^"),
+            )
+        ):
+            axes[2, col].plot(x, t[c] / 1e3, marker=marker, color=f"C{k}", label=label)
+            axes[2, col].fill_between(
+                x, t[f"{c}_min"] / 1e3, t[f"{c}_max"] / 1e3, color=f"C{k}", alpha=0.12, lw=0
+            )
         axes[2, col].set_ylabel("profit per market (thousand $)")
         for row in range(3):
             axes[row, col].set_xlabel(xlabels.get(by, by))
             if by == "gamma":
-                axes[row, col].set_xticks(sorted(set(t[by])))
-            axes[row, col].legend(fontsize=7)
-    fig.suptitle("E3: equilibrium under gradient IMP pricing and RSR customers (mean over seeds)")
+                axes[row, col].set_xticks(sorted(set(x)))
+            axes[row, col].legend(fontsize=6.5, ncol=2 if row == 0 else 1)
+    fig.suptitle(
+        "E3: equilibrium under gradient IMP pricing and RSR customers (mean over seeds; bands: min to max)"
+    )
     return save_figure(fig, path)
 
 

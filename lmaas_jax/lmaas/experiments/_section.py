@@ -38,22 +38,36 @@ def lmaas_section(
         "(gradient IMP against RSR customers) every customer plans by RSR, by nominal planning (plan for "
         "the nominal scenario, then face the scenario set), by the 'most accurate model' rule or by the "
         "'cheapest model' rule (each renting its model for the nominal-optimal duration). Gain = 100 "
-        "(RSR - rule) / |rule| of the customers' total worst-case profit over the scenario set.",
+        "(RSR - rule) / |rule| of the customers' total worst-case profit over the scenario set, and in "
+        "dollars per market (RSR - rule) / markets; the headline is in dollars, because a percentage "
+        "over a rule whose worst case is near 0 is large whatever the dollars.",
         "",
-        f"- **Over nominal planning: maximum gain {nom['max']:.2f}%** (Gamma = {nom['where'].get('gamma')}, "
-        f"deviation = {nom['where'].get('deviation')}), **median {nom['median']:.2f}%** over the grid "
-        f"points with Gamma >= 1. Per market: maximum {nom['market_max']:.2f}% "
-        f"({_where(nom['market_where'])}), median {nom['market_median']:.2f}%. "
-        f"The LMaaS paper reports gains of up to {PAPER_GAIN}% over its baseline "
-        "(its baseline and markets are not ours, so the numbers are not directly comparable).",
+        "- **Over nominal planning, RSR adds up to "
+        f"{nom['abs_max']:,.0f} $ of worst-case profit per market** "
+        f"(Gamma = {nom['abs_where'].get('gamma')}, deviation = {nom['abs_where'].get('deviation')}; "
+        f"nominal planning's worst case there: {nom['abs_base']:,.0f} $ per market), **median "
+        f"{nom['abs_median']:,.0f} $** over the grid points with Gamma >= 1.",
+        f"- In percent: maximum {nom['max']:.2f}% (Gamma = {nom['where'].get('gamma')}, "
+        f"deviation = {nom['where'].get('deviation')}), median {nom['median']:.2f}% over the grid points "
+        f"with Gamma >= 1; per market: maximum {nom['market_max']:.2f}% ({_where(nom['market_where'])}), "
+        f"median {nom['market_median']:.2f}%. The LMaaS paper reports gains of up to {PAPER_GAIN}% over "
+        "its baseline (its baseline and markets are not ours, so the numbers are not directly comparable).",
     ]
     for rule in ("most_accurate", "cheapest"):
         s = summary[rule]
         lines.append(
-            f"- Over the {rule.replace('_', ' ')} rule: maximum {s['max']:.1f}% "
-            f"(Gamma = {s['where'].get('gamma')}, deviation = {s['where'].get('deviation')}), "
+            f"- Over the {rule.replace('_', ' ')} rule: up to {s['abs_max']:,.0f} $ per market "
+            f"(Gamma = {s['abs_where'].get('gamma')}, deviation = {s['abs_where'].get('deviation')}), "
+            f"median {s['abs_median']:,.0f} $; in percent, maximum {s['max']:.1f}%, "
             f"median {s['median']:.1f}%."
         )
+    same = summary["rules_coincide"]
+    lines.append(
+        f"- The two naive rules plan alike in {same['markets']} of {same['of']} markets: there the most "
+        "accurate model is also the cheapest per hour at the equilibrium prices. Prices are per rented "
+        "hour and the largest model serves the fewest tasks per hour (250 against the smallest's 2000), "
+        "so an hour of it is worth less to a customer and the seller prices it lowest."
+    )
     avg = e1[e1["gamma"] >= 1]["gain_mean_nominal"]
     lines += [
         f"- The price of robustness: RSR's scenario-average profit differs from nominal planning's by "
@@ -69,6 +83,7 @@ def lmaas_section(
                     "markets",
                     "customer_worst_rsr",
                     "customer_worst_nominal",
+                    "gain_abs_nominal",
                     "gain_worst_nominal",
                     "gain_worst_most_accurate",
                     "gain_worst_cheapest",
@@ -99,13 +114,20 @@ def lmaas_section(
         "",
         "## E3 Sensitivity: the equilibrium versus Gamma, deviation and capability gap",
         "",
-        f"Means over seeds; the other parameters at Gamma = {base_gamma}, deviation = {base_dev}, gap = 0.4.",
+        f"Means over seeds; the other parameters at Gamma = {base_gamma}, deviation = {base_dev}, gap = 0.4. "
+        "A model's price is its mean over the seeds where it sells (`sold_j` of them; an unsold "
+        "model's price is not a market price); `ceiling_j` counts those where the seller prices it at "
+        "the top of its price box (15 times its serving cost per hour), where the seller would charge "
+        "more if the box let it. The figure's bands span the seeds; every column, with minima and "
+        "maxima, is in `e3_by_<parameter>.csv`.",
         "",
         "![E3](e3.png)",
         "",
     ]
     for by, t in e3.items():
-        cols = [c for c in t.columns if not (c.startswith(("price_", "share_")) and t[c].isna().all())]
+        m = max(int(c.split("_")[1]) for c in t.columns if c.startswith("sold_"))
+        per_model = [f"{k}_{j}" for j in range(1, m + 1) for k in ("price", "sold", "ceiling")]
+        cols = [by, "seeds", *per_model, "share_none", "profit", "customer_worst_rsr"]
         lines += [f"By {by}:", "", markdown_table(t[cols]), ""]
     final = steps.attrs.get("final_profit", float("nan"))
     best = steps["best_exact_profit"]

@@ -21,7 +21,7 @@ from ..pricing._imp import GradientIMP, imp
 from ..pricing._profit import seller_profit
 from ..robust._planning import RULES
 from ..robust._rsr import rsr, tie_tolerance
-from ..scenarios._generator import random_market
+from ..scenarios._generator import family_models, random_market
 from ..scenarios._market import unstack_market
 
 BASELINES = tuple(r for r in RULES if r != "rsr")
@@ -72,24 +72,44 @@ def _gain(rsr_total, base_total):
         return np.where(np.abs(base) > 1e-9, 100.0 * (np.asarray(rsr_total) - base) / np.abs(base), np.nan)
 
 
+def rules_coincide(table: pd.DataFrame) -> np.ndarray:
+    """Per market of a sweep table: whether the 'most accurate' and 'cheapest' rules pick the same
+    model, i.e. the most accurate model (of the generator's family at the market's capability gap)
+    is also the cheapest per hour at the equilibrium prices. Then the two rules plan alike."""
+    out = np.zeros(len(table), bool)
+    for k, (_, r) in enumerate(table.iterrows()):
+        m = int(r["n_models"])
+        accuracy = np.asarray(family_models(m, capability_gap=float(r["capability_gap"])).accuracy)
+        prices = r[[f"price_{j + 1}" for j in range(m)]].to_numpy(np.float64)
+        out[k] = int(np.argmin(-accuracy)) == int(np.argmin(prices))
+    return out
+
+
 def e1_robustness(table: pd.DataFrame) -> pd.DataFrame:
     """E1: customers' total worst-case and scenario-average profit per (Gamma, deviation), by rule.
 
-    Sums over the markets (seeds) of each grid point, then the gain of RSR over each baseline rule
+    Sums over the markets (seeds) of each grid point, then the gain of RSR over each baseline rule,
     in percent: 100 (RSR - rule) / |rule|, for the worst case (`gain_worst_<rule>`) and for the
-    scenario average (`gain_mean_<rule>`).
+    scenario average (`gain_mean_<rule>`); and in dollars per market, (RSR - rule) / markets, for the
+    worst case (`gain_abs_<rule>`): a percentage over a base near 0 is large whatever the dollars.
+    `rules_coincide`: markets where the 'most accurate' and 'cheapest' rules pick the same model.
     """
     cols = [f"customer_{k}_{r}" for r in RULES for k in ("worst", "mean")]
-    out = table.groupby(["gamma", "deviation"], as_index=False)[cols].sum()
+    table = table.assign(rules_coincide=rules_coincide(table))
+    out = table.groupby(["gamma", "deviation"], as_index=False)[[*cols, "rules_coincide"]].sum()
     out["markets"] = table.groupby(["gamma", "deviation"]).size().to_numpy()
     for rule in BASELINES:
         for kind in ("worst", "mean"):
             out[f"gain_{kind}_{rule}"] = _gain(out[f"customer_{kind}_rsr"], out[f"customer_{kind}_{rule}"])
+        out[f"gain_abs_{rule}"] = (out["customer_worst_rsr"] - out[f"customer_worst_{rule}"]) / out["markets"]
     return out
 
 
 def e1_summary(e1: pd.DataFrame, table: pd.DataFrame) -> dict:
-    """Maximum and median worst-case gain over nominal planning, and where the maximum occurs.
+    """Maximum and median worst-case gain over each rule, in percent and in dollars per market
+    (`abs_max`, `abs_median`, `abs_where`, and `abs_base` the rule's worst case per market there),
+    and where each maximum occurs; `rules_coincide` counts the markets where the two naive rules
+    plan alike.
 
     Medians are over grid points with Gamma >= 1 (at Gamma = 0 the scenario set is the nominal
     scenario alone and RSR is nominal planning, gain 0). Also the per-market maximum and median.
@@ -119,18 +139,59 @@ def e1_summary(e1: pd.DataFrame, table: pd.DataFrame) -> dict:
                 market_median=float(market_gains.median()),
                 market_where={k: per_market[k].loc[i].item() for k in ("gamma", "deviation", "seed")},
             )
+        gains = uncertain[f"gain_abs_{rule}"]
+        best = uncertain.loc[gains.idxmax()] if len(gains) else None
+        row.update(
+            abs_max=float(gains.max()) if len(gains) else np.nan,
+            abs_median=float(gains.median()) if len(gains) else np.nan,
+            abs_where={}
+            if best is None
+            else {"gamma": int(best["gamma"]), "deviation": float(best["deviation"])},
+            abs_base=np.nan if best is None else float(best[f"customer_worst_{rule}"] / best["markets"]),
+        )
         summary[rule] = row
+    summary["rules_coincide"] = {"markets": int(e1["rules_coincide"].sum()), "of": int(e1["markets"].sum())}
     return summary
 
 
 def e3_sensitivity(table: pd.DataFrame, by: str, fixed: dict) -> pd.DataFrame:
-    """E3: means over seeds of prices, shares and both sides' profits versus `by`, others `fixed`."""
+    """E3: the equilibrium versus `by`, the other parameters `fixed`, over the seeds of each value.
+
+    Per value of `by` and model j: `price_j` the mean price over the seeds where model j sells (NaN
+    where it sells in none: an unsold model's price is wherever the solver left it, not a market
+    price), `price_min_j` and `price_max_j` over those seeds, `sold_j` the number of those seeds,
+    `ceiling_j` how many of them price it at the top of its box (`box_top_j`, within 1e-4
+    relative: the seller would charge more if it could); shares and both sides' profits as the
+    mean, `_min` and `_max` over all seeds; `seeds` their number.
+    """
     keep = np.ones(len(table), bool)
     for k, v in fixed.items():
         keep &= np.isclose(table[k].to_numpy(np.float64), v)
-    cols = [c for c in table.columns if c.startswith(("price_", "share_"))]
-    cols += ["profit", "customer_worst_rsr", "customer_mean_rsr"]
-    return table[keep].groupby(by, as_index=False)[cols].mean()
+    t = table[keep].copy()
+    m = max(int(c.split("_")[1]) for c in t.columns if c.startswith("price_") and t[c].notna().any())
+    rows = list(zip(t["n_models"].astype(int), t["capability_gap"].astype(float), strict=True))
+    tops = {r: np.asarray(family_models(r[0], capability_gap=r[1]).price_hi, np.float64) for r in set(rows)}
+    for j in range(1, m + 1):
+        t[f"box_top_{j}"] = [tops[r][j - 1] if j <= r[0] else np.nan for r in rows]
+        sold = t[f"share_{j}"] > 0
+        t[f"sold_{j}"] = sold
+        t[f"ceiling_{j}"] = sold & (t[f"price_{j}"] >= t[f"box_top_{j}"] * (1 - 1e-4))
+        t[f"price_sold_{j}"] = t[f"price_{j}"].where(sold)
+    spread = ["profit", "customer_worst_rsr", "customer_mean_rsr", "share_none"]
+    spread += [f"share_{j}" for j in range(1, m + 1)]
+    agg = {"seeds": ("seed", "size")}
+    for j in range(1, m + 1):
+        agg |= {
+            f"price_{j}": (f"price_sold_{j}", "mean"),
+            f"price_min_{j}": (f"price_sold_{j}", "min"),
+            f"price_max_{j}": (f"price_sold_{j}", "max"),
+            f"sold_{j}": (f"sold_{j}", "sum"),
+            f"ceiling_{j}": (f"ceiling_{j}", "sum"),
+            f"box_top_{j}": (f"box_top_{j}", "first"),
+        }
+    for c in spread:
+        agg |= {c: (c, "mean"), f"{c}_min": (c, "min"), f"{c}_max": (c, "max")}
+    return t.groupby(by, as_index=False).agg(**agg)
 
 
 def e6_sensitivities(table: pd.DataFrame, dtype: str) -> pd.DataFrame:
