@@ -19,7 +19,9 @@ prompt = coffee.encode("start")
 
 print("bid ratio coffee:tea -> generated ad (12 words) | words won by coffee | payments per word")
 for coffee_bid in (0.1, 0.5, 1.0, 2.0, 10.0):
-    out = ta.generate([coffee, tea], jnp.asarray([coffee_bid, 1.0]), prompt, jax.random.PRNGKey(0), 12)
+    out = ta.generate(
+        [coffee, tea], jnp.asarray([coffee_bid, 1.0]), prompt, key=jax.random.PRNGKey(0), max_tokens=12
+    )
     pay = out.total / 12
     won = float(jnp.mean(out.winners == 0))
     text = coffee.decode(out.tokens)

@@ -216,6 +216,7 @@ def test_float32_prices_hold_when_posted_in_the_float64_market(shape):
         assert supremum * (1 - 1e-3) <= float(sol.profit) <= supremum * (1 + 1e-6)
 
 
+@pytest.mark.slow  # a quality benchmark in disguise, about 40 s: run by .ci/run with the other slow tests
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_imp_on_stress_markets_matches_classic_imp_from_many_starts(dtype):
     """Markets built to be hard (one huge customer, no capability gap, near-identical models, Gamma 0,

@@ -61,7 +61,7 @@ def token_auction_report(
     prompt = coffee.encode("start")
     rows = []
     for coffee_bid in (0.1, 0.5, 1.0, 2.0, 10.0):
-        g = ta.generate([coffee, tea], jnp.asarray([coffee_bid, 1.0]), prompt, k_text, words)
+        g = ta.generate([coffee, tea], jnp.asarray([coffee_bid, 1.0]), prompt, key=k_text, max_tokens=words)
         pay = np.asarray(g.total) / words
         rows.append(
             dict(
