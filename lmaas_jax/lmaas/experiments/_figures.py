@@ -159,6 +159,8 @@ def e3_figure(tables: dict[str, pd.DataFrame], path: Path) -> Path:
         axes[0, col].plot([], [], ":", color="grey", label="top of the price box")
         axes[1, col].plot(x, 100 * t["share_none"], "k--", marker="x", label="no rental")
         axes[0, col].set_ylabel("price where sold ($ per rented hour)")
+        tops = [t[f"box_top_{j}"].iloc[0] for j in range(1, m + 1)]
+        axes[0, col].set_ylim(0.0, 1.45 * np.nanmax(tops))  # the legend sits above the box tops
         axes[1, col].set_ylabel("market share (% of customers)")
         for k, (c, label, marker) in enumerate(
             (
@@ -176,7 +178,10 @@ def e3_figure(tables: dict[str, pd.DataFrame], path: Path) -> Path:
             axes[row, col].set_xlabel(xlabels.get(by, by))
             if by == "gamma":
                 axes[row, col].set_xticks(sorted(set(x)))
-            axes[row, col].legend(fontsize=6.5, ncol=2 if row == 0 else 1)
+            if row == 0:
+                axes[row, col].legend(fontsize=6.5, ncol=3, loc="upper center")
+            else:
+                axes[row, col].legend(fontsize=6.5)
     fig.suptitle(
         "E3: equilibrium under gradient IMP pricing and RSR customers (mean over seeds; bands: min to max)"
     )
