@@ -27,7 +27,8 @@ def test_linear_example_of_the_spec(dtype):
 @pytest.mark.parametrize("seed", range(4))
 def test_linear_is_monotone_on_random_instances(seed, dtype):
     dists, bids = _random_instance(jax.random.PRNGKey(seed), dtype=dtype)
-    ok, violation = ta.is_monotone(ta.linear, dists, bids)
+    check = ta.is_monotone(ta.linear, dists, bids)
+    ok, violation = check.monotone, check.violation
     assert bool(jnp.all(ok)), violation
 
 
@@ -37,9 +38,10 @@ def test_log_linear_fails_on_the_counterexample(dtype):
     # Two agents, bids (lam, 1 - lam): the middle token goes up and comes back, away from p_i = 0.3.
     middle = jax.vmap(lambda x: ta.log_linear(dists, jnp.stack([x, 1.0 - x]))[1])(lam)
     np.testing.assert_allclose(middle, [0.30, 0.36, 0.38, 0.36, 0.30], atol=5e-3)
-    ok, violation = ta.is_monotone(ta.log_linear, dists, jnp.asarray([1.0, 1.0], dtype))
+    check = ta.is_monotone(ta.log_linear, dists, jnp.asarray([1.0, 1.0], dtype))
+    ok, violation = check.monotone, check.violation
     assert not bool(ok[0]) and float(violation[0]) > 0.05 and violation.dtype == jnp.dtype(dtype)
-    assert bool(jnp.all(ta.is_monotone(ta.linear, dists, jnp.asarray([1.0, 1.0], dtype))[0]))
+    assert bool(jnp.all(ta.is_monotone(ta.linear, dists, jnp.asarray([1.0, 1.0], dtype)).monotone))
 
 
 def test_a_users_rule_is_accepted():
@@ -47,7 +49,10 @@ def test_a_users_rule_is_accepted():
         return dists[jnp.argmax(bids)]
 
     dists = jnp.asarray([[0.6, 0.4], [0.2, 0.8]])
-    ok, _ = ta.is_monotone(winner_takes_all, dists, jnp.asarray([1.0, 2.0]))
+    ok = ta.is_monotone(winner_takes_all, dists, jnp.asarray([1.0, 2.0])).monotone
+    with pytest.warns(DeprecationWarning, match="monotone, violation"):
+        old_ok, _ = ta.is_monotone(winner_takes_all, dists, jnp.asarray([1.0, 2.0]))
+    assert np.array_equal(np.asarray(old_ok), np.asarray(ok))
     assert ok.shape == (2,)
     pay = ta.expected_payment(winner_takes_all, dists, jnp.asarray([1.0, 2.0]))
     # A threshold rule's Myerson payment is the threshold: the other agent's bid.

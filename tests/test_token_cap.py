@@ -34,9 +34,9 @@ def test_check_instance_of_the_spec(menu):
     assert abs(float(menu.revenue) - 0.342) <= 0.005 * 0.342
     assert abs(float(menu.revenue) - float(menu.virtual_surplus)) <= 0.005 * float(menu.virtual_surplus)
     types = _types(menu)
-    ic, ir = tc.audit(menu, types)  # on the solver's own grid
+    ic, ir = _audit(menu, types)  # on the solver's own grid
     assert float(ic) < 1e-4 and float(ir) < _exact(menu)
-    ic, ir = tc.audit(menu, types, tc.Exponential(1.0, dtype=menu.types.dtype))  # independent values
+    ic, ir = _audit(menu, types, tc.Exponential(1.0, dtype=menu.types.dtype))  # independent values
     assert float(ic) < 1e-4 and float(ir) < 1e-6
     assert abs(float(menu.utilities[-1])) < _exact(menu)  # the most impatient type keeps nothing
     assert np.all(np.diff(np.asarray(menu.utilities)) <= _exact(menu))  # patient users keep more
@@ -70,7 +70,8 @@ def test_value_table_matches_the_exponential_closed_form():
 
 
 def test_posted_price_benchmark():
-    price, revenue = tc.posted_price_constant_delay(TYPES, 1.0)
+    posted = tc.posted_price_constant_delay(TYPES, 1.0)
+    price, revenue = posted.price, posted.revenue
     # revenue(p) = p (-ln p - 0.5) / 1.5, maximal at p = e^{-1.5}: e^{-1.5} / 1.5 = 0.1487.
     np.testing.assert_allclose(float(price), np.exp(-1.5), rtol=1e-3)
     np.testing.assert_allclose(float(revenue), np.exp(-1.5) / 1.5, rtol=1e-6)
@@ -110,7 +111,7 @@ def test_non_regular_distribution_is_ironed_and_incentive_compatible():
     menu = tc.solve(types, tc.Exponential(1.0), n_types=300, n_times=3000)
     caps = np.asarray(menu.caps)
     assert np.all(np.diff(caps) <= 0)
-    ic, ir = tc.audit(menu, types, tc.Exponential(1.0))
+    ic, ir = _audit(menu, types, tc.Exponential(1.0))
     assert float(ic) < 1e-4 and float(ir) < 2e-5  # the 3000-point time grid's trapezoid error
     # Ironing pools a range of types around the gap between the bumps on one cap.
     between = (np.asarray(menu.types) > 1.1) & (np.asarray(menu.types) < 1.4)
@@ -152,7 +153,7 @@ def test_diffusion_law_and_the_aligned_models_advantage(menu):
     diffusion = tc.solve(TYPES, law, n_types=300, n_times=3000)
     # Same mean resolution time (1); the exponential law is more dispersed, hence worth more.
     assert float(diffusion.revenue) < float(menu.revenue)
-    assert float(tc.audit(diffusion, TYPES, law)[0]) < 1e-4
+    assert float(tc.audit(diffusion, TYPES, law).ic_violation) < 1e-4
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -237,5 +238,26 @@ def test_few_types_reach_the_optimum_of_their_discretisation(dtype, n_types):
     lp = _lottery_lp_revenue(menu)
     # HiGHS's LP tolerances are 1e-7
     np.testing.assert_allclose(float(menu.revenue), lp, rtol={"float32": 1e-5, "float64": 1e-7}[dtype])
-    ic, ir = tc.audit(menu, types)  # exactly IC and IR on its own grid
+    ic, ir = _audit(menu, types)  # exactly IC and IR on its own grid
     assert float(ic) <= {"float32": 1e-6, "float64": 1e-12}[dtype] and float(ir) <= 1e-6
+
+
+def _audit(menu, types, law=None):
+    a = tc.audit(menu, types, law)
+    return a.ic_violation, a.ir_violation
+
+
+def test_results_are_named_and_old_unpacking_warns():
+    menu = tc.solve(TYPES, tc.Exponential(1.0))
+    a = tc.audit(menu, TYPES)
+    with pytest.warns(DeprecationWarning, match="ic_violation, ir_violation"):
+        ic, ir = a
+    assert float(ic) == float(a.ic_violation) and float(ir) == float(a.ir_violation)
+    posted = tc.posted_price_constant_delay(TYPES, 1.0)
+    with pytest.warns(DeprecationWarning):
+        price, revenue = posted
+    assert (
+        float(revenue)
+        == float(posted.revenue)
+        == pytest.approx(float(price) * float(TYPES.cdf(-jnp.log(price))))
+    )

@@ -19,6 +19,7 @@ from ._payments import (
     stable_sample_linear as stable_sample_linear,
 )
 from ._rules import (
+    Monotonicity as Monotonicity,
     bid_path as bid_path,
     check_inputs as check_inputs,
     is_monotone as is_monotone,

@@ -21,6 +21,7 @@ from jax import lax
 from jaxtyping import Array, ArrayLike, Bool, Float
 
 from .._checks import fail_where, is_concrete
+from .._legacy import Unpackable
 
 Rule = Callable[[Array, Array], Array]
 
@@ -121,6 +122,16 @@ def bid_path(
     return jax.vmap(lambda b: rule(dists, bids.at[agent].set(b)))(scales)
 
 
+class Monotonicity(Unpackable):
+    """What [`is_monotone`][] found, per agent: `monotone` (no violation beyond `atol`) and
+    `violation`, the largest one (probability). (Unpacking as the old `(monotone, violation)`
+    tuple still works, with a DeprecationWarning.)"""
+
+    monotone: Bool[Array, " agents"]
+    violation: Float[Array, " agents"]
+    _legacy_order = ("monotone", "violation")
+
+
 def is_monotone(
     rule: Rule,
     dists: Float[ArrayLike, "agents vocab"],
@@ -129,7 +140,7 @@ def is_monotone(
     max_bid: float | None = None,
     grid: int = 201,
     atol: float = 1e-6,
-) -> tuple[Bool[Array, " agents"], Float[Array, " agents"]]:
+) -> Monotonicity:
     """Check robust monotonicity numerically, agent by agent.
 
     A rule is monotone if raising b_i (others fixed) moves every token's probability q(t) towards
@@ -147,8 +158,8 @@ def is_monotone(
 
     **Returns:**
 
-    `(monotone, violation)`, both shape `(n_agents,)`: whether each agent's path is monotone and the
-    largest violation (probability).
+    A [`Monotonicity`][] (`monotone`, `violation`), both shape `(n_agents,)`: whether each agent's
+    path is monotone and the largest violation (probability).
     """
     dists, bids = check_inputs(dists, bids)
     if isinstance(grid, bool) or not isinstance(grid, int) or grid < 3:
@@ -175,4 +186,4 @@ def _is_monotone(rule, dists, bids, top, grid, atol):
         return jnp.maximum(jnp.maximum(backwards, overshoot), drift)
 
     v = jax.vmap(violation)(jnp.arange(dists.shape[0]))
-    return v <= atol, v
+    return Monotonicity(monotone=v <= atol, violation=v)

@@ -16,7 +16,9 @@ from ._laws import (
     Uniform as Uniform,
 )
 from ._solve import (
+    Audit as Audit,
     Menu as Menu,
+    PostedPrice as PostedPrice,
     audit as audit,
     optimal_caps as optimal_caps,
     posted_price_constant_delay as posted_price_constant_delay,

@@ -26,13 +26,14 @@ def token_cap_report(out: str | Path, lo: float = 0.5, hi: float = 2.0, rate: fl
     laws = {"exp": tc.Exponential(rate), "diffusion": tc.Diffusion(drift=rate, level=1.0)}
     menu = tc.solve(types, laws["exp"])
     diffusion = tc.solve(types, laws["diffusion"])
-    _, posted = tc.posted_price_constant_delay(types, 1.0 / rate)
+    posted = tc.posted_price_constant_delay(types, 1.0 / rate).revenue
     rows = []
     for name, m, law in (
         ("token caps, aligned model (Exp)", menu, laws["exp"]),
         ("token caps, Brownian learning", diffusion, laws["diffusion"]),
     ):
-        ic, ir = tc.audit(m, types, law)  # values integrated independently of the solver
+        check = tc.audit(m, types, law)  # values integrated independently of the solver
+        ic, ir = check.ic_violation, check.ir_violation
         rows.append(
             dict(
                 mechanism=name,

@@ -17,6 +17,7 @@ from jax import lax
 from jaxtyping import Array, Bool, Float, Int
 
 from .._checks import in_range
+from .._legacy import Unpackable
 from ._laws import ResolutionLaw, TypeDistribution
 
 
@@ -225,6 +226,24 @@ def _exact_values(rp, caps, resolution: ResolutionLaw, n_nodes: int, n_panels: i
     return cumulative[:, jnp.searchsorted(edges, caps, side="left")]
 
 
+class Audit(Unpackable):
+    """What [`audit`][] found: the largest incentive-compatibility and individual-rationality
+    violations (>= 0, in units of value). (Unpacking as the old `(ic, ir)` tuple still works, with
+    a DeprecationWarning.)"""
+
+    ic_violation: Float[Array, ""]
+    ir_violation: Float[Array, ""]
+    _legacy_order = ("ic_violation", "ir_violation")
+
+
+class PostedPrice(Unpackable):
+    """The best single posted price of [`posted_price_constant_delay`][] and its revenue."""
+
+    price: Float[Array, ""]
+    revenue: Float[Array, ""]
+    _legacy_order = ("price", "revenue")
+
+
 @eqx.filter_jit
 def audit(
     menu: Menu,
@@ -233,7 +252,7 @@ def audit(
     *,
     n_audit: int = 1500,
     n_nodes: int = 16,
-) -> tuple[Array, Array]:
+) -> Audit:
     """Largest IC and IR violations of `menu` over a fine grid of types and every menu item.
 
     Each audit type r' takes the item of its cell (r_{k-1}, r_k]; the IC violation is
@@ -247,7 +266,7 @@ def audit(
     finds what the solver's time grid and trapezoids hide. Without it the values
     come from the solver's own grid (`menu.times`, `menu.density`, trapezoids): a consistency check.
 
-    **Returns:** `(ic_violation, ir_violation)`.
+    **Returns:** an [`Audit`][] (`ic_violation`, `ir_violation`).
     """
     lo, hi = types.support()
     rp = lo + (hi - lo) * (jnp.arange(n_audit, dtype=menu.types.dtype) + 0.5) / n_audit
@@ -260,18 +279,20 @@ def audit(
     cell = jnp.clip(jnp.searchsorted(menu.types, rp, side="left"), 0, menu.types.shape[0] - 1)
     own = jnp.take_along_axis(items, cell[:, None], axis=1)[:, 0]
     best = jnp.maximum(jnp.max(items, axis=1), 0.0)
-    return jnp.max(best - own), jnp.maximum(jnp.max(-own), 0.0)
+    return Audit(ic_violation=jnp.max(best - own), ir_violation=jnp.maximum(jnp.max(-own), 0.0))
 
 
-def posted_price_constant_delay(types: TypeDistribution, delay: float, *, n_prices: int = 20001):
+def posted_price_constant_delay(
+    types: TypeDistribution, delay: float, *, n_prices: int = 20001
+) -> PostedPrice:
     """The best single posted price when every question resolves after exactly `delay`.
 
     A type r buys iff e^{-r delay} >= p, so revenue(p) = p G(-ln(p) / delay), maximised over a
-    grid of prices in [e^{-hi delay}, e^{-lo delay}]. **Returns:** `(price, revenue)`.
+    grid of prices in [e^{-hi delay}, e^{-lo delay}]. **Returns:** a [`PostedPrice`][].
     """
     delay = in_range("delay", delay, 1e-300, math.inf, "must be finite and > 0", finite=True)
     lo, hi = types.support()
     p = jnp.exp(-delay * (lo + (hi - lo) * jnp.linspace(0.0, 1.0, n_prices, dtype=lo.dtype)))
     revenue = p * types.cdf(-jnp.log(p) / delay)
     k = jnp.argmax(revenue)
-    return p[k], revenue[k]
+    return PostedPrice(price=p[k], revenue=revenue[k])

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from .._legacy import Unpackable
 from ._market import (
     GameParams,
     Terms,
@@ -24,22 +25,7 @@ from ._market import (
 # is a *profile*, held as `levels` (int, one per provider).
 
 
-class _Unpackable(eqx.Module):
-    """Results used to be bare tuples; unpacking them still works, with a DeprecationWarning."""
-
-    def __iter__(self):
-        import warnings
-
-        warnings.warn(
-            f"unpacking a {type(self).__name__} is deprecated: read its fields by name "
-            f"({', '.join(self._legacy_order)}).",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return iter(getattr(self, f) for f in self._legacy_order)
-
-
-class Equilibrium(_Unpackable):
+class Equilibrium(Unpackable):
     """A pure Nash equilibrium found by better-response dynamics (see [`equilibrium`][]).
 
     **Fields:** `levels` each provider's level (index into its compute grid), `rounds` the rounds
@@ -51,7 +37,7 @@ class Equilibrium(_Unpackable):
     _legacy_order = ("levels", "rounds")
 
 
-class FirstBest(_Unpackable):
+class FirstBest(Unpackable):
     """The welfare-maximising profile (see [`first_best`][]).
 
     **Fields:** `welfare` SW* ($ per query), `levels` the maximiser's levels.
@@ -62,7 +48,7 @@ class FirstBest(_Unpackable):
     _legacy_order = ("welfare", "levels")
 
 
-class GibbsWelfare(_Unpackable):
+class GibbsWelfare(Unpackable):
     """The smoothed market of [`gibbs_welfare`][].
 
     **Fields:** `welfare` the expected welfare under the Gibbs distribution, `inefficiency`
@@ -74,7 +60,7 @@ class GibbsWelfare(_Unpackable):
     _legacy_order = ("welfare", "inefficiency")
 
 
-class AuctionBids(_Unpackable):
+class AuctionBids(Unpackable):
     """Each provider's truthful bid in the reverse auction (see [`auction_bids`][]).
 
     **Fields:** `levels` theta*_i's index, argmax of quality - cost; `quality` q_i, `cost` c_i at
