@@ -1,4 +1,5 @@
-"""Results that used to be bare tuples: Modules with named fields that still unpack, with a warning."""
+"""Old spellings that still work, with a DeprecationWarning: results that used to be bare tuples
+(Modules with named fields that still unpack) and renamed fields."""
 
 from __future__ import annotations
 
@@ -19,3 +20,8 @@ class Unpackable(eqx.Module):
             stacklevel=2,
         )
         return iter(getattr(self, f) for f in self._legacy_order)
+
+
+def renamed(old: str, new: str) -> None:
+    """Warn that `old` is now `new` (call it from the property that keeps the old name readable)."""
+    warnings.warn(f"{old} is now {new}.", DeprecationWarning, stacklevel=3)

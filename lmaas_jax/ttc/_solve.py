@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from .._legacy import Unpackable
+from .._legacy import Unpackable, renamed
 from ._market import (
     GameParams,
     Terms,
@@ -199,19 +199,13 @@ class MarketOutcome(eqx.Module):
 
     @property
     def profile(self):
-        _renamed("MarketOutcome.profile", "MarketOutcome.theta")
+        renamed("MarketOutcome.profile", "MarketOutcome.theta")
         return self.theta
 
     @property
     def level(self):
-        _renamed("MarketOutcome.level", "MarketOutcome.levels")
+        renamed("MarketOutcome.level", "MarketOutcome.levels")
         return self.levels
-
-
-def _renamed(old: str, new: str) -> None:
-    import warnings
-
-    warnings.warn(f"{old} is now {new}.", DeprecationWarning, stacklevel=3)
 
 
 @eqx.filter_jit

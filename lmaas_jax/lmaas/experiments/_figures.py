@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ...product._output import plt, save_figure
-from ._tables import BASELINES
+from ._tables import BASELINES, e3_models
 
 _RULE_NAMES = {
     "nominal": "nominal planning",
@@ -135,7 +135,7 @@ def e3_figure(tables: dict[str, pd.DataFrame], path: Path) -> Path:
     )
     for col, (by, t) in enumerate(tables.items()):
         x = t[by].to_numpy(np.float64)
-        m = max(int(c.split("_")[1]) for c in t.columns if c.startswith("sold_"))
+        m = e3_models(t)
         for j in range(1, m + 1):
             name = f"model {j}" + (" (smallest)" if j == 1 else " (largest)" if j == m else "")
             color = f"C{j - 1}"

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 
 from ...product._output import markdown_table
+from ..scenarios._generator import family_models
+from ._tables import e3_models
 
 PAPER_GAIN = 43.96  # % : the LMaaS paper's largest reported gain of RSR over its baseline
 
@@ -17,6 +19,8 @@ def lmaas_section(
 ) -> str:
     device = f"{jax.devices()[0].platform} ({jax.devices()[0].device_kind}, {jax.device_count()} device(s))"
     nom = summary["nominal"]
+    family = family_models(cfg["n_models"])  # the generator's models, whose numbers the text quotes
+    box = float(np.round(family.price_hi[0] / family.serving_cost[0], 6))
     lines = [
         "# lmaas-jax report: the LMaaS game (E1-E6), test-time compute, token auctions, token caps",
         "",
@@ -62,11 +66,13 @@ def lmaas_section(
             f"median {s['median']:.1f}%."
         )
     same = summary["rules_coincide"]
+    throughput = np.asarray(family.throughput, np.float64)
     lines.append(
         f"- The two naive rules plan alike in {same['markets']} of {same['of']} markets: there the most "
         "accurate model is also the cheapest per hour at the equilibrium prices. Prices are per rented "
-        "hour and the largest model serves the fewest tasks per hour (250 against the smallest's 2000), "
-        "so an hour of it is worth less to a customer and the seller prices it lowest."
+        f"hour and the largest model serves the fewest tasks per hour ({throughput[-1]:.0f} against the "
+        f"smallest's {throughput[0]:.0f}), so an hour of it is worth less to a customer and the seller "
+        "prices it lowest."
     )
     avg = e1[e1["gamma"] >= 1]["gain_mean_nominal"]
     lines += [
@@ -117,7 +123,7 @@ def lmaas_section(
         f"Means over seeds; the other parameters at Gamma = {base_gamma}, deviation = {base_dev}, gap = 0.4. "
         "A model's price is its mean over the seeds where it sells (`sold_j` of them; an unsold "
         "model's price is not a market price); `ceiling_j` counts those where the seller prices it at "
-        "the top of its price box (15 times its serving cost per hour), where the seller would charge "
+        f"the top of its price box ({box:g} times its serving cost per hour), where the seller would charge "
         "more if the box let it. The figure's bands span the seeds; every column, with minima and "
         "maxima, is in `e3_by_<parameter>.csv`.",
         "",
@@ -125,7 +131,7 @@ def lmaas_section(
         "",
     ]
     for by, t in e3.items():
-        m = max(int(c.split("_")[1]) for c in t.columns if c.startswith("sold_"))
+        m = e3_models(t)
         per_model = [f"{k}_{j}" for j in range(1, m + 1) for k in ("price", "sold", "ceiling")]
         cols = [by, "seeds", *per_model, "share_none", "profit", "customer_worst_rsr"]
         lines += [f"By {by}:", "", markdown_table(t[cols]), ""]

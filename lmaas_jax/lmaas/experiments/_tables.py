@@ -1,7 +1,7 @@
 """The numbers behind experiments E1-E5 (spec section 6), each as pandas DataFrames.
 
 Every function here takes explicit sizes and a solver, runs its solves, and returns tables; the
-figures ([`_figures`]) and the report ([`_report`]) only read them.
+figures ([`_figures`]) and the report section ([`_section`]) only read them.
 """
 
 from __future__ import annotations
@@ -72,15 +72,27 @@ def _gain(rsr_total, base_total):
         return np.where(np.abs(base) > 1e-9, 100.0 * (np.asarray(rsr_total) - base) / np.abs(base), np.nan)
 
 
+def _family_rows(table: pd.DataFrame):
+    """Per row of a sweep table, its markets' models ([`lmaas_jax.family_models`][] at the row's
+    size and capability gap: what the sweep's generator uses), built once per distinct pair."""
+    rows = list(zip(table["n_models"].astype(int), table["capability_gap"].astype(float), strict=True))
+    models = {r: family_models(r[0], capability_gap=r[1]) for r in set(rows)}
+    return [models[r] for r in rows]
+
+
+def e3_models(e3: pd.DataFrame) -> int:
+    """How many models an [`e3_sensitivity`][] table has columns for."""
+    return max(int(c.split("_")[1]) for c in e3.columns if c.startswith("sold_"))
+
+
 def rules_coincide(table: pd.DataFrame) -> np.ndarray:
     """Per market of a sweep table: whether the 'most accurate' and 'cheapest' rules pick the same
     model, i.e. the most accurate model (of the generator's family at the market's capability gap)
     is also the cheapest per hour at the equilibrium prices. Then the two rules plan alike."""
     out = np.zeros(len(table), bool)
-    for k, (_, r) in enumerate(table.iterrows()):
-        m = int(r["n_models"])
-        accuracy = np.asarray(family_models(m, capability_gap=float(r["capability_gap"])).accuracy)
-        prices = r[[f"price_{j + 1}" for j in range(m)]].to_numpy(np.float64)
+    for k, ((_, r), models) in enumerate(zip(table.iterrows(), _family_rows(table), strict=True)):
+        accuracy = np.asarray(models.accuracy)
+        prices = r[[f"price_{j + 1}" for j in range(accuracy.size)]].to_numpy(np.float64)
         out[k] = int(np.argmin(-accuracy)) == int(np.argmin(prices))
     return out
 
@@ -169,10 +181,9 @@ def e3_sensitivity(table: pd.DataFrame, by: str, fixed: dict) -> pd.DataFrame:
         keep &= np.isclose(table[k].to_numpy(np.float64), v)
     t = table[keep].copy()
     m = max(int(c.split("_")[1]) for c in t.columns if c.startswith("price_") and t[c].notna().any())
-    rows = list(zip(t["n_models"].astype(int), t["capability_gap"].astype(float), strict=True))
-    tops = {r: np.asarray(family_models(r[0], capability_gap=r[1]).price_hi, np.float64) for r in set(rows)}
+    tops = [np.asarray(models.price_hi, np.float64) for models in _family_rows(t)]
     for j in range(1, m + 1):
-        t[f"box_top_{j}"] = [tops[r][j - 1] if j <= r[0] else np.nan for r in rows]
+        t[f"box_top_{j}"] = [top[j - 1] if j <= top.size else np.nan for top in tops]
         sold = t[f"share_{j}"] > 0
         t[f"sold_{j}"] = sold
         t[f"ceiling_{j}"] = sold & (t[f"price_{j}"] >= t[f"box_top_{j}"] * (1 - 1e-4))
