@@ -247,17 +247,21 @@ def _audit(menu, types, law=None):
     return a.ic_violation, a.ir_violation
 
 
-def test_results_are_named_and_old_unpacking_warns():
-    menu = tc.solve(TYPES, tc.Exponential(1.0))
-    a = tc.audit(menu, TYPES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_results_are_named_and_old_unpacking_warns(dtype):
+    types = tc.Uniform(0.5, 2.0, dtype=dtype)
+    menu = tc.solve(types, tc.Exponential(1.0, dtype=dtype))
+    assert menu.revenue.dtype == jnp.dtype(dtype)
+    a = tc.audit(menu, types)
     with pytest.warns(DeprecationWarning, match="ic_violation, ir_violation"):
         ic, ir = a
     assert float(ic) == float(a.ic_violation) and float(ir) == float(a.ir_violation)
-    posted = tc.posted_price_constant_delay(TYPES, 1.0)
+    posted = tc.posted_price_constant_delay(types, 1.0)
+    assert posted.price.dtype == jnp.dtype(dtype)
     with pytest.warns(DeprecationWarning):
         price, revenue = posted
     assert (
         float(revenue)
         == float(posted.revenue)
-        == pytest.approx(float(price) * float(TYPES.cdf(-jnp.log(price))))
+        == pytest.approx(float(price) * float(types.cdf(-jnp.log(price))))
     )

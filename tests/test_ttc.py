@@ -248,11 +248,12 @@ def test_equilibrium_at_a_large_beta_in_both_dtypes(dtype, bench, method):
     assert np.all(gain <= (1e-3 if dtype == "float32" else 1e-8)), gain
 
 
-def test_results_are_named_and_the_old_names_still_read():
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_results_are_named_and_the_old_names_still_read(dtype):
     # The results were bare tuples and MarketOutcome.profile held theta values under a name that
     # suggested level indices: the new fields are named, the old spellings warn and agree.
-    market = ttc.load_market("GSM8K", "majority", dtype="float64")
-    params = _params(200.0, "float64")
+    market = ttc.load_market("GSM8K", "majority", dtype=dtype)
+    params = _params(200.0, dtype)
     eq = ttc.equilibrium(market, params, key=KEY)
     with pytest.warns(DeprecationWarning, match="fields by name"):
         levels, rounds = eq
