@@ -24,17 +24,15 @@ import lmaas_jax as lj
 from lmaas_jax.experiments import timed
 
 SETTINGS = {
-    # The study's earlier rounds (closing note of the IMP-at-scale issue) compared polishing 1 to 32
+    # The study's earlier rounds (closing notes of the IMP-at-scale issue) compared polishing 1 to 32
     # restarts, 4 to 20 sweeps, random polish starts, 16 to 64 restarts, 100 steps and a final
-    # temperature of 1e-4; add rows here to rerun any of them.
-    "defaults (32 restarts + 16 random polished 3 sweeps, best 4: 9 more)": dict(),
-    "no random polish starts": dict(polish_random=0),
-    "100 steps": dict(steps=100),
-    "16 restarts": dict(restarts=16),
-    "16 restarts, 100 steps": dict(restarts=16, steps=100),
-    "8 random polish starts": dict(polish_random=8),
-    "2 first-stage sweeps": dict(polish_sweeps=2),
-    "16 restarts, 100 steps, 8 random": dict(restarts=16, steps=100, polish_random=8),
+    # temperature of 1e-4; this round, the allocation moves after the polish. Add rows to rerun any.
+    "defaults (polish as before, then moves from the best 4 optima)": dict(),
+    "no moves (the previous default)": dict(moves=0),
+    "moves from the best optimum only": dict(move_starts=1),
+    "moves with 4 inserts + 1 drop per model": dict(move_inserts=4),
+    "moves, 16 restarts, 100 steps": dict(restarts=16, steps=100),
+    "moves, no random polish starts": dict(polish_random=0),
 }
 
 MULTISTART = "classic IMP, 64 random starts"

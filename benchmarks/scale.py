@@ -47,11 +47,13 @@ def market(m, n, dtype):
 def size_table(models, sizes, dtype, repeats):
     rows = []
     full = jax.jit(lambda mk, k: lj.imp(mk, key=k).profit)
+    still = jax.jit(lambda mk, k: lj.imp(mk, lj.GradientIMP(moves=0), key=k).profit)
     grad = jax.jit(lambda mk, k: lj.imp(mk, lj.GradientIMP(polish=False), key=k).profit)
     for m in models:
         for n in sizes:
             mk, key = market(m, n, dtype), jax.random.PRNGKey(0)
             _, t_full, profit = timed(full, mk, key, repeats=repeats)
+            _, t_still, profit_still = timed(still, mk, key, repeats=repeats)
             _, t_grad, _ = timed(grad, mk, key, repeats=repeats)
             rows.append(
                 dict(
@@ -59,11 +61,17 @@ def size_table(models, sizes, dtype, repeats):
                     N=n,
                     total_s=t_full,
                     gradient_s=t_grad,
-                    polish_s=max(t_full - t_grad, 0.0),
+                    polish_s=max(t_still - t_grad, 0.0),
+                    moves_s=max(t_full - t_still, 0.0),
                     profit=float(profit),
+                    moves_gain=float(profit) / float(profit_still) - 1.0,
                 )
             )
-            print(f"size M={m} N={n}: total {t_full:.3f} s, gradient {t_grad:.3f} s", flush=True)
+            print(
+                f"size M={m} N={n}: total {t_full:.3f} s, gradient {t_grad:.3f} s, "
+                f"without moves {t_still:.3f} s",
+                flush=True,
+            )
     for m in models:
         sub = [r for r in rows if r["M"] == m]
         slope = np.polyfit(np.log([r["N"] for r in sub]), np.log([r["total_s"] for r in sub]), 1)[0]
@@ -238,7 +246,8 @@ def main(argv=None):
     text = f"# IMP at scale ({device}, {args.dtype})\n\n"
     text += "## Default `lj.imp` per market: gradient phase and polish\n\n"
     text += table(
-        result["sizes"], ["M", "N", "total_s", "gradient_s", "polish_s", "growth_exponent", "profit"]
+        result["sizes"],
+        ["M", "N", "total_s", "gradient_s", "polish_s", "moves_s", "moves_gain", "growth_exponent", "profit"],
     )
     text += "\n## Polish from the same 16 starts, 8 sweeps: new line search vs brute force (M = 4)\n\n"
     text += table(result["polish"], ["N", "new_s", "old_s", "speedup", "max_rel_profit_diff"])

@@ -13,6 +13,7 @@ from ..._checks import check_fits, is_concrete
 from ..robust._rsr import rental_options, robust_terms, tie_tolerance
 from ..scenarios._market import AnyMarket
 from ._classic_imp import coordinate_ascent
+from ._moves import improve_by_moves
 from ._posting import posted_solution
 from ._profit import profit_from_terms, relaxed_profit_from_terms
 from ._solution import PricingSolution, PricingTrace
@@ -48,6 +49,15 @@ class GradientIMP(eqx.Module):
     - `max_polish_sweeps`: sweeps of stage 2, rounded up to a multiple of `polish_sweeps` (9 by
       default). Both stages have a fixed trip count, converged starts frozen, so a vmapped batch
       costs the same per market whatever its slowest member needs.
+    - `moves`: rounds of allocation moves after the polish (0: none): each round re-assigns one
+      customer (to another model, or frees it) where that and re-pricing every model at the greatest
+      prices that keep everyone else's choice raises the exact profit, then polishes again (see
+      `_moves`). Coordinate moves stop at coordinate-wise optima; these leave them.
+    - `move_starts`: how many of the best polished optima (of distinct profits) get the moves, one
+      after another.
+    - `move_inserts`, `move_drops`: candidates per round and per model (M times these in all):
+      the cheapest insertions (customer i to model j, by the cut of beta_j that wins i) and the most
+      binding customers freed. Each costs one re-pricing, O(N M) per round of its iteration.
     - `tie_tol`: as in [`lmaas_jax.rsr`][]; default by dtype.
 
     [`lmaas_jax.imp`][] is compiled once per market shape and solver: reuse one solver object (and
@@ -66,6 +76,10 @@ class GradientIMP(eqx.Module):
     polish_sweeps: int = eqx.field(static=True, default=3)
     polish_finalists: int = eqx.field(static=True, default=4)
     max_polish_sweeps: int = eqx.field(static=True, default=8)
+    moves: int = eqx.field(static=True, default=16)
+    move_starts: int = eqx.field(static=True, default=4)
+    move_inserts: int = eqx.field(static=True, default=16)
+    move_drops: int = eqx.field(static=True, default=1)
     tie_tol: float | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
@@ -77,14 +91,17 @@ class GradientIMP(eqx.Module):
             "polish_restarts",
             "polish_sweeps",
             "polish_finalists",
+            "move_starts",
+            "move_inserts",
         ):
             value = getattr(self, name)
             if value is None:
                 continue
             if int(value) < 1:
                 raise ValueError(f"GradientIMP.{name} must be >= 1; got {value!r}.")
-        if int(self.polish_random) < 0:
-            raise ValueError(f"GradientIMP.polish_random must be >= 0; got {self.polish_random!r}.")
+        for name in ("polish_random", "moves", "move_drops"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"GradientIMP.{name} must be >= 0; got {getattr(self, name)!r}.")
         for name in ("initial_temperature", "final_temperature"):
             value = getattr(self, name)
             if not isinstance(value, jax.core.Tracer) and not float(value) > 0:
@@ -182,7 +199,8 @@ def imp(
     **Returns:**
 
     A [`lmaas_jax.PricingSolution`][] with a [`lmaas_jax.PricingTrace`][] and `stats` holding
-    `steps`, `restarts`, `profit_before_polish` and `polish_sweeps`.
+    `steps`, `restarts`, `profit_before_polish`, `polish_sweeps` and `moves` (allocation moves
+    taken by the best start).
     """
     solver = GradientIMP() if solver is None else solver
     steps = solver.steps if max_steps is None else int(max_steps)
@@ -192,7 +210,8 @@ def imp(
     # every restart and polished start holds a few (N, M) option arrays.
     n, m, r = market.n_customers, market.n_models, solver.restarts
     starts = r + solver.polish_random
-    need = (3 * steps * r + 12 * starts * n * (m + 1)) * jnp.dtype(market.dtype).itemsize
+    moving = 12 * min(64, (solver.move_inserts + solver.move_drops) * m) * n * (m + 1) if solver.moves else 0
+    need = (3 * steps * r + 12 * starts * n * (m + 1) + moving) * jnp.dtype(market.dtype).itemsize
     check_fits(f"imp with steps={steps}, restarts={r} on {m} x {n}", need)
     # The search never sees the market's derivative; the solution carries the equilibrium's.
     differentiable, market = market, lax.stop_gradient(market)
@@ -255,7 +274,7 @@ def imp(
     ts = temperature.reshape(blocks, every)
     best_x, best, relaxed_trace, best_trace = jax.vmap(run, in_axes=(0, None))(x0, ts)
     before = jnp.max(best)
-    sweeps = jnp.asarray(0, jnp.int32)
+    sweeps = moves = jnp.asarray(0, jnp.int32)
     if solver.polish:
         # Polish the restarts' best points (all by default): restarts that end in different basins
         # of the relaxed landscape often polish to different exact optima.
@@ -276,6 +295,30 @@ def imp(
             fresh = jnp.where(out, mo.price_hi[None, :], jax.vmap(prices_of)(u))
             starts = jnp.concatenate([starts, fresh])
         prices, best, sweeps = _polish(market, terms, tol, starts, solver)
+        if solver.moves:
+            # The best starts of distinct profits: starts that polished to one optimum would repeat
+            # one search.
+            order = jnp.argsort(-best)
+            ranked = best[order]
+            repeat = jnp.concatenate([jnp.zeros(1, bool), ranked[1:] >= ranked[:-1] * (1 - 1e-9) - 1e-12])
+            _, pos = lax.top_k(jnp.where(repeat, -jnp.inf, ranked), min(solver.move_starts, best.shape[0]))
+            top = order[pos]
+            # One start after another (lax.map), so a start whose moves have converged skips its
+            # remaining rounds (under jax.vmap over markets they run, discarded, as a select).
+            prices, best, moves = lax.map(
+                lambda p: improve_by_moves(
+                    market,
+                    terms,
+                    p,
+                    tol,
+                    rounds=solver.moves,
+                    inserts=solver.move_inserts * market.n_models,
+                    drops=solver.move_drops * market.n_models,
+                    sweeps=solver.polish_sweeps,
+                ),
+                prices[top],
+            )
+            moves = moves[jnp.argmax(best)]
         r = jnp.argmax(best)
         prices, sweeps = prices[r], jnp.max(sweeps)
     else:
@@ -290,5 +333,6 @@ def imp(
         "restarts": jnp.asarray(solver.restarts),
         "profit_before_polish": before,
         "polish_sweeps": sweeps,
+        "moves": moves,
     }
     return posted_solution(differentiable, terms, prices, tol, trace=trace, stats=stats)

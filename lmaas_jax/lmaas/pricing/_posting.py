@@ -43,6 +43,7 @@ from jax import lax
 
 from ..robust._rsr import RobustTerms, _respond, choose, chosen_margin, rental_options, robust_terms
 from ..scenarios._market import AnyMarket
+from ._assignment import keep_prices
 from ._equilibrium import equilibrium_prices, pin_pattern
 from ._solution import PricingSolution
 
@@ -67,6 +68,16 @@ def _gaps(market: AnyMarket, terms: RobustTerms, opts, prices) -> jax.Array:
     return 16.0 * eps * scale * opts.duration
 
 
+def _required(market: AnyMarket, terms: RobustTerms, opts, prices, intended):
+    """The gap, (N, M + 1), by which each customer's intended option must beat option l (0: none)."""
+    n = opts.value.shape[0]
+    zero = jnp.zeros((n, 1), opts.value.dtype)
+    share = jnp.concatenate([zero, _gaps(market, terms, opts, prices)], axis=1)
+    scale = jnp.max(jnp.where(opts.available, opts.gross, 0.0), axis=1)
+    own = jnp.take_along_axis(share, intended[:, None], axis=1)
+    return own + share + _POST_TIE_TOL * (1.0 + scale)[:, None]
+
+
 def _shortfall(market: AnyMarket, terms: RobustTerms, prices, intended):
     """Per customer, how much value its intended option lacks to hold (<= 0: it holds), and tau."""
     opts = rental_options(market, terms, prices)
@@ -75,11 +86,9 @@ def _shortfall(market: AnyMarket, terms: RobustTerms, prices, intended):
     value = jnp.concatenate([zero, opts.value], axis=1)
     margin = jnp.concatenate([zero, opts.seller_margin], axis=1)
     duration = jnp.concatenate([zero, opts.duration], axis=1)
-    share = jnp.concatenate([zero, _gaps(market, terms, opts, prices)], axis=1)
     available = jnp.concatenate([jnp.ones((n, 1), bool), opts.available], axis=1)
-    scale = jnp.max(jnp.where(opts.available, opts.gross, 0.0), axis=1)
     pick = lambda x: jnp.take_along_axis(x, intended[:, None], axis=1)[:, 0]  # noqa: E731
-    need = pick(share)[:, None] + share + _POST_TIE_TOL * (1.0 + scale)[:, None]
+    need = _required(market, terms, opts, prices, intended)
     others = available & (jnp.arange(m + 1, dtype=intended.dtype)[None, :] != intended[:, None])
     lack = jnp.max(jnp.where(others, need - (pick(value)[:, None] - value), -jnp.inf), axis=1)
     lack = jnp.where(pick(available), lack, jnp.inf)
@@ -133,7 +142,12 @@ def post(market: AnyMarket, terms: RobustTerms, prices, tol):
 
     uniform = jax.vmap(moved)(ladder)
     targeted = _targeted(market, terms, prices, intended, 3 * market.n_models + 2)
-    options = jnp.concatenate([uniform, targeted[None, :]])
+    # The greatest prices below these at which every intended customer wins by its gap (see
+    # `_assignment.keep_prices`: the set of such prices is closed under the componentwise maximum);
+    # the gap doubled, so that rounding in the iteration cannot eat it.
+    need = 2.0 * _required(market, terms, opts, prices, intended)
+    kept, _ = keep_prices(market, terms, intended, start=prices, gap=need, max_rounds=3 * market.n_models + 2)
+    options = jnp.concatenate([uniform, targeted[None, :], kept[None, :]])
     held = jax.vmap(lambda p: held_profit(market, terms, p, intended))(options)
     # The first best: unmoved prices if every customer already holds, else the smallest uniform
     # shift, the targeted cut only where it holds more.
