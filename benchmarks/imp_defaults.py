@@ -27,7 +27,8 @@ SETTINGS = {
     # The study's earlier rounds (closing notes of the IMP-at-scale issue) compared polishing 1 to 32
     # restarts, 4 to 20 sweeps, random polish starts, 16 to 64 restarts, 100 steps and a final
     # temperature of 1e-4; this round, the allocation moves after the polish. Add rows to rerun any.
-    "defaults (polish as before, then moves from the best 4 optima)": dict(),
+    "defaults (polish as before, then 8 rounds of moves from the best 8 optima)": dict(),
+    "moves from the best 4 optima, 16 rounds": dict(move_starts=4, moves=16),
     "no moves (the previous default)": dict(moves=0),
     "moves from the best optimum only": dict(move_starts=1),
     "moves with 4 inserts + 1 drop per model": dict(move_inserts=4),

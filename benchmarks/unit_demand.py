@@ -24,7 +24,6 @@ import jax.numpy as jnp
 import numpy as np
 
 import lmaas_jax as lj
-from lmaas_jax.experiments import timed
 from lmaas_jax.reference import milp_pricing
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "unit-demand"
@@ -36,6 +35,7 @@ def run(folder, dtype, milp_limit, max_n, only=None):
     solver = lj.GradientIMP()
     fn = jax.jit(lambda m, k: lj.imp(m, solver, key=k))
     post = jax.jit(lambda m, p: lj.seller_profit(m, p, tie_tol=1e-9))
+    compiled = {}
     for name, pub in sorted(published.items(), key=lambda kv: (len(kv[0]), kv[0])):
         if only and only not in name:
             continue
@@ -55,7 +55,18 @@ def run(folder, dtype, milp_limit, max_n, only=None):
             print(f"{name}: skipped (n = {exact.n_customers})", flush=True)
             continue
         market = exact.astype(jnp.dtype(dtype))
-        compile_s, run_s, sol = timed(fn, market, jax.random.PRNGKey(0), repeats=1)
+        key = jax.random.PRNGKey(0)
+        # Compiled ahead of time, once per shape, so each instance is solved once (a first call to
+        # time the compilation would solve it twice).
+        shape = (market.n_customers, market.n_models)
+        compile_s = 0.0
+        if shape not in compiled:
+            start = time.perf_counter()
+            compiled[shape] = fn.lower(market, key).compile()
+            compile_s = time.perf_counter() - start
+        start = time.perf_counter()
+        sol = jax.block_until_ready(compiled[shape](market, key))
+        run_s = time.perf_counter() - start
         held = float(post(exact, sol.prices.astype(jnp.float64)))
         start = time.perf_counter()
         milp = milp_pricing(exact, time_limit=milp_limit)

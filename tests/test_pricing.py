@@ -139,6 +139,10 @@ def test_milp_rejects_binding_budgets():
         ({"polish_random": -1}, "GradientIMP.polish_random must be >= 0; got -1."),
         ({"polish_sweeps": 0}, "GradientIMP.polish_sweeps must be >= 1; got 0."),
         ({"polish_finalists": 0}, "GradientIMP.polish_finalists must be >= 1; got 0."),
+        ({"moves": -1}, "GradientIMP.moves must be >= 0; got -1."),
+        ({"move_starts": 0}, "GradientIMP.move_starts must be >= 1; got 0."),
+        ({"move_inserts": 0}, "GradientIMP.move_inserts must be >= 1; got 0."),
+        ({"move_drops": -3}, "GradientIMP.move_drops must be >= 0; got -3."),
     ],
 )
 def test_solver_validation(kwargs, message):

@@ -81,9 +81,10 @@ def test_reader_reads_only_the_announced_valuations(tmp_path):
 def test_vendored_instances_against_the_published_optimum(name, dtype):
     """Numbers nobody here wrote: the authors' CPLEX optima (five significant digits).
 
-    Default `imp` is within 1% of it: on these two 50 x 50 instances it reaches 0.9915 to 1 of the
-    optimum (pricing 50 models is where it still falls short, see the README). HiGHS reproducing
-    the optimum is the slow test below.
+    Default `imp` reaches at least 99.9% of it on these two 50 x 50 instances (the benchmark's
+    target for every proven-optimal instance; before the allocation moves it stopped at 0.9976 on
+    the first, see `tests/test_moves.py`), and never reports more than the optimum. HiGHS
+    reproducing the optimum is the slow test below.
     """
     published = lj.datasets.read_published(DATA / "published.csv")
     assert len(published) == 2
@@ -95,7 +96,9 @@ def test_vendored_instances_against_the_published_optimum(name, dtype):
     exact = lj.datasets.read_unit_demand(DATA / name, dtype="float64")
     sol = lj.imp(exact.astype(jnp.dtype(dtype)), key=jax.random.PRNGKey(1))
     assert float(sol.stats["profit_supremum"]) <= best + half_unit + 1e-6 * best
-    assert float(sol.profit) >= 0.99 * best
+    assert float(sol.profit) >= 0.999 * best
+    # Posting costs at most 1e-4 of the tie-breaking supremum, also in float32.
+    assert float(sol.profit) >= (1 - 1e-4) * float(sol.stats["profit_supremum"])
     # Posted in the float64 market with float64's tie tolerance, the prices keep what they report.
     held = float(lj.seller_profit(exact, sol.prices.astype(jnp.float64), tie_tol=1e-9))
     assert held >= float(sol.profit) * (1 - 1e-6)
