@@ -29,7 +29,7 @@ from lmaas_jax.reference import milp_pricing
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "unit-demand"
 
 
-def run(folder, dtype, milp_limit, max_n, only=None):
+def run(folder, dtype, milp_limit, max_n, only=None, save=lambda rows: None):
     published = lj.datasets.read_published(Path(folder) / "published.csv")
     rows = []
     solver = lj.GradientIMP()
@@ -83,6 +83,7 @@ def run(folder, dtype, milp_limit, max_n, only=None):
             milp_wall_s=milp_wall,
         )
         rows.append(row)
+        save(rows)  # after every instance: an interrupted run keeps what it computed
         print(
             f"{name}: imp/published {row['imp_over_published']:.6f} in {run_s:.2f} s "
             f"(compile {compile_s:.1f} s); HiGHS {row['milp_over_published']:.6f} in "
@@ -160,13 +161,18 @@ def main(argv=None):
         parser.error(f"folder {str(folder)!r} has no published.csv beside its instances")
     jax.config.update("jax_enable_x64", True)  # the float64 check market; imp runs in --dtype
     device = f"{jax.devices()[0].platform}: {jax.devices()[0].device_kind}"
-    rows = run(folder, args.dtype, args.milp_time_limit, args.max_n, args.only)
-    text = markdown(rows, device, args.dtype, args.milp_time_limit)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = f"unit-demand-{jax.devices()[0].platform}"
-    (out / f"{tag}.md").write_text(text)
-    (out / f"{tag}.json").write_text(json.dumps(dict(device=device, dtype=args.dtype, rows=rows), indent=2))
+
+    def save(rows):
+        (out / f"{tag}.md").write_text(markdown(rows, device, args.dtype, args.milp_time_limit))
+        payload = dict(device=device, dtype=args.dtype, rows=rows)
+        (out / f"{tag}.json").write_text(json.dumps(payload, indent=2))
+
+    rows = run(folder, args.dtype, args.milp_time_limit, args.max_n, args.only, save=save)
+    save(rows)
+    text = markdown(rows, device, args.dtype, args.milp_time_limit)
     print(text)
 
 
