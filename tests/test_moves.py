@@ -180,6 +180,7 @@ def test_moves_never_lower_the_profit_and_leave_coordinate_optima(dtype):
     assert raised >= 3
 
 
+@pytest.mark.slow  # four 50 x 50 solves (about 30 s); CI runs it in its slow step
 def test_moves_reach_the_published_optimum_where_coordinate_ascent_stops(dtype):
     """c-n=50 .0 of the unit-demand benchmark: the polish alone stops at 0.99759 of the published
     optimum (every start and dtype, see the README); with the moves default imp reaches it (the
