@@ -40,11 +40,11 @@ from ._line_search import _inverse_value
 from ._profit import profit_from_terms
 
 
-def _candidates(market: AnyMarket, terms: RobustTerms, prices, sigma, inserts: int, drops: int):
-    """The move candidates as (customer, new option) pairs: `inserts` + `drops` of them, best first."""
+def _candidates(market: AnyMarket, terms: RobustTerms, prices, opts, sigma, inserts: int, drops: int):
+    """The move candidates as (customer, new option) pairs: `inserts` + `drops` of them, best first
+    (`opts`: the options at `prices`, `sigma` the choices they induce)."""
     mo, cu = market.models, market.customers
     n, m = market.n_customers, market.n_models
-    opts = rental_options(market, terms, prices)
     onehot = columns(sigma, m)
     ninf = jnp.asarray(-jnp.inf, prices.dtype)
     current = jnp.maximum(jnp.max(jnp.where(onehot & opts.available, opts.value, ninf), axis=1), 0.0)
@@ -82,8 +82,9 @@ def best_move(
     Candidates are evaluated `batch` at a time (`lax.map`), so memory is `batch` copies of the
     (N, M) option arrays whatever the number of candidates.
     """
-    sigma = choose(rental_options(market, terms, prices), tol)
-    customer, option, valid = _candidates(market, terms, prices, sigma, inserts, drops)
+    opts = rental_options(market, terms, prices)
+    sigma = choose(opts, tol)
+    customer, option, valid = _candidates(market, terms, prices, opts, sigma, inserts, drops)
 
     def score(c):
         i, a, ok = c
