@@ -16,7 +16,9 @@ from ._profit import profit_from_terms
 from ._solution import PricingSolution
 
 
-def coordinate_ascent(market, terms, prices, tol, sweeps: int, steepest: bool = False, line=best_on_line):
+def coordinate_ascent(
+    market, terms, prices, tol, sweeps: int, steepest: bool = False, line=best_on_line, active=True
+):
     """Exact coordinate ascent for at most `sweeps` sweeps; a start whose sweep stops paying is frozen.
 
     Each sweep first prices every model nobody rents out of the market (at `price_hi`), then
@@ -27,15 +29,20 @@ def coordinate_ascent(market, terms, prices, tol, sweeps: int, steepest: bool = 
     models' lines: an unsold model at a low price caps what its neighbours can charge, a plateau that
     coordinate moves alone never leave. A move is taken only if it raises the exact profit; once a
     sweep raises it by no more than a relative 1e-12 the prices are a coordinate-wise optimum and
-    stay frozen for the remaining sweeps. The trip count is fixed, so under `jax.vmap` every market
-    (and every restart) costs the same, whatever the slowest one needs: batching pays.
+    stay frozen for the remaining sweeps.
 
     `prices` is one start, shape `(M,)`, or a batch of starts, shape `(W, M)`, polished together:
-    once every start of the batch is frozen the remaining sweeps are skipped (a `lax.cond`; under an
-    outer `jax.vmap` over markets it runs them, discarded, as a select).
+    the loop stops once every start of the batch is frozen or `sweeps` sweeps have run. Under an
+    outer `jax.vmap` over markets it stops once every market's starts are frozen, frozen markets
+    carried unchanged: a batch costs the sweeps its slowest market needs, never more than `sweeps`
+    (the cap, not the slowest market, bounds it, so batching pays; a batch where every market
+    converges early stops early too).
 
     `line(market, terms, prices, j, tol) -> (price, profit)` is the line search: the O(N log N) one,
-    or [`lmaas_jax.reference.brute_force_line`][] for comparison.
+    or [`lmaas_jax.reference.brute_force_line`][] for comparison. `active` (a boolean, or one per
+    start): starts where it is False are frozen from the outset and returned as they are (a caller
+    inside a traced loop skips the sweeps without a `lax.cond`, which `jax.vmap` would turn into
+    running them).
 
     Returns `(prices, profit, sweeps_used)`, shaped like `prices` with the model axis dropped for the
     last two; `sweeps_used == sweeps` means the cap was reached before convergence.
@@ -81,12 +88,18 @@ def coordinate_ascent(market, terms, prices, tol, sweeps: int, steepest: bool = 
         used = used + jnp.where(done, 0, 1).astype(used.dtype)
         return prices, profit, done | ~improved, used
 
-    def sweep(carry, _):
-        return lax.cond(jnp.all(carry[2]), lambda c: c, run, carry), None
+    def body(carry):
+        return (*run(carry[:4]), carry[4] + 1)
+
+    def more(carry):
+        return ~jnp.all(carry[2]) & (carry[4] < sweeps)
 
     w = starts.shape[0]
-    init = (starts, profit0, jnp.zeros(w, bool), jnp.zeros(w, jnp.int32))
-    (prices, profit, _, used), _ = lax.scan(sweep, init, None, length=sweeps)
+    frozen = jnp.broadcast_to(~jnp.asarray(active, bool), (w,))
+    init = (starts, profit0, frozen, jnp.zeros(w, jnp.int32), jnp.asarray(0, jnp.int32))
+    # The body under a (redundant) `lax.cond`: run bare as the loop's body, XLA's CPU backend failed
+    # to compile it (jax 0.10.2, a float32 market with x64 on: "Failed to translate module to LLVM").
+    prices, profit, _, used, _ = lax.while_loop(more, lambda c: lax.cond(more(c), body, lambda c: c, c), init)
     if single:
         return prices[0], profit[0], used[0]
     return prices, profit, used
@@ -111,8 +124,8 @@ def classic_imp(
     sums, then exact evaluation in bound order until no unchecked candidate can win), which returns
     what evaluating all N + 3 candidates ([`lmaas_jax.reference.brute_force_line`][], O(N^2 M))
     returns. Steps never lower the profit and sweeps over all models repeat until one no longer
-    raises it: a coordinate-wise optimum after finitely many sweeps (at most `max_sweeps`, a fixed
-    trip count so that `jax.vmap` over markets pays). This is our reading of the paper's
+    raises it: a coordinate-wise optimum after finitely many sweeps (at most `max_sweeps`, a cap
+    that also bounds what a `jax.vmap` batch of markets costs). This is our reading of the paper's
     description of IMP (iterate over models, each re-priced against every customer's best response).
 
     **Arguments:**
