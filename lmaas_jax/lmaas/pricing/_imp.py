@@ -47,8 +47,8 @@ class GradientIMP(eqx.Module):
     - `polish_sweeps`: sweeps every polished start gets (stage 1).
     - `polish_finalists`: the best this many after stage 1 get `max_polish_sweeps` more (stage 2).
     - `max_polish_sweeps`: sweeps of stage 2, rounded up to a multiple of `polish_sweeps` (9 by
-      default). Both stages have a fixed trip count, converged starts frozen, so a vmapped batch
-      costs the same per market whatever its slowest member needs.
+      default). Each polished start's sweeps stop once it converges, at most these caps; under
+      `jax.vmap` a batch of markets runs until its slowest member stops, never past the caps.
     - `moves`: rounds of allocation moves after the polish (0: none): each round re-assigns one
       customer (to another model, or frees it) where that and re-pricing every model at the greatest
       prices that keep everyone else's choice raises the exact profit, then polishes again (see
@@ -297,26 +297,26 @@ def imp(
         prices, best, sweeps = _polish(market, terms, tol, starts, solver)
         if solver.moves:
             # The best starts of distinct profits: starts that polished to one optimum would repeat
-            # one search.
+            # one search (fewer distinct optima than move_starts: only those are searched).
             order = jnp.argsort(-best)
             ranked = best[order]
             repeat = jnp.concatenate([jnp.zeros(1, bool), ranked[1:] >= ranked[:-1] * (1 - 1e-9) - 1e-12])
-            _, pos = lax.top_k(jnp.where(repeat, -jnp.inf, ranked), min(solver.move_starts, best.shape[0]))
+            score, pos = lax.top_k(
+                jnp.where(repeat, -jnp.inf, ranked), min(solver.move_starts, best.shape[0])
+            )
             top = order[pos]
-            # One start after another (lax.map), so a start whose moves have converged skips its
-            # remaining rounds (under jax.vmap over markets they run, discarded, as a select).
-            prices, best, moves = lax.map(
-                lambda p: improve_by_moves(
-                    market,
-                    terms,
-                    p,
-                    tol,
-                    rounds=solver.moves,
-                    inserts=solver.move_inserts * market.n_models,
-                    drops=solver.move_drops * market.n_models,
-                    sweeps=solver.polish_sweeps,
-                ),
+            # One start after another, one round per iteration of a single loop (see
+            # `improve_by_moves`): a start stops at its first round without a paying move.
+            prices, best, moves = improve_by_moves(
+                market,
+                terms,
                 prices[top],
+                tol,
+                rounds=solver.moves,
+                inserts=solver.move_inserts * market.n_models,
+                drops=solver.move_drops * market.n_models,
+                sweeps=solver.polish_sweeps,
+                count=jnp.sum(score > -jnp.inf),  # repeats (ranked last) are not searched again
             )
             moves = moves[jnp.argmax(best)]
         r = jnp.argmax(best)
