@@ -27,9 +27,11 @@ SETTINGS = {
     # The study's earlier rounds (closing notes of the IMP-at-scale issue) compared polishing 1 to 32
     # restarts, 4 to 20 sweeps, random polish starts, 16 to 64 restarts, 100 steps and a final
     # temperature of 1e-4; this round, the allocation moves after the polish. Add rows to rerun any.
-    "defaults (polish as before, then 8 rounds of moves from the best 8 optima)": dict(),
+    "defaults (polish as before, then up to 8 rounds of moves, 8 inserts + 1 drop per model, from each of "
+    "the best 8 distinct optima)": dict(),
+    "moves with 16 inserts + 1 drop per model (the default before)": dict(move_inserts=16),
     "moves from the best 4 optima, 16 rounds": dict(move_starts=4, moves=16),
-    "no moves (the previous default)": dict(moves=0),
+    "no moves (the default before the moves)": dict(moves=0),
     "moves from the best optimum only": dict(move_starts=1),
     "moves with 4 inserts + 1 drop per model": dict(move_inserts=4),
     "moves, 16 restarts, 100 steps": dict(restarts=16, steps=100),

@@ -78,7 +78,7 @@ class GradientIMP(eqx.Module):
     max_polish_sweeps: int = eqx.field(static=True, default=8)
     moves: int = eqx.field(static=True, default=8)
     move_starts: int = eqx.field(static=True, default=8)
-    move_inserts: int = eqx.field(static=True, default=16)
+    move_inserts: int = eqx.field(static=True, default=8)
     move_drops: int = eqx.field(static=True, default=1)
     tie_tol: float | None = eqx.field(static=True, default=None)
 
