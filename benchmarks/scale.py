@@ -20,6 +20,7 @@ Times are medians of `--repeats` calls after a compile call, with `block_until_r
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import subprocess
@@ -44,13 +45,15 @@ def market(m, n, dtype):
     return lj.random_market(jax.random.PRNGKey(SEED + n), m, n, dtype=dtype)
 
 
-def size_table(models, sizes, dtype, repeats):
-    rows = []
+def size_table(models, sizes, dtype, repeats, rows, save=lambda: None, deadline=float("inf")):
     full = jax.jit(lambda mk, k: lj.imp(mk, key=k).profit)
     still = jax.jit(lambda mk, k: lj.imp(mk, lj.GradientIMP(moves=0), key=k).profit)
     grad = jax.jit(lambda mk, k: lj.imp(mk, lj.GradientIMP(polish=False), key=k).profit)
     for m in models:
         for n in sizes:
+            if time.perf_counter() > deadline:
+                print(f"size M={m} N={n}: skipped (--budget-s spent)", flush=True)
+                continue
             mk, key = market(m, n, dtype), jax.random.PRNGKey(0)
             _, t_full, profit = timed(full, mk, key, repeats=repeats)
             _, t_still, profit_still = timed(still, mk, key, repeats=repeats)
@@ -72,12 +75,22 @@ def size_table(models, sizes, dtype, repeats):
                 f"without moves {t_still:.3f} s",
                 flush=True,
             )
-    for m in models:
+            growth(rows)
+            save()
+    return rows
+
+
+def growth(rows):
+    """The slope of log time against log N per M (NaN with fewer than two sizes)."""
+    for m in {r["M"] for r in rows}:
         sub = [r for r in rows if r["M"] == m]
-        slope = np.polyfit(np.log([r["N"] for r in sub]), np.log([r["total_s"] for r in sub]), 1)[0]
+        slope = (
+            np.polyfit(np.log([r["N"] for r in sub]), np.log([r["total_s"] for r in sub]), 1)[0]
+            if len(sub) > 1
+            else float("nan")
+        )
         for r in sub:
             r["growth_exponent"] = float(slope)
-    return rows
 
 
 def polish_table(sizes, dtype, repeats, starts=16, sweeps=8):
@@ -114,23 +127,48 @@ def polish_table(sizes, dtype, repeats, starts=16, sweeps=8):
     return rows
 
 
-def batch_table(sizes, batches, dtype, repeats):
-    rows = []
-    fn = jax.jit(jax.vmap(lambda mk, k: lj.imp(mk, key=k).profit))
+def batch_table(
+    sizes, batches, dtype, repeats, rows, save=lambda: None, deadline=float("inf"), subset=None, solver=None
+):
+    """`jit(vmap(imp))` on batches of default markets; with `subset`, a batch larger than it is
+    represented by its first `subset` markets (the rate of the same markets on a slower machine)."""
+    fn = jax.jit(jax.vmap(lambda mk, k: lj.imp(mk, solver, key=k).profit))
     for n in sizes:
         for b in batches:
+            if time.perf_counter() > deadline:
+                print(f"batch N={n} B={b}: skipped (--budget-s spent)", flush=True)
+                continue
             keys = jax.random.split(jax.random.PRNGKey(n), b)
+            priced = b if subset is None else min(b, subset)
+            keys = keys[:priced]
             mks = jax.vmap(lambda k, n=n: lj.random_market(k, 4, n, dtype=dtype))(keys)
-            compile_s, t, _ = timed(fn, mks, keys, repeats=repeats)
-            rows.append(dict(M=4, N=n, batch=b, run_s=t, markets_per_s=b / t, compile_s=compile_s))
-            print(f"batch N={n} B={b}: {b / t:.2f} markets/s", flush=True)
+            compile_s, t, profit = timed(fn, mks, keys, repeats=repeats)
+            rows.append(
+                dict(
+                    M=4,
+                    N=n,
+                    batch=b,
+                    priced=priced,
+                    run_s=t,
+                    markets_per_s=priced / t,
+                    compile_s=compile_s,
+                    mean_profit_first64=float(np.mean(np.asarray(profit[:64], np.float64))),
+                )
+            )
+            print(
+                f"batch N={n} B={b} ({priced} priced): {priced / t:.2f} markets/s, compile {compile_s:.1f} s",
+                flush=True,
+            )
+            save()
     return rows
 
 
-def memory_table(sizes, dtype):
-    rows = []
+def memory_table(sizes, dtype, rows, save=lambda: None, deadline=float("inf")):
     fn = jax.jit(lambda mk, k: lj.imp(mk, key=k).profit)
     for n in sizes:
+        if time.perf_counter() > deadline:
+            print(f"memory N={n}: skipped (--budget-s spent)", flush=True)
+            continue
         mk, key = market(4, n, dtype), jax.random.PRNGKey(0)
         compiled = fn.lower(mk, key).compile()
         mem = compiled.memory_analysis()
@@ -139,6 +177,7 @@ def memory_table(sizes, dtype):
         profit = float(jax.block_until_ready(compiled(mk, key)))
         rows.append(dict(M=4, N=n, temp_MiB=temp / 2**20, seconds=time.perf_counter() - t0, profit=profit))
         print(f"memory N={n}: {temp / 2**20:.1f} MiB, {rows[-1]['seconds']:.1f} s", flush=True)
+        save()
     return rows
 
 
@@ -220,30 +259,74 @@ def main(argv=None):
     parser.add_argument("--batches", default="1,2,4,8,16,32,64,128,256")
     parser.add_argument("--memory-sizes", default="1000,2000,5000,20000")
     parser.add_argument(
+        "--batch-subset", type=int, default=None, help="price only the first this many markets of a batch"
+    )
+    parser.add_argument(
         "--baseline", default=None, help="path of an older lmaas_jax checkout to compare with"
     )
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--parts", default="sizes,polish,baseline,batch,memory", help="tables to run")
+    parser.add_argument(
+        "--parts", default="sizes,polish,baseline,batch,memory", help="tables to run, in this order"
+    )
+    parser.add_argument(
+        "--budget-s", type=float, default=float("inf"), help="start no new row after this many seconds"
+    )
+    parser.add_argument(
+        "--batch-solver", default="", help="GradientIMP settings of the batch table, e.g. 'moves=0'"
+    )
+    parser.add_argument("--tag", default="", help="suffix of the output files' names")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args(argv)
+    settings = {
+        k: ast.literal_eval(v) for k, v in (kv.split("=") for kv in args.batch_solver.split(",") if kv)
+    }
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     ints = lambda s: [int(v) for v in s.split(",") if v]  # noqa: E731
     device = f"{jax.devices()[0].platform}: {jax.devices()[0].device_kind}, {os.cpu_count()} CPU cores"
-    parts = set(args.parts.split(","))
-    result = dict(device=device, dtype=args.dtype, sizes=[], polish=[], batch=[], memory=[])
-    if "sizes" in parts:
-        result["sizes"] = size_table(ints(args.models), ints(args.sizes), args.dtype, args.repeats)
-    if "polish" in parts:
-        result["polish"] = polish_table(ints(args.polish_sizes), args.dtype, args.repeats)
-    if "baseline" in parts and args.baseline:
-        result["baseline"] = baseline_table(args.baseline, ints(args.polish_sizes), args.dtype)
-    if "batch" in parts:
-        result["batch"] = batch_table(ints(args.batch_sizes), ints(args.batches), args.dtype, args.repeats)
-    if "memory" in parts:
-        result["memory"] = memory_table(ints(args.memory_sizes), args.dtype)
-    text = f"# IMP at scale ({device}, {args.dtype})\n\n"
+    result = dict(
+        device=device, dtype=args.dtype, batch_solver=settings, sizes=[], polish=[], batch=[], memory=[]
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = jax.devices()[0].platform + args.tag
+
+    def save():
+        # After every row: an interrupted run (a lease running out) keeps what it measured.
+        (out / f"scale-{tag}.md").write_text(markdown(result, args))
+        (out / f"scale-{tag}.json").write_text(json.dumps(result, indent=2))
+
+    deadline = time.perf_counter() + args.budget_s
+    limits = dict(save=save, deadline=deadline)
+    for part in args.parts.split(","):
+        if part == "sizes":
+            size_table(
+                ints(args.models), ints(args.sizes), args.dtype, args.repeats, result["sizes"], **limits
+            )
+        elif part == "polish":
+            result["polish"] = polish_table(ints(args.polish_sizes), args.dtype, args.repeats)
+        elif part == "baseline" and args.baseline:
+            result["baseline"] = baseline_table(args.baseline, ints(args.polish_sizes), args.dtype)
+        elif part == "batch":
+            batch_table(
+                ints(args.batch_sizes),
+                ints(args.batches),
+                args.dtype,
+                args.repeats,
+                result["batch"],
+                subset=args.batch_subset,
+                solver=lj.GradientIMP(**settings),
+                **limits,
+            )
+        elif part == "memory":
+            memory_table(ints(args.memory_sizes), args.dtype, result["memory"], **limits)
+        save()
+    print(markdown(result, args))
+
+
+def markdown(result, args):
+    text = f"# IMP at scale ({result['device']}, {args.dtype})\n\n"
     text += "## Default `lj.imp` per market: gradient phase and polish\n\n"
     text += table(
         result["sizes"],
@@ -255,16 +338,17 @@ def main(argv=None):
         text += f"\n## Against the baseline checkout ({args.baseline}), M = 4, same markets\n\n"
         text += "Seed `all`: the totals per size (speed-up = total old / total new; profit ratio: worst).\n\n"
         text += table(result["baseline"], ["N", "seed", "old_s", "new_s", "speedup", "profit_ratio"])
-    text += "\n## jit(vmap(imp)): markets per second against batch size (M = 4)\n\n"
-    text += table(result["batch"], ["N", "batch", "run_s", "markets_per_s", "compile_s"])
+    text += (
+        f"\n## jit(vmap(imp)): markets per second against batch size (M = 4, {result['batch_solver']})\n\n"
+    )
+    text += "`priced`: the batch's first markets actually priced (`--batch-subset`), the rate over those.\n\n"
+    text += table(
+        result["batch"],
+        ["N", "batch", "priced", "run_s", "markets_per_s", "compile_s", "mean_profit_first64"],
+    )
     text += "\n## Memory of one imp (XLA temporaries) and its time, M = 4\n\n"
     text += table(result["memory"], ["N", "temp_MiB", "seconds", "profit"])
-    print(text)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tag = jax.devices()[0].platform
-    (out / f"scale-{tag}.md").write_text(text)
-    (out / f"scale-{tag}.json").write_text(json.dumps(result, indent=2))
+    return text
 
 
 if __name__ == "__main__":
