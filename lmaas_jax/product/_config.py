@@ -121,7 +121,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "e2_sizes": Key(str, ("2x20", "3x30", "4x40"), "E2 market sizes MxN (budget-free)", many=True),
         "e2_markets": Key(int, 4, "E2 markets per size", lo=1),
         "e4_customers": Key(int, 4, "E4 customers traced by C&CG", lo=1),
-        "e5_size": Key(str, "3x30", "E5 market size MxN (budget-free, so HiGHS applies)"),
+        "e5_size": Key(str, "4x40", "E5 market size MxN (budget-free, so HiGHS applies)"),
         "e5_batches": Key(int, (1, 4, 16, 64), "E5 batch sizes", lo=1, many=True),
         "e5_milp_markets": Key(int, 2, "E5 markets timed with HiGHS", lo=1),
         "ttc_sweep_points": Key(int, 100, "beta values in the test-time compute inefficiency curve", lo=2),
