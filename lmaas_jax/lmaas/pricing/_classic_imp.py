@@ -34,9 +34,8 @@ def coordinate_ascent(
     `prices` is one start, shape `(M,)`, or a batch of starts, shape `(W, M)`, polished together:
     the loop stops once every start of the batch is frozen or `sweeps` sweeps have run. Under an
     outer `jax.vmap` over markets it stops once every market's starts are frozen, frozen markets
-    carried unchanged: a batch costs the sweeps its slowest market needs, never more than `sweeps`
-    (the cap, not the slowest market, bounds it, so batching pays; a batch where every market
-    converges early stops early too).
+    carried unchanged: a batch costs the sweeps its slowest market needs, at most `sweeps`, and a
+    batch whose markets all converge early stops early.
 
     `line(market, terms, prices, j, tol) -> (price, profit)` is the line search: the O(N log N) one,
     or [`lmaas_jax.reference.brute_force_line`][] for comparison. `active` (a boolean, or one per
