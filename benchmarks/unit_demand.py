@@ -6,8 +6,10 @@ Fernandes-Ferreira-Franco-Schouery benchmark, `../shared/data/unit-demand`): rea
 its profit (prices posted in the float64 market, `tie_tol=1e-9`) over the published best value,
 then the HiGHS MILP within `--milp-time-limit` on the same market (up to `--milp-max-n` consumers:
 its model build alone takes minutes at n = 150), and CPLEX's published time.
-Markdown and JSON into `--out`. Instances above `--max-n` consumers are listed as skipped: this
-version prices value tables in a dense N x M layout, whose polish costs O(M^2 N) per sweep.
+Markdown and JSON into `--out` (file names tagged with `--tag`). Instances above `--max-n`
+consumers are listed as skipped. Instances are read as option lists (each consumer's valued items,
+about 8 of up to 3000), so a polish sweep costs O(M N log N + M N K), K the most items a consumer
+values, not O(M^2 N).
 
     python benchmarks/unit_demand.py                       # the shared folder
     python benchmarks/unit_demand.py tests/data/unit-demand --milp-time-limit 60
@@ -17,15 +19,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+# x64 is on below (the float64 check market) while imp runs in float32: XLA's CPU fusion emitter
+# (jax 0.10.2) can then fail to compile ("Failed to translate module to LLVM IR", two fused
+# functions given one name); its older emitters compile the same programs at the same speed.
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_fusion_emitters=false").strip()
 
-import lmaas_jax as lj
-from lmaas_jax.reference import milp_pricing
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import lmaas_jax as lj  # noqa: E402
+from lmaas_jax.reference import milp_pricing  # noqa: E402
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "unit-demand"
 
@@ -56,10 +64,12 @@ def run(folder, dtype, milp_limit, max_n, only=None, save=lambda rows: None, mil
             print(f"{name}: skipped (n = {exact.n_customers})", flush=True)
             continue
         market = exact.astype(jnp.dtype(dtype))
+        if market.option_model is not None:  # K rounded up to a multiple of 8: fewer compilations
+            market = market.as_option_lists(n_options=-(-market.n_options // 8) * 8)
         key = jax.random.PRNGKey(0)
         # Compiled ahead of time, once per shape, so each instance is solved once (a first call to
         # time the compilation would solve it twice).
-        shape = (market.n_customers, market.n_models)
+        shape = (market.n_customers, market.n_models, market.n_options)
         compile_s = 0.0
         if shape not in compiled:
             start = time.perf_counter()
@@ -164,7 +174,8 @@ def main(argv=None):
     parser.add_argument("folder", nargs="?", default=str(DEFAULT_DIR), help="instances + published.csv")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--milp-time-limit", type=float, default=120.0)
-    parser.add_argument("--max-n", type=int, default=200, help="skip larger instances")
+    parser.add_argument("--max-n", type=int, default=3000, help="skip larger instances")
+    parser.add_argument("--tag", default="", help="suffix of the output files' names")
     parser.add_argument("--only", default="", help="run only instances whose name contains this")
     parser.add_argument(
         "--milp-max-n",
@@ -181,7 +192,7 @@ def main(argv=None):
     device = f"{jax.devices()[0].platform}: {jax.devices()[0].device_kind}"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tag = f"unit-demand-{jax.devices()[0].platform}"
+    tag = f"unit-demand-{jax.devices()[0].platform}{args.tag}"
 
     def save(rows):
         (out / f"{tag}.md").write_text(markdown(rows, device, args.dtype, args.milp_time_limit))

@@ -23,7 +23,7 @@ def _fail(path, lineno: int, line: str, why: str):
     raise ValueError(f"{path}: line {lineno} {line.strip()!r}: {why}")
 
 
-def read_unit_demand(path, *, dtype=None) -> ValueMarket:
+def read_unit_demand(path, *, dtype=None, layout: str = "auto") -> ValueMarket:
     """Read one instance of the unit-demand benchmark into a [`lmaas_jax.ValueMarket`][].
 
     The format (text): a header line `consumers items valuations`, then one line per valuation,
@@ -39,6 +39,10 @@ def read_unit_demand(path, *, dtype=None) -> ValueMarket:
 
     - `path`: the instance file.
     - `dtype`: float dtype of the market (default JAX's default float: float32 unless x64 is on).
+    - `layout`: `"lists"` (each consumer's valued items as option lists, K of them padded to the
+      most any consumer values; see `ValueMarket.option_model`), `"table"` (dense N x M) or
+      `"auto"` (default): lists where K <= M / 2, which is every instance of the benchmark
+      (consumers value about 8 items, at most 18, of 50 to 3000), the table otherwise.
 
     **Returns:**
 
@@ -50,6 +54,8 @@ def read_unit_demand(path, *, dtype=None) -> ValueMarket:
     range, a negative or non-finite value, a pair listed twice, or fewer valuation lines than the
     header announces.
     """
+    if layout not in ("auto", "lists", "table"):
+        raise ValueError(f"layout must be 'auto', 'lists' or 'table'; got {layout!r}.")
     path = Path(path)
     with path.open("r", encoding="utf-8", errors="replace") as f:
         lines = f.read().splitlines()
@@ -96,7 +102,11 @@ def read_unit_demand(path, *, dtype=None) -> ValueMarket:
     dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
     rate = jnp.asarray(value, dtype)
     hours = jnp.asarray(seen, dtype)
-    return ValueMarket.from_table(rate, hours, horizon=1.0, dtype=dtype)
+    market = ValueMarket.from_table(rate, hours, horizon=1.0, dtype=dtype)
+    most = int(seen.sum(axis=1).max(initial=0))
+    if layout == "lists" or (layout == "auto" and 2 * most <= m):
+        return market.as_option_lists()
+    return market
 
 
 def read_published(path) -> dict[str, dict]:

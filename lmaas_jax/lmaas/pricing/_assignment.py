@@ -34,9 +34,9 @@ from ..scenarios._market import AnyMarket
 from ._line_search import _inverse_value
 
 
-def columns(assign, m):
-    """(N, M) one-hot of the assignment (a row of False for 0 = free)."""
-    return assign[:, None] == jnp.arange(1, m + 1, dtype=assign.dtype)[None, :]
+def columns(assign, k):
+    """(N, K) one-hot of an assignment of options (a row of False for 0 = free)."""
+    return assign[:, None] == jnp.arange(1, k + 1, dtype=assign.dtype)[None, :]
 
 
 def keep_prices(
@@ -50,9 +50,10 @@ def keep_prices(
 ):
     """The greatest prices in the box at which every customer keeps its assigned option.
 
-    `assign`: shape `(N,)`, 0 = free (the customer may do anything), j = model j (1-based).
+    `assign`: shape `(N,)`, 0 = free (the customer may do anything), k = its option k (1-based;
+    option k is model k in a dense table, see [`lmaas_jax.RobustTerms`][]).
     `start`: an upper bound on the prices (default `price_hi`): the result is the greatest below it.
-    `gap`: shape `(N, M + 1)`, the margin by which customer i's assigned option must beat option l
+    `gap`: shape `(N, K + 1)`, the margin by which customer i's assigned option must beat option l
     (column 0: opting out), default 0 (weakly); `post`
     uses it to make intended customers strictly prefer their option. Returns `(prices, rounds)`.
 
@@ -66,7 +67,7 @@ def keep_prices(
     mo, cu = market.models, market.customers
     m = market.n_models
     rounds_cap = m + 2 if max_rounds is None else int(max_rounds)
-    onehot = columns(assign, m)
+    onehot = columns(assign, terms.rate.shape[1])
     j = jnp.maximum(assign - 1, 0)
     pick = lambda x: jnp.take_along_axis(x, j[:, None], axis=1)[:, 0]  # noqa: E731
     rate = pick(terms.rate)
@@ -74,7 +75,7 @@ def keep_prices(
     kept = (assign > 0) & (length > 0)
     ninf = jnp.asarray(-jnp.inf, terms.rate.dtype)
 
-    zero = jnp.zeros((market.n_customers, m + 1), terms.rate.dtype)
+    zero = jnp.zeros((market.n_customers, terms.rate.shape[1] + 1), terms.rate.dtype)
     gap = zero if gap is None else gap
 
     def step(p):
@@ -83,7 +84,7 @@ def keep_prices(
         alt = jnp.max(jnp.where(others, opts.value + gap[:, 1:], ninf), axis=1)
         alt = jnp.maximum(alt, gap[:, 0])
         bound = _inverse_value(rate, length, cu.budget, alt)
-        cap = jnp.min(jnp.where(onehot & kept[:, None], bound[:, None], jnp.inf), axis=0)
+        cap = terms.per_model(bound, jnp.where(kept, assign, 0), m, "min", jnp.inf)
         return jnp.maximum(jnp.minimum(jnp.minimum(cap, p), mo.price_hi), mo.price_lo)
 
     def more(state):

@@ -72,7 +72,7 @@ def coordinate_ascent(
 
     def price_out_unsold(prices, profit):
         choice = choose(rental_options(market, terms, prices), tol)
-        sold = jnp.any(choice[:, None] == jnp.arange(1, m + 1, dtype=choice.dtype)[None, :], axis=0)
+        sold = terms.per_model(jnp.ones(choice.shape, bool), choice, m, "max", False)
         out = jnp.where(sold, prices, price_hi)
         value = profit_from_terms(market, terms, out, tol)
         take = jnp.any(out != prices) & (value >= profit)

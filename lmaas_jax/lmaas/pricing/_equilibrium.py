@@ -102,14 +102,14 @@ def pin_pattern(market: AnyMarket, terms: RobustTerms, prices, tie_tol) -> PinPa
     mo = market.models
     n, m = market.n_customers, market.n_models
     opts = rental_options(market, terms, prices)
-    choice = choose(opts, tie_tol)
+    choice = choose(opts, tie_tol)  # options (see RobustTerms); models where reported
     value = _with_opt_out(opts.value, 0.0)
     available = _with_opt_out(opts.available, True)
     scale = jnp.max(jnp.where(opts.available, opts.gross, 0.0), axis=1)
     window = 4.0 * tie_tol * (1.0 + scale)
     rows = jnp.arange(n)
     own = value[rows, choice]
-    options = jnp.arange(m + 1, dtype=choice.dtype)
+    options = jnp.arange(value.shape[1], dtype=choice.dtype)
     others = available & (options[None, :] != choice[:, None])
     gap = jnp.where(others, own[:, None] - value, jnp.inf)  # >= -window at a solution
     near = jnp.abs(gap) <= window[:, None]
@@ -117,20 +117,30 @@ def pin_pattern(market: AnyMarket, terms: RobustTerms, prices, tie_tol) -> PinPa
     alt = jnp.argmin(jnp.abs(gap), axis=1).astype(choice.dtype)  # the nearest other option
     tied = n_near >= 1
     closeness = jnp.where(tied, jnp.abs(gap[rows, alt]), jnp.inf)
+    chosen, alt_model = terms.chosen_model(choice), terms.chosen_model(alt)
 
-    models = jnp.arange(1, m + 1, dtype=choice.dtype)
     # Per model: a tied customer of that model (it would leave if the price rose) first, else a
-    # tied customer whose alternative is that model; the smallest gap within each class.
-    of_model = tied[None, :] & (choice[None, :] == models[:, None])
-    to_model = tied[None, :] & (alt[None, :] == models[:, None]) & (choice[None, :] > 0)
-    key = jnp.where(of_model, closeness[None, :], jnp.where(to_model, 1e30 + closeness[None, :], jnp.inf))
-    best = jnp.argmin(key, axis=1).astype(choice.dtype)
-    has = jnp.isfinite(jnp.min(key, axis=1))
-    via_choice = of_model[models - 1, best]
-    other = jnp.where(via_choice, alt[best], choice[best])
+    # tied customer whose alternative is that model; the smallest gap within each class, then the
+    # lowest customer index. Per-model reductions over customers: O(N K), not O(N M).
+    inf = jnp.asarray(jnp.inf, closeness.dtype)
+    of_key = jnp.where(tied, closeness, inf)
+    to_key = jnp.where(tied & (choice > 0), 1e30 + closeness, inf)
+    best_key = jnp.minimum(
+        terms.per_model(of_key, choice, m, "min", inf),
+        terms.per_model(to_key, jnp.where(choice > 0, alt, 0), m, "min", inf),
+    )
+    has = jnp.isfinite(best_key)
+    j_of, j_to = jnp.maximum(chosen - 1, 0), jnp.maximum(alt_model - 1, 0)
+    first_of = jnp.where(tied & (chosen > 0) & (of_key == best_key[j_of]), rows, n)
+    first_to = jnp.where(tied & (choice > 0) & (alt_model > 0) & (to_key == best_key[j_to]), rows, n)
+    pick_of = terms.per_model(first_of, choice, m, "min", n)
+    pick_to = terms.per_model(first_to, jnp.where(choice > 0, alt, 0), m, "min", n)
+    via_choice = pick_of <= pick_to
+    best = jnp.minimum(jnp.minimum(pick_of, pick_to), n - 1).astype(choice.dtype)
+    other = jnp.where(via_choice, alt_model[best], chosen[best])
 
     at_lo, at_hi = _at_box_ends(prices, mo)
-    sold = jnp.any(choice[None, :] == models[:, None], axis=1)
+    sold = terms.per_model(jnp.ones(n, bool), choice, m, "max", False)
     kind = jnp.where(at_hi, HIGH, jnp.where(at_lo, LOW, jnp.where(has, CUSTOMER, UNSOLD)))
     pinned = kind == CUSTOMER
     customer = jnp.where(pinned, best, -1).astype(jnp.int32)
@@ -151,10 +161,13 @@ def pin_pattern(market: AnyMarket, terms: RobustTerms, prices, tie_tol) -> PinPa
 def _residual(market: AnyMarket, prices, pins: PinPattern):
     """F(p, theta) of the module docstring, one row per model."""
     mo = market.models
-    value = _with_opt_out(rental_options(market, robust_terms(market), prices).value, 0.0)
+    terms = robust_terms(market)
+    value = _with_opt_out(rental_options(market, terms, prices).value, 0.0)
     i = jnp.maximum(pins.customer, 0)
-    own = value[i, jnp.arange(1, market.n_models + 1)]
-    alt = value[i, jnp.maximum(pins.other, 0)]
+    # Models -> the pinning customer's options (1-based; 0 = no rental).
+    own = value[i, 1 + terms.slot(i, jnp.arange(market.n_models))]
+    other = jnp.maximum(pins.other, 0)
+    alt = value[i, jnp.where(other > 0, 1 + terms.slot(i, jnp.maximum(other - 1, 0)), 0)]
     return jnp.select(
         [pins.kind == CUSTOMER, pins.kind == LOW, pins.kind == HIGH],
         [own - alt, prices - mo.price_lo, prices - mo.price_hi],

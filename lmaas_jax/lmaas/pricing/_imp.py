@@ -57,7 +57,10 @@ class GradientIMP(eqx.Module):
       after another.
     - `move_inserts`, `move_drops`: candidates per round and per model (M times these in all):
       the cheapest insertions (customer i to model j, by the cut of beta_j that wins i) and the most
-      binding customers freed. Each costs one re-pricing, O(N M) per round of its iteration.
+      binding customers freed. Each costs one re-pricing, O(N K) per round of its iteration (K
+      options per customer: M for a dense table).
+    - `max_move_candidates`: at most this many candidates per round (both kinds scaled down
+      alike), so a round's cost stops growing with M on large markets (unit demand at M = 3000).
     - `tie_tol`: as in [`lmaas_jax.rsr`][]; default by dtype.
 
     [`lmaas_jax.imp`][] is compiled once per market shape and solver: reuse one solver object (and
@@ -80,6 +83,7 @@ class GradientIMP(eqx.Module):
     move_starts: int = eqx.field(static=True, default=8)
     move_inserts: int = eqx.field(static=True, default=8)
     move_drops: int = eqx.field(static=True, default=1)
+    max_move_candidates: int = eqx.field(static=True, default=2048)
     tie_tol: float | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
@@ -93,6 +97,7 @@ class GradientIMP(eqx.Module):
             "polish_finalists",
             "move_starts",
             "move_inserts",
+            "max_move_candidates",
         ):
             value = getattr(self, name)
             if value is None:
@@ -124,9 +129,12 @@ def useful_top(market: AnyMarket, terms) -> jax.Array:
     """
     mo = market.models
     rate = jnp.where(terms.hours > 0, terms.rate, 0.0)
+    # The highest rate per model: over customers (a dense table), or over their options' models.
+    ids = jnp.where(terms.hours > 0, terms.model_ids(), market.n_models)
+    top = jnp.zeros(market.n_models, rate.dtype).at[ids.reshape(-1)].max(rate.reshape(-1), mode="drop")
     # 1% beyond: the top of the gradient box then prices the model out of the market altogether,
     # which pays where near-identical models cannibalise each other.
-    return jnp.clip(1.01 * jnp.max(rate, axis=0), mo.price_lo, mo.price_hi)
+    return jnp.clip(1.01 * top, mo.price_lo, mo.price_hi)
 
 
 def market_scale(market: AnyMarket, terms) -> jax.Array:
@@ -140,6 +148,18 @@ def market_scale(market: AnyMarket, terms) -> jax.Array:
     best = jnp.max(jnp.where(opts.available, jnp.maximum(opts.value, 0.0), 0.0), axis=1)
     scale = jnp.nanmedian(jnp.where(best > 0, best, jnp.nan))
     return jnp.where(jnp.isfinite(scale) & (scale > 0), scale, 1.0)
+
+
+def _move_candidates(solver: GradientIMP, m: int) -> tuple[int, int]:
+    """(inserts, drops) per round of moves: `move_inserts` and `move_drops` per model, scaled down
+    alike to at most `max_move_candidates` in all (at least one insert)."""
+    inserts, drops = solver.move_inserts * m, solver.move_drops * m
+    cap = solver.max_move_candidates
+    if inserts + drops <= cap:
+        return inserts, drops
+    share = cap / (inserts + drops)
+    inserts = max(1, int(inserts * share))
+    return inserts, min(int(drops * share), cap - inserts)
 
 
 def _polish(market, terms, tol, starts, solver: GradientIMP):
@@ -210,8 +230,10 @@ def imp(
     # every restart and polished start holds a few (N, M) option arrays.
     n, m, r = market.n_customers, market.n_models, solver.restarts
     starts = r + solver.polish_random
-    moving = 12 * min(64, (solver.move_inserts + solver.move_drops) * m) * n * (m + 1) if solver.moves else 0
-    need = (3 * steps * r + 12 * starts * n * (m + 1) + moving) * jnp.dtype(market.dtype).itemsize
+    k = getattr(market, "n_options", m)  # options per customer: M, or K for option lists
+    inserts, drops = _move_candidates(solver, m)
+    moving = 12 * min(64, inserts + drops) * n * (k + 1) if solver.moves else 0
+    need = (3 * steps * r + 12 * starts * n * (k + 1) + moving) * jnp.dtype(market.dtype).itemsize
     check_fits(f"imp with steps={steps}, restarts={r} on {m} x {n}", need)
     # The search never sees the market's derivative; the solution carries the equilibrium's.
     differentiable, market = market, lax.stop_gradient(market)
@@ -313,8 +335,8 @@ def imp(
                 prices[top],
                 tol,
                 rounds=solver.moves,
-                inserts=solver.move_inserts * market.n_models,
-                drops=solver.move_drops * market.n_models,
+                inserts=inserts,
+                drops=drops,
                 sweeps=solver.polish_sweeps,
                 count=jnp.sum(score > -jnp.inf),  # repeats (ranked last) are not searched again
             )

@@ -62,11 +62,10 @@ def candidates(market: AnyMarket, terms: RobustTerms, prices, j):
     """
     mo, cu = market.models, market.customers
     opts = rental_options(market, terms, prices)
-    m = market.n_models
-    others = (jnp.arange(m) != j)[None, :] & opts.available
+    others = ~terms.is_model(j) & opts.available  # options, dense or lists (see RobustTerms)
     alt = jnp.maximum(jnp.max(jnp.where(others, opts.value, 0.0), axis=1), 0.0)
-    rate = terms.rate[:, j]
-    length = jnp.minimum(terms.hours[:, j], cu.horizon)
+    rate = terms.column(terms.rate, j)
+    length = jnp.minimum(terms.column(terms.hours, j), cu.horizon)
     usable = length > 0
     lo, hi = mo.price_lo[j], mo.price_hi[j]
     breakpoint = jnp.where(usable, _inverse_value(rate, length, cu.budget, alt), lo)

@@ -45,7 +45,7 @@ def _candidates(market: AnyMarket, terms: RobustTerms, prices, opts, sigma, inse
     """The move candidates as (customer, new option) pairs: `inserts` + `drops` of them, best first
     (`opts`: the options at `prices`, `sigma` the choices they induce)."""
     mo, cu = market.models, market.customers
-    n, m = market.n_customers, market.n_models
+    n, m = market.n_customers, terms.rate.shape[1]  # m: options per customer (models if dense)
     onehot = columns(sigma, m)
     ninf = jnp.asarray(-jnp.inf, prices.dtype)
     current = jnp.maximum(jnp.max(jnp.where(onehot & opts.available, opts.value, ninf), axis=1), 0.0)
@@ -53,8 +53,8 @@ def _candidates(market: AnyMarket, terms: RobustTerms, prices, opts, sigma, inse
     # Insert (i, j): the price of j at which i's value of j reaches its current value.
     win = _inverse_value(terms.rate, length, cu.budget[:, None], current[:, None])
     room = jnp.maximum(prices - mo.serving_cost, jnp.finfo(prices.dtype).tiny)
-    cut = (prices[None, :] - win) / room[None, :]
-    insert_ok = opts.available & ~onehot & (win >= mo.price_lo[None, :])
+    cut = (terms.per_option(prices) - win) / terms.per_option(room)
+    insert_ok = opts.available & ~onehot & (win >= terms.per_option(mo.price_lo))
     insert_score = jnp.where(insert_ok, -cut, ninf).reshape(-1)
     k_ins = min(inserts, n * m)
     ins_score, ins_flat = lax.top_k(insert_score, k_ins)
@@ -63,9 +63,10 @@ def _candidates(market: AnyMarket, terms: RobustTerms, prices, opts, sigma, inse
     others = opts.available & ~onehot
     alt = jnp.maximum(jnp.max(jnp.where(others, opts.value, ninf), axis=1), 0.0)
     own = jnp.maximum(sigma - 1, 0)
+    own_model = jnp.maximum(terms.chosen_model(sigma) - 1, 0)
     own_rate = jnp.take_along_axis(terms.rate, own[:, None], axis=1)[:, 0]
     own_length = jnp.take_along_axis(length, own[:, None], axis=1)[:, 0]
-    slack = (_inverse_value(own_rate, own_length, cu.budget, alt) - prices[own]) / room[own]
+    slack = (_inverse_value(own_rate, own_length, cu.budget, alt) - prices[own_model]) / room[own_model]
     k_drop = min(drops, n)
     drop_score, drop_customer = lax.top_k(jnp.where(sigma > 0, -slack, ninf), k_drop)
     customer = jnp.concatenate([ins_customer, drop_customer]).astype(sigma.dtype)

@@ -66,14 +66,14 @@ def _ladder(dtype) -> jax.Array:
 
 
 def _gaps(market: AnyMarket, terms: RobustTerms, opts, prices) -> jax.Array:
-    """Each option's share of the required strict gap, (N, M): its rounding sensitivity."""
+    """Each option's share of the required strict gap, (N, K): its rounding sensitivity."""
     eps = jnp.finfo(prices.dtype).eps
-    scale = jnp.abs(terms.rate) + terms.cancellation + jnp.abs(prices)[None, :]
+    scale = jnp.abs(terms.rate) + terms.cancellation + terms.per_option(jnp.abs(prices))
     return 16.0 * eps * scale * opts.duration
 
 
 def _required(market: AnyMarket, terms: RobustTerms, opts, prices, intended):
-    """The gap, (N, M + 1), by which each customer's intended option must beat option l (0: none)."""
+    """The gap, (N, K + 1), by which each customer's intended option must beat option l (0: none)."""
     n = opts.value.shape[0]
     zero = jnp.zeros((n, 1), opts.value.dtype)
     share = jnp.concatenate([zero, _gaps(market, terms, opts, prices)], axis=1)
@@ -121,8 +121,7 @@ def _targeted(market: AnyMarket, terms: RobustTerms, prices, intended, rounds: i
         p = jnp.clip(prices - cut, mo.price_lo, mo.price_hi)
         lack, _, tau = _shortfall(market, terms, p, intended)
         want = jnp.where((intended > 0) & (lack > 0) & (tau > 0), lack / jnp.where(tau > 0, tau, 1.0), 0.0)
-        rows = jnp.arange(1, m + 1, dtype=intended.dtype)[:, None] == intended[None, :]
-        step = jnp.max(jnp.where(rows, want[None, :], 0.0), axis=1)
+        step = terms.per_model(want, intended, m, "max", jnp.zeros((), want.dtype))
         return jnp.minimum(cut + step, cap)
 
     cut = jax.lax.fori_loop(0, rounds, round_, jnp.zeros_like(prices))

@@ -43,7 +43,9 @@ def quiet_stdout():
 def _budget_free(market: AnyMarket, terms) -> tuple[np.ndarray, np.ndarray]:
     """Rental lengths L_ij = min(hours_ij, H_i) and rates R_ij = m_ij mu_j; errors if a budget binds."""
     mo, cu = market.models, market.customers
-    hours = np.asarray(terms.hours, np.float64)
+    hours = np.asarray(
+        terms.to_dense(terms.hours, market.n_models), np.float64
+    )  # (N, M) for option lists too
     length = np.minimum(hours, np.asarray(cu.horizon, np.float64)[:, None])
     budget = np.asarray(cu.budget, np.float64)
     # A budget can bind somewhere in the box iff hi_j L_ij > B_i for some model j.
@@ -56,7 +58,7 @@ def _budget_free(market: AnyMarket, terms) -> tuple[np.ndarray, np.ndarray]:
             f"not depend on prices); Customers.budget got {float(budget[i])!r} at index {i}, below the "
             f"{float(spend[i])!r} this customer could spend. Use grid_search or imp for such markets."
         )
-    rate = np.asarray(terms.rate, np.float64)
+    rate = np.asarray(terms.to_dense(terms.rate, market.n_models), np.float64)
     return length, rate
 
 

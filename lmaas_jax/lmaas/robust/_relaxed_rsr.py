@@ -94,4 +94,16 @@ def relaxed_rsr(
     """
     prices = _as_prices(market, prices)
     temperature = checked_temperature(temperature)
-    return _relaxed_respond(market, robust_terms(market), prices, temperature)
+    terms = robust_terms(market)
+    response = _relaxed_respond(market, terms, prices, temperature)
+    if terms.dense:
+        return response
+
+    def by_model(x):  # option lists -> (N, M + 1); a model that is no option has 0 everywhere
+        return jnp.concatenate([x[:, :1], terms.to_dense(x[:, 1:], market.n_models)], axis=1)
+
+    return eqx.tree_at(
+        lambda r: (r.probabilities, r.option_values, r.option_durations),
+        response,
+        tuple(map(by_model, (response.probabilities, response.option_values, response.option_durations))),
+    )

@@ -13,7 +13,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Bool, Float
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from ..._checks import (
     as_float,
@@ -350,26 +350,63 @@ class ValueMarket(eqx.Module):
 
     - `models`: [`lmaas_jax.ModelPrices`][], `M` models' costs and price boxes.
     - `customers`: [`lmaas_jax.CustomerLimits`][], `N` customers' horizons and budgets.
-    - `rate`: shape `(N, M)`, worst-case value per rented hour ($/h), >= 0 and finite.
-    - `hours`: shape `(N, M)`, the hours of model j worth renting to customer i, >= 0 and finite.
+    - `rate`: shape `(N, M)`, worst-case value per rented hour ($/h), >= 0 and finite; with
+      `option_model`, shape `(N, K)`, the value of each customer's k-th option.
+    - `hours`: shaped like `rate`, the hours of model j worth renting to customer i, >= 0 and finite.
+    - `option_model`: None (a dense table), or shape `(N, K)` int: option lists, the model of each
+      customer's k-th option, ascending and distinct per customer, padded at the end with M (whose
+      `hours` must be 0). A market where each customer values a few of many models is then priced
+      in O(N K) per price vector instead of O(N M) (see [`lmaas_jax.RobustTerms`][]); convert with
+      `as_option_lists()` and `as_table()`. Responses, profits and prices are the same in both
+      layouts (`tests/test_option_lists.py`).
     """
 
     models: ModelPrices
     customers: CustomerLimits
-    rate: Float[Array, "customers models"] = eqx.field(converter=as_float)
-    hours: Float[Array, "customers models"] = eqx.field(converter=as_float)
+    rate: Float[Array, "customers options"] = eqx.field(converter=as_float)
+    hours: Float[Array, "customers options"] = eqx.field(converter=as_float)
+    option_model: Int[Array, "customers options"] | None = None
 
     def __check_init__(self):
         leaves = jax.tree_util.tree_leaves(self)
         if not is_concrete(*leaves):
             return
         _check_one_float_dtype("ValueMarket", leaves)
-        shape = (self.customers.n_customers, self.models.n_models)
+        n, m = self.customers.n_customers, self.models.n_models
+        shape = (n, m)
+        if self.option_model is not None:
+            index = np.asarray(self.option_model)
+            if index.ndim != 2 or index.shape[0] != n or not np.issubdtype(index.dtype, np.integer):
+                raise ValueError(
+                    f"ValueMarket.option_model must be an integer array of shape ({n}, K); got "
+                    f"{index.dtype} of shape {index.shape}."
+                )
+            shape = index.shape
+            fail_where(
+                "ValueMarket.option_model",
+                (index < 0) | (index > m),
+                index,
+                f"must be in 0..{m} ({m}: padding)",
+            )
+            if index.shape[1] > 1:
+                step = np.diff(index, axis=1)
+                bad = np.zeros(index.shape, bool)
+                bad[:, 1:] = (step <= 0) & (index[:, 1:] < m)
+                fail_where(
+                    "ValueMarket.option_model",
+                    bad,
+                    index,
+                    "must list each customer's models ascending and distinct, padding (M) at the end",
+                )
         for name in ("rate", "hours"):
             x = getattr(self, name)
             check_shape(f"ValueMarket.{name}", x, shape)
             check_finite(f"ValueMarket.{name}", x)
             fail_where(f"ValueMarket.{name}", np.asarray(x) < 0, x, "must be >= 0")
+        if self.option_model is not None:
+            pad = np.asarray(self.option_model) == m
+            hours = np.asarray(self.hours)
+            fail_where("ValueMarket.hours", pad & (hours != 0), hours, "must be 0 on padding options")
 
     @property
     def n_models(self) -> int:
@@ -383,9 +420,57 @@ class ValueMarket(eqx.Module):
     def dtype(self):
         return self.rate.dtype
 
+    @property
+    def n_options(self) -> int:
+        """Options per customer: M for a dense table, K for option lists."""
+        return self.rate.shape[-1]
+
     def astype(self, dtype) -> ValueMarket:
         """This market with every float array cast to `dtype`."""
         return _cast_floats(self, dtype)
+
+    def as_table(self) -> ValueMarket:
+        """This market as a dense `(N, M)` table (itself if it is one)."""
+        if self.option_model is None:
+            return self
+        n, m = self.n_customers, self.n_models
+        rows = jnp.arange(n)[:, None]
+
+        def dense(x):
+            return jnp.zeros((n, m), x.dtype).at[rows, self.option_model].set(x, mode="drop")
+
+        return ValueMarket(self.models, self.customers, dense(self.rate), dense(self.hours))
+
+    def as_option_lists(self, n_options: int | None = None) -> ValueMarket:
+        """This market as option lists: each customer's usable models (hours > 0), ascending.
+
+        `n_options` (K) defaults to the most any customer has (at least 1); a larger K pads, so
+        markets of one shape stack for `jax.vmap`. Needs concrete arrays (K is a shape).
+        """
+        table = self.as_table()
+        hours, rate = np.asarray(table.hours), np.asarray(table.rate)
+        n, m = hours.shape
+        usable = hours > 0
+        count = usable.sum(axis=1)
+        k = max(int(count.max(initial=0)), 1) if n_options is None else int(n_options)
+        if k < max(int(count.max(initial=0)), 1):
+            raise ValueError(
+                f"n_options must be >= {int(count.max())} (the most options of a customer); got {k}."
+            )
+        # Stable sort puts each row's usable models first, in model order.
+        order = np.argsort(~usable, axis=1, kind="stable")[:, :k]
+        if k > m:
+            order = np.concatenate([order, np.full((n, k - m), m)], axis=1)
+        keep = np.take_along_axis(np.concatenate([usable, np.zeros((n, 1), bool)], axis=1), order, axis=1)
+        index = np.where(keep, order, m).astype(np.int32)
+        pick = lambda x: np.where(keep, np.take_along_axis(np.pad(x, ((0, 0), (0, 1))), order, axis=1), 0)  # noqa: E731
+        return ValueMarket(
+            self.models,
+            self.customers,
+            jnp.asarray(pick(rate), self.dtype),
+            jnp.asarray(pick(hours), self.dtype),
+            jnp.asarray(index),
+        )
 
     @classmethod
     def from_table(

@@ -1,0 +1,184 @@
+"""Option lists (`ValueMarket.option_model`): the sparse layout gives what the dense table gives.
+
+The oracle is the same market as a dense (N, M) table, priced by the code path every other test
+checks against brute force, HiGHS and closed forms.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lmaas_jax as lj
+from lmaas_jax.lmaas.pricing._assignment import keep_prices
+from lmaas_jax.lmaas.pricing._line_search import best_on_line
+from lmaas_jax.lmaas.robust._rsr import robust_terms
+
+
+def _market(seed, dtype, n=30, m=9, density=0.35):
+    """A value market where each customer values a few models, with budgets and serving costs."""
+    rng = np.random.default_rng(seed)
+    rate = rng.uniform(1.0, 10.0, (n, m))
+    hours = np.where(rng.random((n, m)) < density, rng.uniform(0.5, 2.0, (n, m)), 0.0)
+    hours[:, 0] = np.where(hours.sum(axis=1) == 0, 1.0, hours[:, 0])  # everyone has an option
+    # Planted ties: customer 1 values model 2 exactly as customer 0 does.
+    rate[1], hours[1] = rate[0], hours[0]
+    return lj.ValueMarket.from_table(
+        rate,
+        hours,
+        horizon=1.5,
+        budget=rng.uniform(2.0, 20.0, n),
+        serving_cost=rng.uniform(0.0, 1.0, m),
+        dtype=dtype,
+    )
+
+
+def _tol(dtype):
+    return 1e-5 if dtype == "float32" else 1e-9
+
+
+def test_layouts_convert_both_ways(dtype):
+    table = _market(0, dtype)
+    lists = table.as_option_lists()
+    assert lists.n_options < table.n_models and lists.dtype == table.dtype
+    ids = np.asarray(lists.option_model)
+    hours = np.asarray(table.hours)
+    # Each customer's usable models, ascending, padded with M.
+    for i in range(table.n_customers):
+        usable = np.flatnonzero(hours[i] > 0)
+        np.testing.assert_array_equal(ids[i, : len(usable)], usable)
+        assert np.all(ids[i, len(usable) :] == table.n_models)
+    back = lists.as_table()
+    np.testing.assert_array_equal(np.asarray(back.hours), hours)
+    np.testing.assert_array_equal(np.asarray(back.rate), np.where(hours > 0, np.asarray(table.rate), 0.0))
+    assert table.as_option_lists(n_options=lists.n_options + 3).n_options == lists.n_options + 3
+    with pytest.raises(ValueError, match="n_options must be >= "):
+        table.as_option_lists(n_options=1)
+
+
+def test_responses_and_profits_agree(dtype):
+    rng = np.random.default_rng(1)
+    for seed in range(3):
+        table = _market(seed, dtype)
+        lists = table.as_option_lists()
+        for _ in range(4):
+            prices = jnp.asarray(rng.uniform(0.0, 9.0, table.n_models), dtype)
+            a, b = lj.rsr(table, prices), lj.rsr(lists, prices)
+            np.testing.assert_array_equal(np.asarray(a.choice), np.asarray(b.choice))
+            for field in ("duration", "seller_margin", "robust_values", "model_durations"):
+                np.testing.assert_array_equal(np.asarray(getattr(a, field)), np.asarray(getattr(b, field)))
+            p1, p2 = float(lj.seller_profit(table, prices)), float(lj.seller_profit(lists, prices))
+            assert p1 == pytest.approx(p2, rel=4 * float(jnp.finfo(dtype).eps))
+            r1, r2 = lj.relaxed_rsr(table, prices, 0.5), lj.relaxed_rsr(lists, prices, 0.5)
+            rtol = 16 * float(jnp.finfo(dtype).eps)
+            np.testing.assert_allclose(
+                np.asarray(r1.probabilities), np.asarray(r2.probabilities), rtol=rtol, atol=rtol
+            )
+            np.testing.assert_allclose(
+                np.asarray(r1.expected_margin), np.asarray(r2.expected_margin), rtol=rtol
+            )
+
+
+def test_line_search_and_keep_prices_agree(dtype):
+    """The exact step on option lists returns the dense step's price, every model, several markets;
+    the greatest prices that keep an assignment are the same."""
+    rng = np.random.default_rng(2)
+    tol = _tol(dtype)
+    for seed in range(4):
+        table = _market(10 + seed, dtype)
+        lists = table.as_option_lists()
+        td, tl = robust_terms(table), robust_terms(lists)
+        prices = jnp.asarray(rng.uniform(0.0, 9.0, table.n_models), dtype)
+        for j in range(table.n_models):
+            (b1, v1), (b2, v2) = (
+                best_on_line(table, td, prices, j, tol),
+                best_on_line(lists, tl, prices, j, tol),
+            )
+            assert float(b1) == float(b2)
+            assert float(v1) == pytest.approx(float(v2), rel=4 * float(jnp.finfo(dtype).eps))
+        # A random assignment of each customer to one of its options (or free), in both layouts.
+        ids = np.asarray(lists.option_model)
+        slot = np.array(
+            [rng.integers(0, 1 + int(np.sum(ids[i] < table.n_models))) for i in range(table.n_customers)]
+        )
+        model = np.where(slot > 0, ids[np.arange(table.n_customers), np.maximum(slot - 1, 0)] + 1, 0)
+        q1, _ = keep_prices(table, td, jnp.asarray(model, jnp.int32))
+        q2, _ = keep_prices(lists, tl, jnp.asarray(slot, jnp.int32))
+        np.testing.assert_array_equal(np.asarray(q1), np.asarray(q2))
+
+
+def test_solvers_agree(dtype):
+    """classic IMP and IMP (small settings, one key): the same prices, profits and pins."""
+    table = _market(20, dtype, n=24, m=7)
+    lists = table.as_option_lists()
+    eps = float(jnp.finfo(dtype).eps)
+    c1, c2 = lj.classic_imp(table), lj.classic_imp(lists)
+    np.testing.assert_allclose(np.asarray(c1.prices), np.asarray(c2.prices), rtol=64 * eps)
+    assert float(c1.profit) == pytest.approx(float(c2.profit), rel=64 * eps)
+    solver = lj.GradientIMP(steps=40, restarts=4, polish_random=4, moves=2, move_starts=2)
+    key = jax.random.PRNGKey(3)
+    s1, s2 = lj.imp(table, solver, key=key), lj.imp(lists, solver, key=key)
+    sup1, sup2 = (float(s.stats["profit_supremum"]) for s in (s1, s2))
+    assert sup1 == pytest.approx(sup2, rel=64 * eps)
+    np.testing.assert_allclose(
+        np.asarray(s1.stats["prices_supremum"]), np.asarray(s2.stats["prices_supremum"]), rtol=64 * eps
+    )
+    for field in ("kind", "customer", "other"):
+        np.testing.assert_array_equal(
+            np.asarray(getattr(s1.pins, field)), np.asarray(getattr(s2.pins, field))
+        )
+    np.testing.assert_array_equal(np.asarray(s1.response.choice), np.asarray(s2.response.choice))
+
+
+def test_equilibrium_derivative_agrees():
+    """The equilibrium's derivative in the values: the same on both layouts (the lists' gradient
+    scattered back onto the table)."""
+    table = _market(30, "float64", n=16, m=5)
+    lists = table.as_option_lists()
+    solver = lj.GradientIMP(steps=40, restarts=4, polish_random=4, moves=0)
+    key = jax.random.PRNGKey(0)
+
+    def revenue(mk):
+        return lj.imp(mk, solver, key=key).profit
+
+    # `equinox.filter_grad`: option lists carry an integer field, which `jax.grad` refuses.
+    g1 = eqx.filter_grad(revenue)(table)
+    g2 = eqx.filter_grad(revenue)(lists)
+    dense = robust_terms(lists).to_dense(g2.rate, table.n_models)
+    usable = np.asarray(table.hours) > 0
+    np.testing.assert_allclose(np.asarray(dense)[usable], np.asarray(g1.rate)[usable], rtol=1e-9, atol=1e-12)
+    assert np.any(np.asarray(g1.rate) != 0)
+
+
+@pytest.mark.parametrize(
+    "index, hours_pad, match",
+    [
+        ([[0, 2], [1, 1]], 0.0, "ascending and distinct"),
+        ([[0, 2], [3, 1]], 0.0, "ascending and distinct"),
+        ([[0, 4], [1, 2]], 0.0, r"must be in 0..3"),
+        ([[0, -1], [1, 2]], 0.0, r"must be in 0..3"),
+        ([[0, 3], [1, 2]], 1.0, "must be 0 on padding"),
+    ],
+)
+def test_bad_option_lists_are_refused(index, hours_pad, match):
+    base = lj.ValueMarket.from_table(np.ones((2, 3)), np.ones((2, 3)))
+    hours = np.ones((2, 2))
+    hours[0, 1] = hours_pad if np.asarray(index)[0, 1] == 3 else 1.0
+    with pytest.raises(ValueError, match=match):
+        lj.ValueMarket(base.models, base.customers, np.ones((2, 2)), hours, jnp.asarray(index, jnp.int32))
+
+
+def test_option_lists_must_match_rate():
+    base = lj.ValueMarket.from_table(np.ones((2, 3)), np.ones((2, 3)))
+    with pytest.raises(ValueError, match="ValueMarket.rate"):
+        lj.ValueMarket(
+            base.models,
+            base.customers,
+            np.ones((2, 3)),
+            np.ones((2, 2)),
+            jnp.asarray([[0, 1], [0, 1]], jnp.int32),
+        )
+    # A float array: our message, or jaxtyping's where its import hook checks annotations (tests).
+    with pytest.raises((ValueError, TypeError), match="option_model"):
+        lj.ValueMarket(base.models, base.customers, np.ones((2, 2)), np.ones((2, 2)), jnp.ones((2, 2)))
