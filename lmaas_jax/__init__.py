@@ -26,6 +26,7 @@ from .lmaas import (
     RobustTerms as RobustTerms,
     RSRResponse as RSRResponse,
     Sensitivities as Sensitivities,
+    ModelUsers as ModelUsers,
     ValueMarket as ValueMarket,
     classic_imp as classic_imp,
     equilibrium_prices as equilibrium_prices,

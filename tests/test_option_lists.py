@@ -12,7 +12,8 @@ import pytest
 
 import lmaas_jax as lj
 from lmaas_jax.lmaas.pricing._assignment import keep_prices
-from lmaas_jax.lmaas.pricing._line_search import best_on_line
+from lmaas_jax.lmaas.pricing._classic_imp import coordinate_ascent
+from lmaas_jax.lmaas.pricing._line_search import best_on_line, best_on_line_among
 from lmaas_jax.lmaas.robust._rsr import robust_terms
 
 
@@ -85,6 +86,7 @@ def test_line_search_and_keep_prices_agree(dtype):
     the greatest prices that keep an assignment are the same."""
     rng = np.random.default_rng(2)
     tol = _tol(dtype)
+    line = jax.jit(best_on_line, static_argnums=4)
     for seed in range(4):
         table = _market(10 + seed, dtype)
         lists = table.as_option_lists()
@@ -92,8 +94,8 @@ def test_line_search_and_keep_prices_agree(dtype):
         prices = jnp.asarray(rng.uniform(0.0, 9.0, table.n_models), dtype)
         for j in range(table.n_models):
             (b1, v1), (b2, v2) = (
-                best_on_line(table, td, prices, j, tol),
-                best_on_line(lists, tl, prices, j, tol),
+                line(table, td, prices, j, tol),
+                line(lists, tl, prices, j, tol),
             )
             assert float(b1) == float(b2)
             assert float(v1) == pytest.approx(float(v2), rel=4 * float(jnp.finfo(dtype).eps))
@@ -108,14 +110,65 @@ def test_line_search_and_keep_prices_agree(dtype):
         np.testing.assert_array_equal(np.asarray(q1), np.asarray(q2))
 
 
+def test_line_search_over_users_equals_the_full_one(dtype):
+    """Reading only model j's users (`ModelUsers`) finds the full line search's best profit: the
+    gain equals the full best minus the current profit, and the price returned attains it."""
+    rng = np.random.default_rng(5)
+    tol = _tol(dtype)
+    eps = float(jnp.finfo(dtype).eps)
+    cases = 0
+    full = jax.jit(best_on_line, static_argnums=4)
+    among = jax.jit(best_on_line_among, static_argnums=4)
+    profit = jax.jit(lambda mk, p: lj.seller_profit(mk, p, tie_tol=tol))
+    for seed in range(4):
+        lists = _market(40 + seed, dtype, n=40, m=12, density=0.25).as_option_lists()
+        terms = robust_terms(lists)
+        users = lists.model_users
+        for _ in range(4):
+            prices = jnp.asarray(rng.uniform(0.0, 9.0, lists.n_models), dtype)
+            current = float(profit(lists, prices))
+            for j in range(lists.n_models):
+                g = int(users.group[j])
+                if g < 0:
+                    continue
+                who = users.customers[g][int(users.row[j])]
+                b1, v1 = full(lists, terms, prices, j, tol)
+                b2, gain = among(lists, terms, prices, j, tol, who)
+                scale = 64 * eps * (abs(float(v1)) + abs(current) + 1.0)
+                assert float(gain) >= 0.0
+                assert float(gain) == pytest.approx(float(v1) - current, abs=scale)
+                at_b2 = float(profit(lists, prices.at[j].set(b2)))
+                assert at_b2 == pytest.approx(float(v1), abs=scale)
+                cases += 1
+    assert cases >= 150
+
+
+def test_sweeps_over_users_end_at_a_coordinate_wise_optimum(dtype):
+    """Coordinate ascent on option lists with users stops where no full line search improves."""
+    tol = _tol(dtype)
+    eps = float(jnp.finfo(dtype).eps)
+    lists = _market(50, dtype, n=40, m=12, density=0.25).as_option_lists()
+    terms = robust_terms(lists)
+    prices, profit, used = coordinate_ascent(lists, terms, lists.models.price_lo, tol, 30)
+    assert int(used) < 30
+    assert float(profit) == pytest.approx(float(lj.seller_profit(lists, prices, tie_tol=tol)), rel=4 * eps)
+    full = jax.jit(best_on_line, static_argnums=4)
+    for j in range(lists.n_models):
+        _, best = full(lists, terms, prices, j, tol)
+        assert float(best) <= float(profit) + 64 * eps * abs(float(profit))
+
+
 def test_solvers_agree(dtype):
-    """classic IMP and IMP (small settings, one key): the same prices, profits and pins."""
+    """classic IMP (both dtypes) and IMP (float64; small settings, one key): the same prices,
+    profits and pins."""
     table = _market(20, dtype, n=24, m=7)
     lists = table.as_option_lists()
     eps = float(jnp.finfo(dtype).eps)
     c1, c2 = lj.classic_imp(table), lj.classic_imp(lists)
     np.testing.assert_allclose(np.asarray(c1.prices), np.asarray(c2.prices), rtol=64 * eps)
     assert float(c1.profit) == pytest.approx(float(c2.profit), rel=64 * eps)
+    if dtype == "float32":
+        return  # imp once (its two compilations dominate this file's time)
     solver = lj.GradientIMP(steps=40, restarts=4, polish_random=4, moves=2, move_starts=2)
     key = jax.random.PRNGKey(3)
     s1, s2 = lj.imp(table, solver, key=key), lj.imp(lists, solver, key=key)

@@ -48,6 +48,7 @@ from .scenarios import (
     Market as Market,
     ModelPrices as ModelPrices,
     Models as Models,
+    ModelUsers as ModelUsers,
     ValueMarket as ValueMarket,
     family_models as family_models,
     pad_scenarios as pad_scenarios,

@@ -10,7 +10,7 @@ from jaxtyping import ArrayLike, Float
 
 from ..robust._rsr import _as_prices, choose, rental_options, robust_terms, tie_tolerance
 from ..scenarios._market import AnyMarket
-from ._line_search import best_on_line
+from ._line_search import best_on_line, best_on_line_among
 from ._posting import posted_solution
 from ._profit import profit_from_terms
 from ._solution import PricingSolution
@@ -59,6 +59,9 @@ def coordinate_ascent(
             better = values[j] > profit
             return jnp.where(better, prices.at[j].set(b[j]), prices), jnp.where(better, values[j], profit)
 
+        if line is best_on_line and terms.users is not None:
+            return users_sweep(prices)
+
         def move(j, carry):
             prices, profit = carry
             b, p = line(market, terms, prices, j, tol)
@@ -66,6 +69,28 @@ def coordinate_ascent(
             return jnp.where(better, prices.at[j].set(b), prices), jnp.where(better, p, profit)
 
         return lax.fori_loop(0, market.n_models, move, (prices, profit))
+
+    def users_sweep(prices):
+        # Option lists with each model's users: each line search reads only the users (the others'
+        # margins do not depend on that price) and a move is taken where the users' margins rise.
+        # Models in index order as above; a switch on the model's group picks the line search of
+        # that group's user count. The exact profit is summed once a sweep.
+        users = terms.users
+
+        def line(users_of_group):
+            return lambda prices, j, row: best_on_line_among(
+                market, terms, prices, j, tol, users_of_group[row]
+            )
+
+        lines = [line(u) for u in users.customers]
+
+        def move(j, prices):
+            g = users.group[j]
+            b, gain = lax.switch(jnp.maximum(g, 0), lines, prices, j, users.row[j])
+            return jnp.where((g >= 0) & (gain > 0), prices.at[j].set(b), prices)
+
+        prices = lax.fori_loop(0, market.n_models, move, prices)
+        return prices, profit_from_terms(market, terms, prices, tol)
 
     m = market.n_models
     price_hi = market.models.price_hi
@@ -82,8 +107,11 @@ def coordinate_ascent(
         prices, profit, done, used = carry
         new_prices, new_profit = jax.vmap(lambda p, v: one_sweep(*price_out_unsold(p, v)))(prices, profit)
         improved = new_profit > profit + 1e-12 * jnp.abs(profit)
-        prices = jnp.where(done[:, None], prices, new_prices)
-        profit = jnp.where(done, profit, new_profit)
+        # A sweep never lowers the profit, but summed once a sweep (`users_sweep`) rounding could say
+        # it did: then the start keeps its prices (and stops, as `improved` is False).
+        keep = done | (new_profit < profit)
+        prices = jnp.where(keep[:, None], prices, new_prices)
+        profit = jnp.where(keep, profit, new_profit)
         used = used + jnp.where(done, 0, 1).astype(used.dtype)
         return prices, profit, done | ~improved, used
 

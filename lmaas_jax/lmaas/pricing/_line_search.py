@@ -250,3 +250,20 @@ def best_on_line(
     init = (jnp.asarray(0, jnp.int32), jnp.asarray(-jnp.inf, bound.dtype), jnp.asarray(c, order.dtype))
     _, best_p, best_i = lax.while_loop(more, body, init)
     return cands[best_i], best_p
+
+
+def best_on_line_among(market: AnyMarket, terms: RobustTerms, prices, j, tol, users):
+    """`best_on_line` reading only `users` (shape `(D,)`, padded with N): the customers who have
+    model j as an option; every other customer's choice, and so its margin, does not depend on
+    beta_j. Costs O(D (K + log D)) instead of O(N (K + log N)) (option lists, see
+    [`lmaas_jax.ModelUsers`][]).
+
+    Returns `(price, gain)`: the best candidate among the users' breakpoints, the box ends and the
+    current price, and the exact profit it adds over the current price (>= 0; the users' margins
+    summed before and after, so the comparison is exact). The price maximises the whole profit as
+    `best_on_line`'s does; where several prices tie exactly, the one returned can differ (the
+    non-users' candidates, all `price_lo`, come after the users' here).
+    """
+    sub, sub_terms = terms.restrict(market, users)
+    price, value = best_on_line(sub, sub_terms, prices, j, tol)
+    return price, value - profit_from_terms(sub, sub_terms, prices, tol)

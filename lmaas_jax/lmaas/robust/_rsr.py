@@ -16,7 +16,16 @@ from jax import lax
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from ..._checks import check_prices, check_shape, checked
-from ..scenarios._market import CHANNEL, DEMAND, VALUE, AnyMarket, Market, ValueMarket
+from ..scenarios._market import (
+    CHANNEL,
+    DEMAND,
+    VALUE,
+    AnyMarket,
+    CustomerLimits,
+    Market,
+    ModelUsers,
+    ValueMarket,
+)
 
 
 class RobustTerms(eqx.Module):
@@ -44,12 +53,14 @@ class RobustTerms(eqx.Module):
     - `cancellation`: the magnitude of what cancels in `rate` (2 c_i s_j mu_j; 0 for a value
       table): rounding in `rate` scales with it, which posting prices that hold must allow for.
     - `model`: None (dense), or shape `(N, K)` int: each option's model (0-based; M = padding).
+    - `users`: None, or each model's users ([`lmaas_jax.ModelUsers`][], with option lists).
     """
 
     rate: Float[Array, "customers options"]
     hours: Float[Array, "customers options"]
     cancellation: Float[Array, "customers options"]
     model: Int[Array, "customers options"] | None = None
+    users: ModelUsers | None = None
 
     @property
     def dense(self) -> bool:
@@ -103,6 +114,18 @@ class RobustTerms(eqx.Module):
         out = jnp.full((n_models,), fill, jnp.result_type(values))
         return getattr(out.at[index], reduce)(values, mode="drop")
 
+    def restrict(self, market: ValueMarket, customers) -> tuple[ValueMarket, RobustTerms]:
+        """The market and terms of `customers` only (shape `(D,)`, N = padding: a customer with no
+        option), for a line search that reads one model's users (option lists only)."""
+        n = market.n_customers
+        valid = (customers < n)[:, None]
+        i = jnp.minimum(customers, n - 1)
+        hours = jnp.where(valid, self.hours[i], jnp.zeros((), self.hours.dtype))
+        terms = RobustTerms(self.rate[i], hours, self.cancellation[i], self.model[i])
+        cu = market.customers
+        limits = CustomerLimits(cu.horizon[i], cu.budget[i])
+        return ValueMarket(market.models, limits, terms.rate, hours, terms.model), terms
+
     def to_dense(self, x, n_models: int, fill=0.0):
         """An option array `(N, K)` as a model array `(N, M)`, `fill` where a model is no option."""
         if self.model is None:
@@ -124,6 +147,7 @@ def robust_terms(market: AnyMarket) -> RobustTerms:
             hours=market.hours,
             cancellation=jnp.zeros_like(market.rate),
             model=market.option_model,
+            users=market.model_users,
         )
     m, c = market.models, market.customers
     sc, mask = market.scenarios, market.scenario_mask

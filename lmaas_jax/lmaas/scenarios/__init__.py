@@ -18,6 +18,7 @@ from ._market import (
     Market as Market,
     ModelPrices as ModelPrices,
     Models as Models,
+    ModelUsers as ModelUsers,
     ValueMarket as ValueMarket,
     pad_scenarios as pad_scenarios,
     stack_markets as stack_markets,

@@ -329,6 +329,45 @@ class CustomerLimits(eqx.Module):
         return self.horizon.shape[-1]
 
 
+class ModelUsers(eqx.Module):
+    """Each model's users (the customers who have it as an option), grouped by count.
+
+    Built by `ValueMarket.as_option_lists()`; lets classic IMP's exact line search for model j read
+    only its d_j users (the others' choices do not depend on beta_j), so a sweep over all models
+    costs O(sum_j d_j (K + log d_j)) = O(N K (K + log N)) instead of O(M N (K + log N)). Models are
+    grouped by d_j rounded up to a power of two (at least 8), one static shape per group.
+
+    **Fields:**
+
+    - `group`: shape `(M,)`, each model's group (-1: nobody values it, so its price cannot change
+      the profit).
+    - `row`: shape `(M,)`, its row in that group.
+    - `customers`: per group, shape `(M_b, D_b)`, each member's users ascending, padded with N.
+    """
+
+    group: Int[Array, " models"]
+    row: Int[Array, " models"]
+    customers: tuple[Int[Array, "..."], ...]
+
+    @staticmethod
+    def of(usable: np.ndarray) -> ModelUsers:
+        """From the `(N, M)` boolean table of who can use what (concrete)."""
+        n, m = usable.shape
+        degree = usable.sum(axis=0)
+        size = np.maximum(8, 2 ** np.ceil(np.log2(np.maximum(degree, 1)))).astype(int)
+        group, row = np.full(m, -1, np.int32), np.zeros(m, np.int32)
+        customers = []
+        for g, s in enumerate(sorted(set(size[degree > 0].tolist()))):
+            members = np.flatnonzero((size == s) & (degree > 0))
+            users = np.full((members.size, s), n, np.int32)
+            for r, j in enumerate(members):
+                who = np.flatnonzero(usable[:, j])
+                users[r, : who.size] = who
+            group[members], row[members] = g, np.arange(members.size)
+            customers.append(jnp.asarray(users))
+        return ModelUsers(jnp.asarray(group), jnp.asarray(row), tuple(customers))
+
+
 class ValueMarket(eqx.Module):
     """A market given by its value table: per (customer, model), a worst-case value rate and hours.
 
@@ -359,6 +398,8 @@ class ValueMarket(eqx.Module):
       in O(N K) per price vector instead of O(N M) (see [`lmaas_jax.RobustTerms`][]); convert with
       `as_option_lists()` and `as_table()`. Responses, profits and prices are the same in both
       layouts (`tests/test_option_lists.py`).
+    - `model_users`: None, or a [`lmaas_jax.ModelUsers`][] (built by `as_option_lists()`): each
+      model's users, which classic IMP's line search then reads instead of every customer.
     """
 
     models: ModelPrices
@@ -366,6 +407,7 @@ class ValueMarket(eqx.Module):
     rate: Float[Array, "customers options"] = eqx.field(converter=as_float)
     hours: Float[Array, "customers options"] = eqx.field(converter=as_float)
     option_model: Int[Array, "customers options"] | None = None
+    model_users: ModelUsers | None = None
 
     def __check_init__(self):
         leaves = jax.tree_util.tree_leaves(self)
@@ -403,6 +445,29 @@ class ValueMarket(eqx.Module):
             check_shape(f"ValueMarket.{name}", x, shape)
             check_finite(f"ValueMarket.{name}", x)
             fail_where(f"ValueMarket.{name}", np.asarray(x) < 0, x, "must be >= 0")
+        if self.model_users is not None:
+            if self.option_model is None:
+                raise ValueError(
+                    "ValueMarket.model_users needs option_model (build both with as_option_lists())."
+                )
+            users = self.model_users
+            check_shape("ValueMarket.model_users.group", users.group, (m,))
+            check_shape("ValueMarket.model_users.row", users.row, (m,))
+            group = np.asarray(users.group)
+            fail_where(
+                "ValueMarket.model_users.group",
+                (group < -1) | (group >= len(users.customers)),
+                group,
+                f"must be in -1..{len(users.customers) - 1}",
+            )
+            for g, who in enumerate(users.customers):
+                who = np.asarray(who)
+                fail_where(
+                    f"ValueMarket.model_users.customers[{g}]",
+                    (who < 0) | (who > n),
+                    who,
+                    f"must be in 0..{n} ({n}: padding)",
+                )
         if self.option_model is not None:
             pad = np.asarray(self.option_model) == m
             hours = np.asarray(self.hours)
@@ -470,6 +535,7 @@ class ValueMarket(eqx.Module):
             jnp.asarray(pick(rate), self.dtype),
             jnp.asarray(pick(hours), self.dtype),
             jnp.asarray(index),
+            ModelUsers.of(usable),
         )
 
     @classmethod
