@@ -69,7 +69,8 @@ def run(folder, dtype, milp_limit, max_n, only=None, save=lambda rows: None, mil
         key = jax.random.PRNGKey(0)
         # Compiled ahead of time, once per shape, so each instance is solved once (a first call to
         # time the compilation would solve it twice).
-        shape = (market.n_customers, market.n_models, market.n_options)
+        # Every array's shape (option lists: K and each user group's): one compilation per shape.
+        shape = str(jax.tree_util.tree_map(lambda x: x.shape, market))
         compile_s = 0.0
         if shape not in compiled:
             start = time.perf_counter()

@@ -180,6 +180,36 @@ def test_moves_never_lower_the_profit_and_leave_coordinate_optima(dtype):
     assert raised >= 3
 
 
+def test_several_starts_are_searched_one_by_one_up_to_count(dtype):
+    """`improve_by_moves` on a batch of starts equals one call per start for the first `count`
+    starts and returns the rest unchanged; `coordinate_ascent(active=False)` returns its starts."""
+    from lmaas_jax.lmaas.pricing._classic_imp import coordinate_ascent
+
+    market = _table(300, 12, 5, dtype, budgets=True)
+    terms, tol = robust_terms(market), tie_tolerance(market)
+    mo = market.models
+    u = jnp.asarray(np.random.default_rng(3).uniform(size=(4, 5)), dtype)
+    starts, _, _ = coordinate_ascent(
+        market, terms, mo.price_lo[None, :] + u * (mo.price_hi - mo.price_lo)[None, :], tol, 6
+    )
+    kw = dict(rounds=4, inserts=30, drops=6, sweeps=3)
+    search = jax.jit(lambda p, c: improve_by_moves(market, terms, p, tol, count=c, **kw))
+    prices, profit, moves = search(starts, 2)
+    for s in range(2):
+        alone = search(starts[s][None, :], 1)
+        np.testing.assert_array_equal(np.asarray(prices[s]), np.asarray(alone[0][0]))
+        assert float(profit[s]) == float(alone[1][0])
+    np.testing.assert_array_equal(np.asarray(prices[2:]), np.asarray(starts[2:]))
+    assert np.all(np.asarray(moves[2:]) == 0)
+    frozen, value, used = coordinate_ascent(
+        market, terms, starts, tol, 6, active=jnp.asarray([True, False, True, False])
+    )
+    np.testing.assert_array_equal(np.asarray(frozen[1::2]), np.asarray(starts[1::2]))
+    assert np.all(np.asarray(used[1::2]) == 0)
+    exact = [float(profit_from_terms(market, terms, starts[k], tol)) for k in (1, 3)]
+    np.testing.assert_array_equal(np.asarray(value[1::2]), np.asarray(exact, dtype))
+
+
 @pytest.mark.slow  # four 50 x 50 solves (about 30 s); CI runs it in its slow step
 def test_moves_reach_the_published_optimum_where_coordinate_ascent_stops(dtype):
     """c-n=50 .0 of the unit-demand benchmark: the polish alone stops at 0.99759 of the published
