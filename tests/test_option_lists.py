@@ -120,11 +120,11 @@ def test_line_search_over_users_equals_the_full_one(dtype):
     full = jax.jit(best_on_line, static_argnums=4)
     among = jax.jit(best_on_line_among, static_argnums=4)
     profit = jax.jit(lambda mk, p: lj.seller_profit(mk, p, tie_tol=tol))
-    for seed in range(4):
+    for seed in range(2):  # each seed's shapes compile anew: more price vectors, fewer seeds
         lists = _market(40 + seed, dtype, n=40, m=12, density=0.25).as_option_lists()
         terms = robust_terms(lists)
         users = lists.model_users
-        for _ in range(4):
+        for _ in range(8):
             prices = jnp.asarray(rng.uniform(0.0, 9.0, lists.n_models), dtype)
             current = float(profit(lists, prices))
             for j in range(lists.n_models):
@@ -189,11 +189,9 @@ def test_equilibrium_derivative_agrees():
     scattered back onto the table)."""
     table = _market(30, "float64", n=16, m=5)
     lists = table.as_option_lists()
-    solver = lj.GradientIMP(steps=40, restarts=4, polish_random=4, moves=0)
-    key = jax.random.PRNGKey(0)
 
     def revenue(mk):
-        return lj.imp(mk, solver, key=key).profit
+        return lj.classic_imp(mk).profit
 
     # `equinox.filter_grad`: option lists carry an integer field, which `jax.grad` refuses.
     g1 = eqx.filter_grad(revenue)(table)
