@@ -45,8 +45,8 @@ def _candidates(market: AnyMarket, terms: RobustTerms, prices, opts, sigma, inse
     """The move candidates as (customer, new option) pairs: `inserts` + `drops` of them, best first
     (`opts`: the options at `prices`, `sigma` the choices they induce)."""
     mo, cu = market.models, market.customers
-    n, m = market.n_customers, terms.rate.shape[1]  # m: options per customer (models if dense)
-    onehot = columns(sigma, m)
+    n, k = market.n_customers, terms.rate.shape[1]  # k: options per customer (M if dense)
+    onehot = columns(sigma, k)
     ninf = jnp.asarray(-jnp.inf, prices.dtype)
     current = jnp.maximum(jnp.max(jnp.where(onehot & opts.available, opts.value, ninf), axis=1), 0.0)
     length = jnp.minimum(terms.hours, cu.horizon[:, None])
@@ -56,9 +56,9 @@ def _candidates(market: AnyMarket, terms: RobustTerms, prices, opts, sigma, inse
     cut = (terms.per_option(prices) - win) / terms.per_option(room)
     insert_ok = opts.available & ~onehot & (win >= terms.per_option(mo.price_lo))
     insert_score = jnp.where(insert_ok, -cut, ninf).reshape(-1)
-    k_ins = min(inserts, n * m)
+    k_ins = min(inserts, n * k)
     ins_score, ins_flat = lax.top_k(insert_score, k_ins)
-    ins_customer, ins_option = ins_flat // m, ins_flat % m + 1
+    ins_customer, ins_option = ins_flat // k, ins_flat % k + 1
     # Drop i: the room its own price has before i leaves it (binding customers have none).
     others = opts.available & ~onehot
     alt = jnp.maximum(jnp.max(jnp.where(others, opts.value, ninf), axis=1), 0.0)

@@ -498,13 +498,12 @@ class ValueMarket(eqx.Module):
         """This market as a dense `(N, M)` table (itself if it is one)."""
         if self.option_model is None:
             return self
-        n, m = self.n_customers, self.n_models
-        rows = jnp.arange(n)[:, None]
+        from ..robust._rsr import robust_terms
 
-        def dense(x):
-            return jnp.zeros((n, m), x.dtype).at[rows, self.option_model].set(x, mode="drop")
-
-        return ValueMarket(self.models, self.customers, dense(self.rate), dense(self.hours))
+        terms, m = robust_terms(self), self.n_models
+        return ValueMarket(
+            self.models, self.customers, terms.to_dense(terms.rate, m), terms.to_dense(terms.hours, m)
+        )
 
     def as_option_lists(self, n_options: int | None = None) -> ValueMarket:
         """This market as option lists: each customer's usable models (hours > 0), ascending.
