@@ -150,7 +150,7 @@ def test_best_move_is_the_best_single_reassignment():
         market = _table(100 + seed, 8, 4, "float64", unit=True)
         terms = robust_terms(market)
         prices = jnp.asarray(np.random.default_rng(seed).uniform(2.0, 9.0, 4))
-        _, value = best_move(market, terms, prices, 1e-9, inserts=8 * 4, drops=8)
+        _, value = best_move(market, terms, prices, 1e-9, inserts=8 * 4, drops=8, sheds=8)
         expected = _enumerate_moves(market, prices)
         # A candidate that no price vector keeps is still priced exactly: it can only add.
         assert float(value) >= expected - 1e-9 * abs(expected)

@@ -13,7 +13,7 @@ from ..._checks import check_fits, is_concrete
 from ..robust._rsr import rental_options, robust_terms, tie_tolerance
 from ..scenarios._market import AnyMarket
 from ._classic_imp import coordinate_ascent
-from ._moves import improve_by_moves
+from ._moves import improve_by_lookahead, improve_by_moves
 from ._posting import posted_solution
 from ._profit import profit_from_terms, relaxed_profit_from_terms
 from ._solution import PricingSolution, PricingTrace
@@ -59,8 +59,17 @@ class GradientIMP(eqx.Module):
       the cheapest insertions (customer i to model j, by the cut of beta_j that wins i) and the most
       binding customers freed. Each costs one re-pricing, O(N K) per round of its iteration (K
       options per customer: M for a dense table).
-    - `max_move_candidates`: at most this many candidates per round (both kinds scaled down
+    - `move_sheds`: also the shed moves, three per sold customer i: its model sheds every customer
+      up to i (most binding first, each re-homed to the option that pays best or freed; or cheapest
+      to re-home first), all re-priced together. A model that loses its most binding customers
+      can charge the rest more; re-homing each one alone costs more than it earns.
+    - `max_move_candidates`: at most this many candidates per round (all kinds scaled down
       alike), so a round's cost stops growing with M on large markets (unit demand at M = 3000).
+    - `lookahead`: then, from the best start, at most this many pairs of moves (0: none) that pay
+      together where no single move does (`_moves.best_two_moves`), each followed by single moves
+      again; a pair costs `lookahead_beam` + 1 rounds of single moves.
+    - `lookahead_beam`: the best this many non-paying first moves are each extended by the best
+      second move.
     - `tie_tol`: as in [`lmaas_jax.rsr`][]; default by dtype.
 
     [`lmaas_jax.imp`][] is compiled once per market shape and solver: reuse one solver object (and
@@ -83,7 +92,10 @@ class GradientIMP(eqx.Module):
     move_starts: int = eqx.field(static=True, default=8)
     move_inserts: int = eqx.field(static=True, default=8)
     move_drops: int = eqx.field(static=True, default=1)
+    move_sheds: bool = eqx.field(static=True, default=True)
     max_move_candidates: int = eqx.field(static=True, default=2048)
+    lookahead: int = eqx.field(static=True, default=4)
+    lookahead_beam: int = eqx.field(static=True, default=8)
     tie_tol: float | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
@@ -98,13 +110,14 @@ class GradientIMP(eqx.Module):
             "move_starts",
             "move_inserts",
             "max_move_candidates",
+            "lookahead_beam",
         ):
             value = getattr(self, name)
             if value is None:
                 continue
             if int(value) < 1:
                 raise ValueError(f"GradientIMP.{name} must be >= 1; got {value!r}.")
-        for name in ("polish_random", "moves", "move_drops"):
+        for name in ("polish_random", "moves", "move_drops", "lookahead"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"GradientIMP.{name} must be >= 0; got {getattr(self, name)!r}.")
         for name in ("initial_temperature", "final_temperature"):
@@ -150,16 +163,20 @@ def market_scale(market: AnyMarket, terms) -> jax.Array:
     return jnp.where(jnp.isfinite(scale) & (scale > 0), scale, 1.0)
 
 
-def _move_candidates(solver: GradientIMP, m: int) -> tuple[int, int]:
-    """(inserts, drops) per round of moves: `move_inserts` and `move_drops` per model, scaled down
-    alike to at most `max_move_candidates` in all (at least one insert)."""
+def _move_candidates(solver: GradientIMP, m: int, n: int) -> dict[str, int]:
+    """Candidates per round of moves: `move_inserts` and `move_drops` per model, with `move_sheds`
+    one shed of each of three kinds per customer, all scaled down alike to at most
+    `max_move_candidates` (at least one insert)."""
     inserts, drops = solver.move_inserts * m, solver.move_drops * m
+    sheds = n if solver.move_sheds else 0
     cap = solver.max_move_candidates
-    if inserts + drops <= cap:
-        return inserts, drops
-    share = cap / (inserts + drops)
-    inserts = max(1, int(inserts * share))
-    return inserts, min(int(drops * share), cap - inserts)
+    total = inserts + drops + 3 * sheds
+    if total > cap:
+        share = cap / total
+        inserts = max(1, int(inserts * share))
+        drops = min(int(drops * share), cap - inserts)
+        sheds = min(int(sheds * share), (cap - inserts - drops) // 3)
+    return {"inserts": inserts, "drops": drops, "sheds": sheds}
 
 
 def _polish(market, terms, tol, starts, solver: GradientIMP):
@@ -219,8 +236,8 @@ def imp(
     **Returns:**
 
     A [`lmaas_jax.PricingSolution`][] with a [`lmaas_jax.PricingTrace`][] and `stats` holding
-    `steps`, `restarts`, `profit_before_polish`, `polish_sweeps` and `moves` (allocation moves
-    taken by the best start).
+    `steps`, `restarts`, `profit_before_polish`, `polish_sweeps`, `moves` (allocation moves
+    taken by the best start) and `move_pairs` (pairs of moves taken by the look-ahead).
     """
     solver = GradientIMP() if solver is None else solver
     steps = solver.steps if max_steps is None else int(max_steps)
@@ -231,8 +248,8 @@ def imp(
     n, m, r = market.n_customers, market.n_models, solver.restarts
     starts = r + solver.polish_random
     k = getattr(market, "n_options", m)  # options per customer: M, or K for option lists
-    inserts, drops = _move_candidates(solver, m)
-    moving = 12 * min(64, inserts + drops) * n * (k + 1) if solver.moves else 0
+    counts = _move_candidates(solver, m, n)
+    moving = 12 * min(64, sum(counts.values())) * n * (k + 1) if solver.moves else 0
     need = (3 * steps * r + 12 * starts * n * (k + 1) + moving) * jnp.dtype(market.dtype).itemsize
     check_fits(f"imp with steps={steps}, restarts={r} on {m} x {n}", need)
     # The search never sees the market's derivative; the solution carries the equilibrium's.
@@ -296,7 +313,7 @@ def imp(
     ts = temperature.reshape(blocks, every)
     best_x, best, relaxed_trace, best_trace = jax.vmap(run, in_axes=(0, None))(x0, ts)
     before = jnp.max(best)
-    sweeps = moves = jnp.asarray(0, jnp.int32)
+    sweeps = moves = pairs = jnp.asarray(0, jnp.int32)
     if solver.polish:
         # Polish the restarts' best points (all by default): restarts that end in different basins
         # of the relaxed landscape often polish to different exact optima.
@@ -335,14 +352,25 @@ def imp(
                 prices[top],
                 tol,
                 rounds=solver.moves,
-                inserts=inserts,
-                drops=drops,
                 sweeps=solver.polish_sweeps,
                 count=jnp.sum(score > -jnp.inf),  # repeats (ranked last) are not searched again
+                **counts,
             )
             moves = moves[jnp.argmax(best)]
         r = jnp.argmax(best)
-        prices, sweeps = prices[r], jnp.max(sweeps)
+        prices, best, sweeps = prices[r], best[r], jnp.max(sweeps)
+        if solver.moves and solver.lookahead:
+            prices, best, pairs = improve_by_lookahead(
+                market,
+                terms,
+                prices,
+                tol,
+                rounds=solver.lookahead,
+                beam=solver.lookahead_beam,
+                moves=solver.moves,
+                sweeps=solver.polish_sweeps,
+                **counts,
+            )
     else:
         prices = prices_of(best_x[jnp.argmax(best)])
     trace = PricingTrace(
@@ -356,5 +384,6 @@ def imp(
         "profit_before_polish": before,
         "polish_sweeps": sweeps,
         "moves": moves,
+        "move_pairs": pairs,
     }
     return posted_solution(differentiable, terms, prices, tol, trace=trace, stats=stats)

@@ -29,6 +29,8 @@ published optimum into the optimum (see the README's "Markets from data").
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -40,19 +42,45 @@ from ._classic_imp import coordinate_ascent
 from ._line_search import _inverse_value
 from ._profit import profit_from_terms
 
+# Kinds of candidate (see the module docstring).
+INSERT, DROP, SHED_BINDING, FREE_BINDING, SHED_CHEAPEST = range(5)
 
-def _candidates(market: AnyMarket, terms: RobustTerms, prices, opts, sigma, inserts: int, drops: int):
-    """The move candidates as (customer, new option) pairs: `inserts` + `drops` of them, best first
-    (`opts`: the options at `prices`, `sigma` the choices they induce)."""
+
+class _Neighbourhood(NamedTuple):
+    """What the candidates are built from, per customer at the current prices."""
+
+    sigma: jax.Array  # (N,) induced choices (options, 0 = none)
+    model: jax.Array  # (N,) the chosen model (1-based, 0 = none)
+    alt: jax.Array  # (N,) the option to re-home it to (0: none pays)
+    rank_binding: jax.Array  # (N,) its place among its model's customers, most binding first
+    rank_cheapest: jax.Array  # (N,) the same, cheapest to re-home first
+
+
+def _rank_within(model, key):
+    """Each customer's 0-based place among the customers of its model, by ascending `key`."""
+    order = jnp.lexsort((key, model))
+    position = jnp.zeros_like(model).at[order].set(jnp.arange(model.shape[0], dtype=model.dtype))
+    first = jnp.searchsorted(model[order], model, side="left").astype(model.dtype)
+    return position - first
+
+
+def _candidates(
+    market: AnyMarket, terms: RobustTerms, prices, opts, sigma, inserts: int, drops: int, sheds: int
+):
+    """The move candidates as (customer, kind, option) triples, valid ones first within each kind:
+    `inserts` + `drops` + 3 `sheds` of them (`opts`: the options at `prices`, `sigma` the choices
+    they induce), and the `_Neighbourhood` that `assignment` turns them into assignments with."""
     mo, cu = market.models, market.customers
     n, k = market.n_customers, terms.rate.shape[1]  # k: options per customer (M if dense)
+    m = market.n_models
+    dtype = prices.dtype
     onehot = columns(sigma, k)
-    ninf = jnp.asarray(-jnp.inf, prices.dtype)
+    ninf = jnp.asarray(-jnp.inf, dtype)
     current = jnp.maximum(jnp.max(jnp.where(onehot & opts.available, opts.value, ninf), axis=1), 0.0)
     length = jnp.minimum(terms.hours, cu.horizon[:, None])
     # Insert (i, j): the price of j at which i's value of j reaches its current value.
     win = _inverse_value(terms.rate, length, cu.budget[:, None], current[:, None])
-    room = jnp.maximum(prices - mo.serving_cost, jnp.finfo(prices.dtype).tiny)
+    room = jnp.maximum(prices - mo.serving_cost, jnp.finfo(dtype).tiny)
     cut = (terms.per_option(prices) - win) / terms.per_option(room)
     insert_ok = opts.available & ~onehot & (win >= terms.per_option(mo.price_lo))
     insert_score = jnp.where(insert_ok, -cut, ninf).reshape(-1)
@@ -61,49 +89,130 @@ def _candidates(market: AnyMarket, terms: RobustTerms, prices, opts, sigma, inse
     ins_customer, ins_option = ins_flat // k, ins_flat % k + 1
     # Drop i: the room its own price has before i leaves it (binding customers have none).
     others = opts.available & ~onehot
-    alt = jnp.maximum(jnp.max(jnp.where(others, opts.value, ninf), axis=1), 0.0)
+    alt_value = jnp.maximum(jnp.max(jnp.where(others, opts.value, ninf), axis=1), 0.0)
     own = jnp.maximum(sigma - 1, 0)
-    own_model = jnp.maximum(terms.chosen_model(sigma) - 1, 0)
+    model = terms.chosen_model(sigma)
+    own_model = jnp.maximum(model - 1, 0)
     own_rate = jnp.take_along_axis(terms.rate, own[:, None], axis=1)[:, 0]
     own_length = jnp.take_along_axis(length, own[:, None], axis=1)[:, 0]
-    slack = (_inverse_value(own_rate, own_length, cu.budget, alt) - prices[own_model]) / room[own_model]
+    slack = (_inverse_value(own_rate, own_length, cu.budget, alt_value) - prices[own_model]) / room[own_model]
+    sold = sigma > 0
     k_drop = min(drops, n)
-    drop_score, drop_customer = lax.top_k(jnp.where(sigma > 0, -slack, ninf), k_drop)
-    customer = jnp.concatenate([ins_customer, drop_customer]).astype(sigma.dtype)
-    option = jnp.concatenate([ins_option, jnp.zeros(k_drop, jnp.int32)]).astype(sigma.dtype)
-    valid = jnp.concatenate([ins_score > ninf, drop_score > ninf])
-    return customer, option, valid
+    drop_score, drop_customer = lax.top_k(jnp.where(sold, -slack, ninf), k_drop)
+    # Shed: where would each customer go? The option whose winning price, less what cutting that
+    # model's price to it costs on the model's current customers, earns the most.
+    buyers = terms.per_model(jnp.ones(n, dtype), sigma, m, "add", jnp.zeros((), dtype))
+    lost = (terms.per_option(prices) - win) * terms.per_option(buyers)
+    net = win - terms.per_option(mo.serving_cost) - lost
+    net = jnp.where(insert_ok, net, ninf)
+    best_net = jnp.max(net, axis=1)
+    alt = jnp.where(best_net > ninf, jnp.argmax(net, axis=1) + 1, 0).astype(sigma.dtype)
+    # What re-homing it costs: its margin now less the best net (freeing it: the whole margin).
+    cost = (prices - mo.serving_cost)[own_model] - jnp.maximum(best_net, 0.0)
+    big = jnp.asarray(jnp.inf, dtype)
+    hood = _Neighbourhood(
+        sigma=sigma,
+        model=model,
+        alt=alt,
+        rank_binding=_rank_within(model, jnp.where(sold, slack, big)),
+        rank_cheapest=_rank_within(model, jnp.where(sold, cost, big)),
+    )
+    # Shed candidates of customer i: its model sheds every customer up to i's rank. The smallest
+    # sheds first where they are capped.
+    k_shed = min(sheds, n)
+    shed_valid, shed_customer = lax.top_k(jnp.where(sold, -hood.rank_binding, -n - 1), k_shed)
+    cheap_valid, cheap_customer = lax.top_k(jnp.where(sold, -hood.rank_cheapest, -n - 1), k_shed)
+    customer = jnp.concatenate([ins_customer, drop_customer, shed_customer, shed_customer, cheap_customer])
+    kind = jnp.concatenate(
+        [
+            jnp.full(k_ins, INSERT),
+            jnp.full(k_drop, DROP),
+            jnp.full(k_shed, SHED_BINDING),
+            jnp.full(k_shed, FREE_BINDING),
+            jnp.full(k_shed, SHED_CHEAPEST),
+        ]
+    ).astype(sigma.dtype)
+    option = jnp.concatenate([ins_option, jnp.zeros(k_drop + 3 * k_shed, ins_option.dtype)])
+    valid = jnp.concatenate(
+        [ins_score > ninf, drop_score > ninf, shed_valid > -n - 1, shed_valid > -n - 1, cheap_valid > -n - 1]
+    )
+    return (customer.astype(sigma.dtype), kind, option.astype(sigma.dtype), valid), hood
 
 
-def best_move(
-    market: AnyMarket, terms: RobustTerms, prices, tol, *, inserts: int, drops: int, batch: int = 64
+def assignment(hood: _Neighbourhood, customer, kind, option):
+    """The assignment a candidate (see `_candidates`) proposes: the current choices re-assigned."""
+    n = hood.sigma.shape[0]
+    rank = jnp.where(kind == SHED_CHEAPEST, hood.rank_cheapest, hood.rank_binding)
+    shed = (hood.model == hood.model[customer]) & (hood.sigma > 0) & (rank <= rank[customer])
+    single = jnp.arange(n, dtype=hood.sigma.dtype) == customer
+    moved = jnp.where(kind <= DROP, single, shed)
+    target = jnp.where(kind == INSERT, option, jnp.where(kind == FREE_BINDING, 0, hood.alt))
+    return jnp.where(moved, jnp.where(kind == DROP, 0, target), hood.sigma)
+
+
+def all_moves(
+    market: AnyMarket,
+    terms: RobustTerms,
+    prices,
+    tol,
+    *,
+    inserts: int,
+    drops: int,
+    sheds: int,
+    batch: int = 64,
 ):
-    """The best insert or drop move from `prices`: `(new_prices, new_profit)` of the best candidate
-    (profit -inf where there is no candidate).
+    """Every candidate move from `prices` (see `_candidates`), re-priced: `(prices, profits)` of shape
+    `(C, M)` and `(C,)`, profit -inf for an invalid candidate.
 
     Candidates are evaluated `batch` at a time (`lax.map`), so memory is `batch` copies of the
-    (N, M) option arrays whatever the number of candidates.
+    (N, K) option arrays whatever the number of candidates.
     """
     opts = rental_options(market, terms, prices)
     sigma = choose(opts, tol)
-    customer, option, valid = _candidates(market, terms, prices, opts, sigma, inserts, drops)
+    cands, hood = _candidates(market, terms, prices, opts, sigma, inserts, drops, sheds)
 
     def score(c):
-        i, a, ok = c
-        q, _ = keep_prices(market, terms, sigma.at[i].set(a))
+        i, kind, a, ok = c
+        q, _ = keep_prices(market, terms, assignment(hood, i, kind, a))
         value = profit_from_terms(market, terms, q, tol)
         return q, jnp.where(ok, value, -jnp.inf)
 
     # Equal chunks of at most `batch`, padded with invalid candidates: lax.map would run a
     # remainder as one more call, as costly as a whole chunk.
-    count = customer.shape[0]
+    count = cands[0].shape[0]
     chunks = -(-count // batch)
     size = -(-count // chunks)
     pad = lambda x, fill: jnp.concatenate([x, jnp.full(chunks * size - count, fill, x.dtype)])  # noqa: E731
-    cands = (pad(customer, 0), pad(option, 0), pad(valid, False))
-    qs, values = lax.map(score, cands, batch_size=size)
+    cands = tuple(pad(x, fill) for x, fill in zip(cands, (0, INSERT, 0, False), strict=True))
+    return lax.map(score, cands, batch_size=size)
+
+
+def best_move(market: AnyMarket, terms: RobustTerms, prices, tol, **counts):
+    """The best candidate move from `prices`: `(new_prices, new_profit)` (profit -inf where there
+    is no candidate). `counts`: `inserts`, `drops`, `sheds` as in `all_moves`."""
+    qs, values = all_moves(market, terms, prices, tol, **counts)
     k = jnp.argmax(values)
     return qs[k], values[k]
+
+
+def best_two_moves(market: AnyMarket, terms: RobustTerms, prices, tol, *, beam: int, sweeps: int, **counts):
+    """Look two moves ahead: from each of the `beam` best candidates that lower the profit (called
+    where no single move pays), the best next move, then at most `sweeps` sweeps of coordinate
+    ascent; the best of those `(new_prices, new_profit)`. The pair can pay where neither move alone
+    does (one customer's move that costs a little makes room for another's that earns more)."""
+    base = profit_from_terms(market, terms, prices, tol)
+    qs, values = all_moves(market, terms, prices, tol, **counts)
+    # Only moves that lose something: at a local optimum many candidates re-price to the same
+    # profit (the same prices, or a plateau of equal profits), which would fill the beam with one
+    # point; in float32 those profits differ from `base` by rounding only.
+    below = values < base - 64 * jnp.finfo(prices.dtype).eps * jnp.abs(base)
+    first, pick = lax.top_k(jnp.where(below, values, -jnp.inf), min(beam, values.shape[0]))
+    second, value = lax.map(lambda q: best_move(market, terms, q, tol, **counts), qs[pick])
+    value = jnp.where(first > -jnp.inf, value, -jnp.inf)
+    second, value, _ = coordinate_ascent(market, terms, second, tol, sweeps, active=value > -jnp.inf)
+    value = jnp.where(first > -jnp.inf, value, -jnp.inf)
+    k = jnp.argmax(value)
+    return second[k], value[k]
 
 
 def improve_by_moves(
@@ -115,6 +224,7 @@ def improve_by_moves(
     rounds: int,
     inserts: int,
     drops: int,
+    sheds: int = 0,
     sweeps: int,
     count=None,
 ):
@@ -145,7 +255,7 @@ def improve_by_moves(
 
     def body(state):
         pool, profit, moves, s, r = state
-        q, value = best_move(market, terms, pool[s], tol, inserts=inserts, drops=drops)
+        q, value = best_move(market, terms, pool[s], tol, inserts=inserts, drops=drops, sheds=sheds)
         better = value > profit[s] + 1e-12 * jnp.abs(profit[s])
         q, value, _ = coordinate_ascent(market, terms, q, tol, sweeps, active=better)
         better = better & (value > profit[s])
@@ -165,3 +275,51 @@ def improve_by_moves(
     if single:
         return pool[0], profit[0], moves[0]
     return pool, profit, moves
+
+
+def improve_by_lookahead(
+    market: AnyMarket,
+    terms: RobustTerms,
+    prices,
+    tol,
+    *,
+    rounds: int,
+    beam: int,
+    moves: int,
+    sweeps: int,
+    **counts,
+):
+    """From a local optimum of the single moves, `prices` shape `(M,)`: take the best pair of moves
+    (`best_two_moves`) where it raises the exact profit, then single moves again (`improve_by_moves`,
+    at most `moves` rounds), for at most `rounds` pairs. Never lowers the profit.
+
+    Returns `(prices, profit, pairs)`, `pairs` the number of pairs taken.
+    """
+    profit = profit_from_terms(market, terms, prices, tol)
+
+    def body(state):
+        prices, profit, pairs, _ = state
+        q, value = best_two_moves(market, terms, prices, tol, beam=beam, sweeps=sweeps, **counts)
+        better = value > profit + 1e-12 * jnp.abs(profit)
+        # count 0: no single moves where the pair did not pay (a traced count, so no `lax.cond`).
+        q, value, _ = improve_by_moves(
+            market,
+            terms,
+            q[None, :],
+            tol,
+            rounds=moves,
+            sweeps=sweeps,
+            count=better.astype(jnp.int32),
+            **counts,
+        )
+        better = better & (value[0] > profit)
+        prices = jnp.where(better, q[0], prices)
+        profit = jnp.where(better, value[0], profit)
+        return prices, profit, pairs + better.astype(pairs.dtype), better
+
+    def more(state):
+        return state[3] & (state[2] < rounds)
+
+    init = (prices, profit, jnp.asarray(0, jnp.int32), jnp.asarray(rounds > 0))
+    prices, profit, pairs, _ = lax.while_loop(more, body, init)
+    return prices, profit, pairs
