@@ -298,7 +298,7 @@ def test_shed_moves_reach_the_published_optimum_where_single_moves_stop(dtype):
     best = lj.datasets.read_published(DATA / "published.csv")[name]["best_value"]
     exact = lj.datasets.read_unit_demand(DATA / name, dtype="float64")
     market = exact.astype(dtype)
-    single = lj.imp(market, lj.GradientIMP(move_sheds=False, lookahead=0), key=jax.random.PRNGKey(0))
+    single = lj.imp(market, lj.GradientIMP(move_sheds=0, lookahead=0), key=jax.random.PRNGKey(0))
     sol = lj.imp(market, key=jax.random.PRNGKey(0))
     held = lambda s: float(lj.seller_profit(exact, s.prices.astype(jnp.float64), tie_tol=1e-9))  # noqa: E731
     assert held(single) < 0.9999 * best

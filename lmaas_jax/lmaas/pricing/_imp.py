@@ -59,10 +59,11 @@ class GradientIMP(eqx.Module):
       the cheapest insertions (customer i to model j, by the cut of beta_j that wins i) and the most
       binding customers freed. Each costs one re-pricing, O(N K) per round of its iteration (K
       options per customer: M for a dense table).
-    - `move_sheds`: also the shed moves, three per sold customer i: its model sheds every customer
-      up to i (most binding first, each re-homed to the option that pays best or freed; or cheapest
-      to re-home first), all re-priced together. A model that loses its most binding customers
-      can charge the rest more; re-homing each one alone costs more than it earns.
+    - `move_sheds`: shed moves per model and kind (0: none): model j sheds its t most binding
+      customers (each re-homed to the option that pays best, or freed), or its t cheapest to
+      re-home, for t = 1 to this, all re-priced together (at most N per kind). A model that loses
+      its most binding customers can charge the rest more, where re-homing each alone costs more
+      than it earns.
     - `max_move_candidates`: at most this many candidates per round (all kinds scaled down
       alike), so a round's cost stops growing with M on large markets (unit demand at M = 3000).
     - `lookahead`: then, from the best start, at most this many pairs of moves (0: none) that pay
@@ -92,7 +93,7 @@ class GradientIMP(eqx.Module):
     move_starts: int = eqx.field(static=True, default=8)
     move_inserts: int = eqx.field(static=True, default=8)
     move_drops: int = eqx.field(static=True, default=1)
-    move_sheds: bool = eqx.field(static=True, default=True)
+    move_sheds: int = eqx.field(static=True, default=4)
     max_move_candidates: int = eqx.field(static=True, default=2048)
     lookahead: int = eqx.field(static=True, default=4)
     lookahead_beam: int = eqx.field(static=True, default=8)
@@ -117,7 +118,7 @@ class GradientIMP(eqx.Module):
                 continue
             if int(value) < 1:
                 raise ValueError(f"GradientIMP.{name} must be >= 1; got {value!r}.")
-        for name in ("polish_random", "moves", "move_drops", "lookahead"):
+        for name in ("polish_random", "moves", "move_drops", "move_sheds", "lookahead"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"GradientIMP.{name} must be >= 0; got {getattr(self, name)!r}.")
         for name in ("initial_temperature", "final_temperature"):
@@ -164,11 +165,11 @@ def market_scale(market: AnyMarket, terms) -> jax.Array:
 
 
 def _move_candidates(solver: GradientIMP, m: int, n: int) -> dict[str, int]:
-    """Candidates per round of moves: `move_inserts` and `move_drops` per model, with `move_sheds`
-    one shed of each of three kinds per customer, all scaled down alike to at most
-    `max_move_candidates` (at least one insert)."""
+    """Candidates per round of moves: `move_inserts`, `move_drops` and `move_sheds` (of each of three
+    kinds, at most N) per model, all scaled down alike to at most `max_move_candidates` (at least
+    one insert)."""
     inserts, drops = solver.move_inserts * m, solver.move_drops * m
-    sheds = n if solver.move_sheds else 0
+    sheds = min(solver.move_sheds * m, n)
     cap = solver.max_move_candidates
     total = inserts + drops + 3 * sheds
     if total > cap:

@@ -1,4 +1,4 @@
-"""Allocation moves: leave a coordinate-wise optimum by re-assigning one customer, then re-pricing all.
+"""Allocation moves: leave a coordinate-wise optimum by re-assigning customers, then re-pricing all.
 
 Classic IMP ([`lmaas_jax.classic_imp`][]) moves one price at a time, so it stops where no single
 price can move profitably: a coordinate-wise optimum. Many of those are poor because the better
@@ -12,19 +12,33 @@ there is at least that. (The same lift of a coordinate-wise optimum's own alloca
 nothing: measured on the benchmark's n <= 100 instances, those prices are already the greatest that
 keep it. What pays is changing the allocation.)
 
-**The moves.** From prices beta with induced choices sigma (the tie rule's), two kinds of candidate
+**The moves.** From prices beta with induced choices sigma (the tie rule's), five kinds of candidate
 assignment, each re-priced by `keep_prices` and scored by the exact profit there:
 
 - insert (i, j): sigma with customer i moved to model j; ranked by the relative cut of beta_j that
   alone would win i (cheapest first);
 - drop i: sigma with customer i freed; ranked by how little room customer i leaves its model's price
-  (the binding customers first).
+  (the binding customers first);
+- shed (j, t), three kinds: model j loses its t most binding customers, each re-homed or each
+  freed, or its t customers cheapest to re-home, re-homed. A customer is re-homed to the option
+  whose winning price, less what cutting that model's price to it costs on the model's current
+  customers, earns the most (freed where none is worth anything). This is a move no sequence of
+  single moves makes without first losing money: on the benchmark's p-n=50 .0 the best model should
+  give three of its five customers to three other models, and each re-homing alone costs more than
+  it earns until the model's price rises for the two that stay, which only shedding all three at
+  once allows. Ranked by t (the smallest sheds first where their number is capped).
 
 `improve_by_moves` takes the best candidate if it raises the exact profit, runs classic IMP's
 coordinate ascent from it, and repeats until no candidate pays, for at most a fixed number of
 rounds (the cap bounds a `jax.vmap` batch's cost too). On the unit-demand benchmark's
 n = 50 characteristics instances this turned coordinate-wise optima at 0.9976 to 0.9993 of the
 published optimum into the optimum (see the README's "Markets from data").
+
+**Looking two moves ahead.** Where no single move pays, a pair can: on c-n=100 .0 one customer's
+insertion costs 0.33 and makes room for another's that earns 6.2. `best_two_moves` extends each of
+the `beam` best losing moves by its best next move (then coordinate ascent), and
+`improve_by_lookahead` takes the best pair where it pays, then single moves again. It costs `beam`
++ 1 rounds of single moves per pair, so imp runs it from its best start only.
 """
 
 from __future__ import annotations
