@@ -303,3 +303,21 @@ def test_shed_moves_reach_the_published_optimum_where_single_moves_stop(dtype):
     held = lambda s: float(lj.seller_profit(exact, s.prices.astype(jnp.float64), tie_tol=1e-9))  # noqa: E731
     assert held(single) < 0.9999 * best
     assert held(sol) >= 0.9999 * best  # the published value has five significant digits
+
+
+def test_larger_neighbourhoods_default_on_from_many_models():
+    """Sheds and the look-ahead are on by default from `many_models` models (the unit-demand scale)
+    and off below it (4-model batches, where they cost without paying); explicit values win."""
+    from lmaas_jax.lmaas.pricing._imp import _large_default, _move_candidates
+
+    solver = lj.GradientIMP()
+    assert _move_candidates(solver, 4, 64)["sheds"] == 0
+    assert _move_candidates(solver, 50, 50)["sheds"] == 50  # 4 per model, at most N per kind
+    assert _move_candidates(solver, 50, 500)["sheds"] == 200
+    assert _large_default(solver.lookahead, 4, 15, solver) == 0
+    assert _large_default(solver.lookahead, 4, 16, solver) == 4
+    explicit = lj.GradientIMP(move_sheds=2, lookahead=1)
+    assert _move_candidates(explicit, 4, 64)["sheds"] == 8
+    assert _large_default(explicit.lookahead, 4, 4, explicit) == 1
+    with pytest.raises(ValueError, match="lookahead"):
+        lj.GradientIMP(lookahead=-1)
