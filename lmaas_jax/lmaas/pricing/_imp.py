@@ -266,7 +266,8 @@ def imp(
     starts = r + solver.polish_random
     k = getattr(market, "n_options", m)  # options per customer: M, or K for option lists
     counts = _move_candidates(solver, m, n)
-    moving = 12 * min(64, sum(counts.values())) * n * (k + 1) if solver.moves else 0
+    candidates = counts["inserts"] + counts["drops"] + 3 * counts["sheds"]  # three kinds of shed
+    moving = 12 * min(64, candidates) * n * (k + 1) if solver.moves else 0
     need = (3 * steps * r + 12 * starts * n * (k + 1) + moving) * jnp.dtype(market.dtype).itemsize
     check_fits(f"imp with steps={steps}, restarts={r} on {m} x {n}", need)
     # The search never sees the market's derivative; the solution carries the equilibrium's.

@@ -96,13 +96,13 @@ def _candidates(
     win = _inverse_value(terms.rate, length, cu.budget[:, None], current[:, None])
     room = jnp.maximum(prices - mo.serving_cost, jnp.finfo(dtype).tiny)
     cut = (terms.per_option(prices) - win) / terms.per_option(room)
-    insert_ok = opts.available & ~onehot & (win >= terms.per_option(mo.price_lo))
+    others = opts.available & ~onehot
+    insert_ok = others & (win >= terms.per_option(mo.price_lo))
     insert_score = jnp.where(insert_ok, -cut, ninf).reshape(-1)
     k_ins = min(inserts, n * k)
     ins_score, ins_flat = lax.top_k(insert_score, k_ins)
     ins_customer, ins_option = ins_flat // k, ins_flat % k + 1
     # Drop i: the room its own price has before i leaves it (binding customers have none).
-    others = opts.available & ~onehot
     alt_value = jnp.maximum(jnp.max(jnp.where(others, opts.value, ninf), axis=1), 0.0)
     own = jnp.maximum(sigma - 1, 0)
     model = terms.chosen_model(sigma)
@@ -160,8 +160,9 @@ def assignment(hood: _Neighbourhood, customer, kind, option):
     shed = (hood.model == hood.model[customer]) & (hood.sigma > 0) & (rank <= rank[customer])
     single = jnp.arange(n, dtype=hood.sigma.dtype) == customer
     moved = jnp.where(kind <= DROP, single, shed)
-    target = jnp.where(kind == INSERT, option, jnp.where(kind == FREE_BINDING, 0, hood.alt))
-    return jnp.where(moved, jnp.where(kind == DROP, 0, target), hood.sigma)
+    freed = (kind == DROP) | (kind == FREE_BINDING)
+    target = jnp.where(kind == INSERT, option, jnp.where(freed, 0, hood.alt))
+    return jnp.where(moved, target, hood.sigma)
 
 
 def all_moves(
