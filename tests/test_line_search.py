@@ -11,7 +11,7 @@ from lmaas_jax.lmaas.pricing._line_search import best_on_line, candidates
 from lmaas_jax.lmaas.robust._rsr import robust_terms, tie_tolerance
 from lmaas_jax.reference import brute_force_line
 
-# (n_models, n_customers): 36 markets each, two price vectors each, every model's line: 504 cases
+# (n_models, n_customers): 36 markets each, three price vectors each, every model's line: 756 cases
 # per dtype.
 SHAPES = [(3, 16), (4, 33)]
 MARKETS = 36
@@ -67,9 +67,12 @@ def _prices(markets, keys, planted):
 def test_line_search_equals_the_brute_force(shape, dtype):
     m, n = shape
     markets, keys = _batch(m, n, dtype, seed=31 * m + n)
-    # Random prices and planted ties for every market, every model's line: one vmapped call.
-    both_markets = jax.tree_util.tree_map(lambda x: jnp.concatenate([x, x]), markets)
-    prices = jnp.concatenate([_prices(markets, keys, False), _prices(markets, keys, True)])
+    # Random prices, planted ties, and every price at the bottom of the box (where most customers'
+    # breakpoints on a line fall below it and are clipped to one repeated candidate, summed apart as
+    # the first bin), for every market and every model's line: one vmapped call.
+    both_markets = jax.tree_util.tree_map(lambda x: jnp.concatenate([x, x, x]), markets)
+    bottom = markets.models.price_lo
+    prices = jnp.concatenate([_prices(markets, keys, False), _prices(markets, keys, True), bottom])
 
     def both(market, p, j):
         terms = robust_terms(market)
@@ -80,7 +83,7 @@ def test_line_search_equals_the_brute_force(shape, dtype):
     (b_new, p_new), (b_old, p_old) = jax.jit(jax.vmap(lines, in_axes=(0, 0, None)))(
         both_markets, prices, jnp.arange(m)
     )
-    assert p_new.size == 2 * MARKETS * m  # cases of this shape and dtype
+    assert p_new.size == 3 * MARKETS * m  # cases of this shape and dtype
     b_new, p_new, b_old, p_old = (np.asarray(x, np.float64) for x in (b_new, p_new, b_old, p_old))
     if dtype == "float64":
         np.testing.assert_allclose(p_new, p_old, rtol=1e-12, atol=1e-9)
