@@ -37,8 +37,9 @@ the exact profit at all N + 3 candidates costs O(N^2 M) (that is
 **Exactness.** The bound is a bound (each piece dominates the exact contribution, including every
 tie case of the strong Stackelberg rule, which can only be decided in the window), so no unchecked
 candidate can beat the returned one by more than the slack, which covers the rounding of both sums.
-`tests/test_line_search.py` checks against the brute force on 600 random (market, prices, model)
-cases with finite budgets and planted ties, in float32 and float64.
+`tests/test_line_search.py` checks against the brute force on 756 random (market, prices, model)
+cases per dtype, with finite budgets, planted ties and prices at the bottom of the box (most
+candidates clipped to one), in float32 and float64.
 """
 
 from __future__ import annotations
