@@ -64,8 +64,13 @@ def run(folder, dtype, milp_limit, max_n, only=None, save=lambda rows: None, mil
             print(f"{name}: skipped (n = {exact.n_customers})", flush=True)
             continue
         market = exact.astype(jnp.dtype(dtype))
-        if market.option_model is not None:  # K rounded up to a multiple of 8: fewer compilations
-            market = market.as_option_lists(n_options=-(-market.n_options // 8) * 8)
+        if market.option_model is not None:
+            # K rounded up to a multiple of 8 and, up to 300 consumers (five instances per size),
+            # every user group up to N users with a row per model: the instances of one size share
+            # a shape and a compilation (one per instance made XLA's CPU JIT run out of code memory
+            # after about 35).
+            pad = market.n_customers if market.n_customers <= 300 else None
+            market = market.as_option_lists(n_options=-(-market.n_options // 8) * 8, max_users=pad)
         key = jax.random.PRNGKey(0)
         # Compiled ahead of time, once per shape, so each instance is solved once (a first call to
         # time the compilation would solve it twice).

@@ -168,6 +168,30 @@ def test_classic_imp_agrees_across_layouts(dtype):
     assert float(c1.profit) == pytest.approx(float(c2.profit), rel=64 * eps)
 
 
+def test_padded_user_groups_share_one_shape(dtype):
+    """With `max_users`, markets of one (N, M, K) have one shape (one compilation, and they stack
+    for `jax.vmap`), and classic IMP prices them as the unpadded option lists do, one at a time and
+    vmapped over the stack."""
+    tables = [_market(60 + s, dtype, n=24, m=7) for s in range(3)]
+    k = max(t.as_option_lists().n_options for t in tables)
+    padded = [t.as_option_lists(n_options=k, max_users=24) for t in tables]
+    assert len({str(jax.tree_util.tree_map(lambda x: x.shape, p)) for p in padded}) == 1
+    assert (
+        len({str(jax.tree_util.tree_map(lambda x: x.shape, t.as_option_lists(n_options=k))) for t in tables})
+        > 1
+    )
+    eps = float(jnp.finfo(dtype).eps)
+    stacked = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *padded)
+    batch = jax.vmap(lj.classic_imp)(stacked)
+    for i, table in enumerate(tables):
+        ref = lj.classic_imp(table.as_option_lists())
+        for sol in (lj.classic_imp(padded[i]), jax.tree_util.tree_map(lambda x, i=i: x[i], batch)):
+            np.testing.assert_allclose(np.asarray(sol.prices), np.asarray(ref.prices), rtol=64 * eps)
+            assert float(sol.profit) == pytest.approx(float(ref.profit), rel=64 * eps)
+    with pytest.raises(ValueError, match="max_users must be >= "):
+        tables[0].as_option_lists(max_users=2)
+
+
 @pytest.mark.slow  # two compilations of imp (about 28 s); CI runs it in its slow step
 def test_imp_agrees_across_layouts():
     """IMP (float64; small settings, one key): the same prices, profits and pins on both layouts."""

@@ -7,6 +7,7 @@ construction, with concrete values; the error names the field and the offending 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -335,7 +336,10 @@ class ModelUsers(eqx.Module):
     Built by `ValueMarket.as_option_lists()`; lets classic IMP's exact line search for model j read
     only its d_j users (the others' choices do not depend on beta_j), so a sweep over all models
     costs O(sum_j d_j (K + log d_j)) = O(N K (K + log N)) instead of O(M N (K + log N)). Models are
-    grouped by d_j rounded up to a power of two (at least 8), one static shape per group.
+    grouped by d_j rounded up to a power of two (at least 8), one static shape per group: by default
+    only the groups that occur, each as many rows as members; with `max_users` every width from 8
+    to `max_users` (rounded up), each with M rows, so every market of one (N, M, K) and `max_users`
+    has one shape (one compilation; markets that stack for `jax.vmap`).
 
     **Fields:**
 
@@ -350,16 +354,27 @@ class ModelUsers(eqx.Module):
     customers: tuple[Int[Array, "..."], ...]
 
     @staticmethod
-    def of(usable: np.ndarray) -> ModelUsers:
-        """From the `(N, M)` boolean table of who can use what (concrete)."""
+    def of(usable: np.ndarray, max_users: int | None = None) -> ModelUsers:
+        """From the `(N, M)` boolean table of who can use what (concrete); `max_users` as above
+        (an error if some model has more users)."""
         n, m = usable.shape
         degree = usable.sum(axis=0)
         size = np.maximum(8, 2 ** np.ceil(np.log2(np.maximum(degree, 1)))).astype(int)
+        if max_users is None:
+            widths = sorted(set(size[degree > 0].tolist()))
+        else:
+            if int(max_users) < int(degree.max(initial=0)):
+                most = int(degree.max())
+                raise ValueError(
+                    f"max_users must be >= {most} (the most users of a model); got {max_users!r}."
+                )
+            top = int(max(8, 2 ** math.ceil(math.log2(max(int(max_users), 1)))))
+            widths = [8 * 2**i for i in range(int(math.log2(top // 8)) + 1)]
         group, row = np.full(m, -1, np.int32), np.zeros(m, np.int32)
         customers = []
-        for g, s in enumerate(sorted(set(size[degree > 0].tolist()))):
+        for g, s in enumerate(widths):
             members = np.flatnonzero((size == s) & (degree > 0))
-            users = np.full((members.size, s), n, np.int32)
+            users = np.full((members.size if max_users is None else m, s), n, np.int32)
             for r, j in enumerate(members):
                 who = np.flatnonzero(usable[:, j])
                 users[r, : who.size] = who
@@ -505,11 +520,14 @@ class ValueMarket(eqx.Module):
             self.models, self.customers, terms.to_dense(terms.rate, m), terms.to_dense(terms.hours, m)
         )
 
-    def as_option_lists(self, n_options: int | None = None) -> ValueMarket:
+    def as_option_lists(self, n_options: int | None = None, max_users: int | None = None) -> ValueMarket:
         """This market as option lists: each customer's usable models (hours > 0), ascending.
 
-        `n_options` (K) defaults to the most any customer has (at least 1); a larger K pads, so
-        markets of one shape stack for `jax.vmap`. Needs concrete arrays (K is a shape).
+        `n_options` (K) defaults to the most any customer has (at least 1); a larger K pads.
+        `max_users` (default: the groups that occur): every model user group up to this many users,
+        each with a row per model (see [`lmaas_jax.ModelUsers`][]). Markets of one N, M, K and
+        `max_users` then have one shape: `lj.imp` compiles once for all of them, and they stack for
+        `jax.vmap`. Needs concrete arrays (K and the groups are shapes).
         """
         table = self.as_table()
         hours, rate = np.asarray(table.hours), np.asarray(table.rate)
@@ -534,7 +552,7 @@ class ValueMarket(eqx.Module):
             jnp.asarray(pick(rate), self.dtype),
             jnp.asarray(pick(hours), self.dtype),
             jnp.asarray(index),
-            ModelUsers.of(usable),
+            ModelUsers.of(usable, max_users),
         )
 
     @classmethod
