@@ -13,6 +13,7 @@ import pytest
 from scipy.optimize import linprog
 
 import lmaas_jax as lj
+from lmaas_jax.lmaas.pricing import _moves as mv
 from lmaas_jax.lmaas.pricing._assignment import keep_prices
 from lmaas_jax.lmaas.pricing._moves import best_move, improve_by_moves
 from lmaas_jax.lmaas.pricing._profit import profit_from_terms
@@ -156,6 +157,22 @@ def test_best_move_is_the_best_single_reassignment():
         assert float(value) >= expected - 1e-9 * abs(expected)
 
 
+def test_move_chunks_do_not_change_the_candidates(dtype):
+    """`all_moves` re-prices candidates in chunks of `batch` (each chunk until its slowest converges):
+    chunks of 3 (a ragged last one padded) and of 64 give every candidate the same prices and profit,
+    up to the rounding of a differently compiled width."""
+    eps = float(jnp.finfo(dtype).eps)
+    for seed in range(3):
+        market = _table(200 + seed, 12, 5, dtype, unit=seed % 2 == 0)
+        terms = robust_terms(market)
+        prices = jnp.asarray(np.random.default_rng(seed).uniform(2.0, 9.0, 5), dtype)
+        counts = dict(inserts=8 * 5, drops=5, sheds=4)
+        (q3, v3), (q64, v64) = (mv.all_moves(market, terms, prices, 1e-6, batch=b, **counts) for b in (3, 64))
+        assert v3.shape == v64.shape and np.isfinite(np.asarray(v64)).sum() >= 10
+        np.testing.assert_allclose(np.asarray(v3), np.asarray(v64), rtol=64 * eps)
+        np.testing.assert_allclose(np.asarray(q3), np.asarray(q64), rtol=64 * eps)
+
+
 def test_moves_never_lower_the_profit_and_leave_coordinate_optima(dtype):
     """From classic IMP's coordinate-wise optima on 12 tables with hours and budgets, the moves never
     lower the exact profit, and raise it on some."""
@@ -230,7 +247,6 @@ def test_shed_candidates_move_a_prefix_of_one_models_customers(dtype):
     """A shed candidate of customer i moves, of i's model's customers, exactly the rank_i + 1 with the
     least room before they leave (recomputed here from the values: own value less the best other,
     unit demand), each to its re-home option (kinds SHED_*) or to none (FREE_BINDING); no one else."""
-    from lmaas_jax.lmaas.pricing import _moves as mv
 
     checked = 0
     for seed in range(10):
@@ -316,8 +332,11 @@ def test_larger_neighbourhoods_default_on_from_many_models():
     assert _move_candidates(solver, 50, 500)["sheds"] == 200
     assert _large_default(solver.lookahead, 4, 15, solver) == 0
     assert _large_default(solver.lookahead, 4, 16, solver) == 4
-    explicit = lj.GradientIMP(move_sheds=2, lookahead=1)
+    assert _move_candidates(solver, 4, 64)["batch"] == 64
+    assert _move_candidates(solver, 50, 50)["batch"] == 8
+    explicit = lj.GradientIMP(move_sheds=2, lookahead=1, move_batch=16)
     assert _move_candidates(explicit, 4, 64)["sheds"] == 8
+    assert _move_candidates(explicit, 50, 50)["batch"] == 16
     assert _large_default(explicit.lookahead, 4, 4, explicit) == 1
     with pytest.raises(ValueError, match="lookahead"):
         lj.GradientIMP(lookahead=-1)

@@ -66,13 +66,17 @@ class GradientIMP(eqx.Module):
       than it earns. `None` (default): 4 on markets of at least `many_models` models, else 0.
     - `max_move_candidates`: at most this many candidates per round (all kinds scaled down
       alike), so a round's cost stops growing with M on large markets (unit demand at M = 3000).
+    - `move_batch`: candidates re-priced together (`_moves.all_moves`); each chunk runs until its
+      slowest candidate's re-pricing converges. `None` (default): 8 on markets of at least
+      `many_models` models (where a few candidates need up to M + 2 rounds and most need 4), else
+      64.
     - `lookahead`: then, from the best start, at most this many pairs of moves (0: none) that pay
       together where no single move does (`_moves.best_two_moves`), each followed by single moves
       again; a pair costs `lookahead_beam` + 1 rounds of single moves. `None` (default): 4 on
       markets of at least `many_models` models, else 0.
     - `lookahead_beam`: the best this many non-paying first moves are each extended by the best
       second move.
-    - `many_models`: where the defaults of `move_sheds` and `lookahead` switch on. The larger
+    - `many_models`: where the defaults of `move_sheds`, `lookahead` and `move_batch` switch. The larger
       neighbourhoods pay where the allocation is the hard part (the unit-demand benchmark, M = 50
       to 3000: 0.99966 -> 0.99999 of the optimum on p-n=50 .0, 0.99927 -> 0.99999 on c-n=100 .0);
       on 4-model markets of 128 and 512 customers they found nothing, cost 1.2x to 2x, and under
@@ -102,6 +106,7 @@ class GradientIMP(eqx.Module):
     move_drops: int = eqx.field(static=True, default=1)
     move_sheds: int | None = eqx.field(static=True, default=None)
     max_move_candidates: int = eqx.field(static=True, default=2048)
+    move_batch: int | None = eqx.field(static=True, default=None)
     lookahead: int | None = eqx.field(static=True, default=None)
     lookahead_beam: int = eqx.field(static=True, default=8)
     many_models: int = eqx.field(static=True, default=16)
@@ -119,6 +124,7 @@ class GradientIMP(eqx.Module):
             "move_starts",
             "move_inserts",
             "max_move_candidates",
+            "move_batch",
             "lookahead_beam",
             "many_models",
         ):
@@ -183,7 +189,7 @@ def _large_default(value: int | None, on: int, m: int, solver: GradientIMP) -> i
 def _move_candidates(solver: GradientIMP, m: int, n: int) -> dict[str, int]:
     """Candidates per round of moves: `move_inserts`, `move_drops` and `move_sheds` (of each of three
     kinds, at most N) per model, all scaled down alike to at most `max_move_candidates` (at least
-    one insert)."""
+    one insert), and `batch`, the candidates re-priced together (`move_batch`)."""
     inserts, drops = solver.move_inserts * m, solver.move_drops * m
     sheds = min(_large_default(solver.move_sheds, 4, m, solver) * m, n)
     cap = solver.max_move_candidates
@@ -193,7 +199,8 @@ def _move_candidates(solver: GradientIMP, m: int, n: int) -> dict[str, int]:
         inserts = max(1, int(inserts * share))
         drops = min(int(drops * share), cap - inserts)
         sheds = min(int(sheds * share), (cap - inserts - drops) // 3)
-    return {"inserts": inserts, "drops": drops, "sheds": sheds}
+    batch = solver.move_batch if solver.move_batch is not None else (8 if m >= solver.many_models else 64)
+    return {"inserts": inserts, "drops": drops, "sheds": sheds, "batch": batch}
 
 
 def _polish(market, terms, tol, starts, solver: GradientIMP):
@@ -267,7 +274,7 @@ def imp(
     k = getattr(market, "n_options", m)  # options per customer: M, or K for option lists
     counts = _move_candidates(solver, m, n)
     candidates = counts["inserts"] + counts["drops"] + 3 * counts["sheds"]  # three kinds of shed
-    moving = 12 * min(64, candidates) * n * (k + 1) if solver.moves else 0
+    moving = 12 * min(counts["batch"], candidates) * n * (k + 1) if solver.moves else 0
     need = (3 * steps * r + 12 * starts * n * (k + 1) + moving) * jnp.dtype(market.dtype).itemsize
     check_fits(f"imp with steps={steps}, restarts={r} on {m} x {n}", need)
     # The search never sees the market's derivative; the solution carries the equilibrium's.

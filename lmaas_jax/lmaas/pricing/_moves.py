@@ -180,7 +180,11 @@ def all_moves(
     `(C, M)` and `(C,)`, profit -inf for an invalid candidate.
 
     Candidates are evaluated `batch` at a time (`lax.map`), so memory is `batch` copies of the
-    (N, K) option arrays whatever the number of candidates.
+    (N, K) option arrays whatever the number of candidates. Each chunk's re-pricing runs until its
+    slowest candidate converges: on the unit-demand benchmark a median candidate needs 4 rounds of
+    `keep_prices` and a few (assignments no prices keep) run to the cap, M + 2, so chunks of 64 ran
+    6x to 11x the rounds the candidates needed and chunks of 8 made a round of moves 2.1x to 2.5x
+    faster (p-n=150, c-n=200); on small markets one chunk is one sequential step fewer.
     """
     opts = rental_options(market, terms, prices)
     sigma = choose(opts, tol)
@@ -240,6 +244,7 @@ def improve_by_moves(
     inserts: int,
     drops: int,
     sheds: int = 0,
+    batch: int = 64,
     sweeps: int,
     count=None,
 ):
@@ -270,7 +275,8 @@ def improve_by_moves(
 
     def body(state):
         pool, profit, moves, s, r = state
-        q, value = best_move(market, terms, pool[s], tol, inserts=inserts, drops=drops, sheds=sheds)
+        counts = dict(inserts=inserts, drops=drops, sheds=sheds, batch=batch)
+        q, value = best_move(market, terms, pool[s], tol, **counts)
         better = value > profit[s] + 1e-12 * jnp.abs(profit[s])
         q, value, _ = coordinate_ascent(market, terms, q, tol, sweeps, active=better)
         better = better & (value > profit[s])
