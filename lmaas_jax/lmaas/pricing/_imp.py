@@ -179,11 +179,12 @@ def market_scale(market: AnyMarket, terms) -> jax.Array:
     return jnp.where(jnp.isfinite(scale) & (scale > 0), scale, 1.0)
 
 
-def _large_default(value: int | None, on: int, m: int, solver: GradientIMP) -> int:
-    """`value`, or where it is None `on` on markets of at least `solver.many_models` models, else 0."""
+def _large_default(value: int | None, on: int, m: int, solver: GradientIMP, off: int = 0) -> int:
+    """`value`, or where it is None `on` on markets of at least `solver.many_models` models, else
+    `off`."""
     if value is not None:
         return int(value)
-    return on if m >= solver.many_models else 0
+    return on if m >= solver.many_models else off
 
 
 def _move_candidates(solver: GradientIMP, m: int, n: int) -> dict[str, int]:
@@ -199,7 +200,7 @@ def _move_candidates(solver: GradientIMP, m: int, n: int) -> dict[str, int]:
         inserts = max(1, int(inserts * share))
         drops = min(int(drops * share), cap - inserts)
         sheds = min(int(sheds * share), (cap - inserts - drops) // 3)
-    batch = solver.move_batch if solver.move_batch is not None else (8 if m >= solver.many_models else 64)
+    batch = _large_default(solver.move_batch, 8, m, solver, off=64)
     return {"inserts": inserts, "drops": drops, "sheds": sheds, "batch": batch}
 
 

@@ -7,7 +7,6 @@ construction, with concrete values; the error names the field and the offending 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -359,7 +358,8 @@ class ModelUsers(eqx.Module):
         (an error if some model has more users)."""
         n, m = usable.shape
         degree = usable.sum(axis=0)
-        size = np.maximum(8, 2 ** np.ceil(np.log2(np.maximum(degree, 1)))).astype(int)
+        width = lambda d: np.maximum(8, 2 ** np.ceil(np.log2(np.maximum(d, 1)))).astype(int)  # noqa: E731
+        size = width(degree)
         if max_users is None:
             widths = sorted(set(size[degree > 0].tolist()))
         else:
@@ -368,8 +368,7 @@ class ModelUsers(eqx.Module):
                 raise ValueError(
                     f"max_users must be >= {most} (the most users of a model); got {max_users!r}."
                 )
-            top = int(max(8, 2 ** math.ceil(math.log2(max(int(max_users), 1)))))
-            widths = [8 * 2**i for i in range(int(math.log2(top // 8)) + 1)]
+            widths = [8 * 2**i for i in range(int(np.log2(width(int(max_users)) // 8)) + 1)]
         group, row = np.full(m, -1, np.int32), np.zeros(m, np.int32)
         customers = []
         for g, s in enumerate(widths):
