@@ -60,10 +60,16 @@ class GradientIMP(eqx.Module):
       binding customers freed. Each costs one re-pricing, O(N K) per round of its iteration (K
       options per customer: M for a dense table).
     - `move_sheds`: shed moves per model and kind (0: none): model j sheds its t most binding
-      customers (each re-homed to the option that pays best, or freed), or its t cheapest to
-      re-home, for t = 1 to this, all re-priced together (at most N per kind). A model that loses
+      customers (each re-homed to the option that pays best, or to its insertion that re-priced
+      best, or freed), or its t cheapest to re-home, for t = 1 to this, all re-priced together (at
+      most N per kind, four kinds). A model that loses
       its most binding customers can charge the rest more, where re-homing each alone costs more
       than it earns. `None` (default): 4 on markets of at least `many_models` models, else 0.
+    - `move_raises`: raise moves per round (0: none): a customer's model priced up to where that
+      customer's value of it falls to 0, the models its staying customers would rather rent priced
+      up with it, and every customer those prices move re-assigned at once (see
+      `_moves.raised_assignment`), the largest rises first; at most N. `None` (default): N on markets
+      of at least `many_models` models, else 0.
     - `max_move_candidates`: at most this many candidates per round (all kinds scaled down
       alike), so a round's cost stops growing with M on large markets (unit demand at M = 3000).
     - `move_batch`: candidates re-priced together (`_moves.all_moves`); each chunk runs until its
@@ -105,6 +111,7 @@ class GradientIMP(eqx.Module):
     move_inserts: int = eqx.field(static=True, default=8)
     move_drops: int = eqx.field(static=True, default=1)
     move_sheds: int | None = eqx.field(static=True, default=None)
+    move_raises: int | None = eqx.field(static=True, default=None)
     max_move_candidates: int = eqx.field(static=True, default=2048)
     move_batch: int | None = eqx.field(static=True, default=None)
     lookahead: int | None = eqx.field(static=True, default=None)
@@ -133,7 +140,7 @@ class GradientIMP(eqx.Module):
                 continue
             if int(value) < 1:
                 raise ValueError(f"GradientIMP.{name} must be >= 1; got {value!r}.")
-        for name in ("polish_random", "moves", "move_drops", "move_sheds", "lookahead"):
+        for name in ("polish_random", "moves", "move_drops", "move_sheds", "move_raises", "lookahead"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 0:
                 raise ValueError(f"GradientIMP.{name} must be >= 0; got {getattr(self, name)!r}.")
         for name in ("initial_temperature", "final_temperature"):
@@ -188,20 +195,22 @@ def _large_default(value: int | None, on: int, m: int, solver: GradientIMP, off:
 
 
 def _move_candidates(solver: GradientIMP, m: int, n: int) -> dict[str, int]:
-    """Candidates per round of moves: `move_inserts`, `move_drops` and `move_sheds` (of each of three
+    """Candidates per round of moves: `move_inserts`, `move_drops` and `move_sheds` (of each of four
     kinds, at most N) per model, all scaled down alike to at most `max_move_candidates` (at least
     one insert), and `batch`, the candidates re-priced together (`move_batch`)."""
     inserts, drops = solver.move_inserts * m, solver.move_drops * m
     sheds = min(_large_default(solver.move_sheds, 4, m, solver) * m, n)
+    raises = min(_large_default(solver.move_raises, n, m, solver), n)
     cap = solver.max_move_candidates
-    total = inserts + drops + 3 * sheds
+    total = inserts + drops + 4 * sheds + raises
     if total > cap:
         share = cap / total
         inserts = max(1, int(inserts * share))
         drops = min(int(drops * share), cap - inserts)
-        sheds = min(int(sheds * share), (cap - inserts - drops) // 3)
+        sheds = min(int(sheds * share), (cap - inserts - drops) // 4)
+        raises = min(int(raises * share), cap - inserts - drops - 4 * sheds)
     batch = _large_default(solver.move_batch, 8, m, solver, off=64)
-    return {"inserts": inserts, "drops": drops, "sheds": sheds, "batch": batch}
+    return {"inserts": inserts, "drops": drops, "sheds": sheds, "raises": raises, "batch": batch}
 
 
 def _polish(market, terms, tol, starts, solver: GradientIMP):
@@ -274,7 +283,7 @@ def imp(
     starts = r + solver.polish_random
     k = getattr(market, "n_options", m)  # options per customer: M, or K for option lists
     counts = _move_candidates(solver, m, n)
-    candidates = counts["inserts"] + counts["drops"] + 3 * counts["sheds"]  # three kinds of shed
+    candidates = counts["inserts"] + counts["drops"] + 4 * counts["sheds"] + counts["raises"]  # four sheds
     moving = 12 * min(counts["batch"], candidates) * n * (k + 1) if solver.moves else 0
     need = (3 * steps * r + 12 * starts * n * (k + 1) + moving) * jnp.dtype(market.dtype).itemsize
     check_fits(f"imp with steps={steps}, restarts={r} on {m} x {n}", need)
