@@ -288,7 +288,8 @@ def test_moves_reach_the_published_optimum_where_coordinate_ascent_stops(dtype):
 def test_shed_candidates_move_a_prefix_of_one_models_customers(dtype):
     """A shed candidate of customer i moves, of i's model's customers, exactly the rank_i + 1 with the
     least room before they leave (recomputed here from the values: own value less the best other,
-    unit demand), each to its re-home option (kinds SHED_*) or to none (FREE_BINDING); no one else."""
+    unit demand), each to its re-home option (kinds SHED_*; `tried` is that option until `all_moves`
+    scores the inserts) or to none (FREE_BINDING); no one else."""
 
     checked = 0
     for seed in range(10):
@@ -309,7 +310,7 @@ def test_shed_candidates_move_a_prefix_of_one_models_customers(dtype):
             moved = np.nonzero(new != s)[0]
             same = np.nonzero(s == s[i])[0]
             assert set(moved) <= set(same)  # only i's model's customers
-            if k == mv.SHED_BINDING or k == mv.FREE_BINDING:
+            if k in (mv.SHED_BINDING, mv.FREE_BINDING, mv.SHED_TRIED):
                 rank = int(hood.rank_binding[i])
                 expected = same[np.argsort(room[same], kind="stable")[: rank + 1]]
                 changed = set(moved) | {j for j in expected if new[j] == s[j]}  # re-homed to itself: none
@@ -318,6 +319,34 @@ def test_shed_candidates_move_a_prefix_of_one_models_customers(dtype):
             target = 0 if k == mv.FREE_BINDING else np.asarray(hood.alt)[moved]
             np.testing.assert_array_equal(new[moved], np.broadcast_to(target, moved.shape))
     assert checked >= 40
+
+
+def test_tried_sheds_re_home_where_the_insertion_scored_best(dtype):
+    """`all_moves` scores the tried sheds after the inserts: a tried shed that moves one customer (its
+    model's most binding) proposes that customer's best-scoring insertion, so it scores what the
+    best of that customer's insert candidates scored, and never the heuristic re-home's value where
+    that differs."""
+    checked = differs = 0
+    for seed in range(8):
+        market = _table(500 + seed, 14, 4, dtype, unit=True, sparse=0.2)
+        terms, tol = robust_terms(market), tie_tolerance(market)
+        prices = jnp.asarray(np.random.default_rng(seed).uniform(1.0, 6.0, 4), dtype)
+        opts = rental_options(market, terms, prices)
+        sigma = choose(opts, tol)
+        counts = dict(inserts=8 * 4, drops=4, sheds=14)
+        (customer, kind, _, valid), hood = mv._candidates(market, terms, prices, opts, sigma, **counts)
+        _, values = mv.all_moves(market, terms, prices, tol, **counts)
+        customer, kind, valid, values = (np.asarray(x) for x in (customer, kind, valid, values))
+        for c in np.nonzero(valid & (kind == mv.SHED_TRIED))[0]:
+            i = customer[c]
+            inserts = valid & (kind == mv.INSERT) & (customer == i)
+            if int(hood.rank_binding[i]) != 0 or not inserts.any():
+                continue
+            assert values[c] == pytest.approx(values[inserts].max(), rel=RTOL[dtype])
+            binding = np.nonzero(valid & (kind == mv.SHED_BINDING) & (customer == i))[0]
+            differs += bool(binding.size) and values[binding[0]] < values[c] * (1 - 1e-6)
+            checked += 1
+    assert checked >= 20 and differs >= 1
 
 
 def test_lookahead_never_lowers_the_profit_and_pairs_pay(dtype):
