@@ -168,6 +168,7 @@ def test_classic_imp_agrees_across_layouts(dtype):
     assert float(c1.profit) == pytest.approx(float(c2.profit), rel=64 * eps)
 
 
+@pytest.mark.slow  # three imp compilations per dtype (about 50 s); CI runs it in its slow step
 def test_padded_user_groups_share_one_shape(dtype):
     """With `max_users`, markets of one (N, M, K) have one shape (one compilation, and they stack
     for `jax.vmap`), and classic IMP prices them as the unpadded option lists do, one at a time and
