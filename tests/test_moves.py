@@ -157,6 +157,7 @@ def test_best_move_is_the_best_single_reassignment():
         assert float(value) >= expected - 1e-9 * abs(expected)
 
 
+@pytest.mark.slow  # two all_moves compilations per table width (about 27 s); CI runs it in its slow step
 def test_move_chunks_do_not_change_the_candidates(dtype):
     """`all_moves` re-prices candidates in chunks of `batch` (each chunk until its slowest converges):
     chunks of 3 (a ragged last one padded) and of 64 give every candidate the same prices and profit,
@@ -285,6 +286,16 @@ def test_moves_reach_the_published_optimum_where_coordinate_ascent_stops(dtype):
     assert int(sol.stats["moves"]) >= 1
 
 
+def _four_models(table_seed, price_seed, dtype):
+    """A 14 x 4 unit-demand table, random prices and what they induce: `(market, terms, tol,
+    prices, opts, sigma)`."""
+    market = _table(table_seed, 14, 4, dtype, unit=True, sparse=0.2)
+    terms, tol = robust_terms(market), tie_tolerance(market)
+    prices = jnp.asarray(np.random.default_rng(price_seed).uniform(1.0, 6.0, 4), dtype)
+    opts = rental_options(market, terms, prices)
+    return market, terms, tol, prices, opts, choose(opts, tol)
+
+
 def test_shed_candidates_move_a_prefix_of_one_models_customers(dtype):
     """A shed candidate of customer i moves, of i's model's customers, exactly the rank_i + 1 with the
     least room before they leave (recomputed here from the values: own value less the best other,
@@ -293,11 +304,7 @@ def test_shed_candidates_move_a_prefix_of_one_models_customers(dtype):
 
     checked = 0
     for seed in range(10):
-        market = _table(400 + seed, 14, 4, dtype, unit=True, sparse=0.2)
-        terms, tol = robust_terms(market), tie_tolerance(market)
-        prices = jnp.asarray(np.random.default_rng(seed).uniform(1.0, 6.0, 4), dtype)
-        opts = rental_options(market, terms, prices)
-        sigma = choose(opts, tol)
+        market, terms, tol, prices, opts, sigma = _four_models(400 + seed, seed, dtype)
         (customer, kind, option, valid), hood = mv._candidates(market, terms, prices, opts, sigma, 8, 4, 14)
         value = np.where(np.asarray(opts.available), np.asarray(opts.value, np.float64), -np.inf)
         s = np.asarray(sigma)
@@ -328,11 +335,7 @@ def test_tried_sheds_re_home_where_the_insertion_scored_best(dtype):
     that differs."""
     checked = differs = 0
     for seed in range(8):
-        market = _table(500 + seed, 14, 4, dtype, unit=True, sparse=0.2)
-        terms, tol = robust_terms(market), tie_tolerance(market)
-        prices = jnp.asarray(np.random.default_rng(seed).uniform(1.0, 6.0, 4), dtype)
-        opts = rental_options(market, terms, prices)
-        sigma = choose(opts, tol)
+        market, terms, tol, prices, opts, sigma = _four_models(500 + seed, seed, dtype)
         counts = dict(inserts=8 * 4, drops=4, sheds=14)
         (customer, kind, _, valid), hood = mv._candidates(market, terms, prices, opts, sigma, **counts)
         _, values = mv.all_moves(market, terms, prices, tol, **counts)
@@ -349,6 +352,7 @@ def test_tried_sheds_re_home_where_the_insertion_scored_best(dtype):
     assert checked >= 20 and differs >= 1
 
 
+@pytest.mark.slow  # the look-ahead's compilation (about 35 s); CI runs it in its slow step
 def test_lookahead_never_lowers_the_profit_and_pairs_pay(dtype):
     """From the single moves' local optima on 12 unit-demand tables, the two-move look-ahead never
     lowers the exact profit, reports the exact profit of the prices it returns, takes a pair only
