@@ -144,6 +144,7 @@ def _enumerate_moves(market, prices):
     return best
 
 
+@pytest.mark.slow  # 15 enumerations and an all_moves compilation (about 30 s); CI runs it in its slow step
 def test_best_move_is_the_best_single_reassignment():
     """With every candidate allowed, best_move's profit is the best over all re-assignments that
     prices can keep (enumerated, each re-priced by an LP), on 15 unit-demand tables in float64."""
@@ -240,6 +241,7 @@ def test_moves_never_lower_the_profit_and_leave_coordinate_optima(dtype):
     assert raised >= 3
 
 
+@pytest.mark.slow  # about 22 s of compilation; CI runs it in its slow step
 def test_several_starts_are_searched_one_by_one_up_to_count(dtype):
     """`improve_by_moves` on a batch of starts equals one call per start for the first `count`
     starts and returns the rest unchanged; `coordinate_ascent(active=False)` returns its starts."""
@@ -328,6 +330,7 @@ def test_shed_candidates_move_a_prefix_of_one_models_customers(dtype):
     assert checked >= 40
 
 
+@pytest.mark.slow  # all_moves compiled per dtype (about 28 s); CI runs it in its slow step
 def test_tried_sheds_re_home_where_the_insertion_scored_best(dtype):
     """`all_moves` scores the tried sheds after the inserts: a tried shed that moves one customer (its
     model's most binding) proposes that customer's best-scoring insertion, so it scores what the
