@@ -401,10 +401,15 @@ def test_shed_moves_reach_the_published_optimum_where_single_moves_stop(dtype):
 
 def test_larger_neighbourhoods_default_on_from_many_models():
     """Sheds and the look-ahead are on by default from `many_models` models (the unit-demand scale)
-    and off below it (4-model batches, where they cost without paying); explicit values win."""
-    from lmaas_jax.lmaas.pricing._imp import _large_default, _move_candidates
+    and off below it (4-model batches, where they cost without paying); 32 move starts from there up
+    to 256 customers, else 8; explicit values win."""
+    from lmaas_jax.lmaas.pricing._imp import _large_default, _move_candidates, _move_starts
 
     solver = lj.GradientIMP()
+    assert _move_starts(solver, 4, 64) == 8
+    assert _move_starts(solver, 16, 256) == 32
+    assert _move_starts(solver, 16, 257) == 8
+    assert _move_starts(lj.GradientIMP(move_starts=5), 50, 50) == 5
     assert _move_candidates(solver, 4, 64)["sheds"] == 0
     assert _move_candidates(solver, 50, 50)["sheds"] == 50  # 4 per model, at most N per kind
     assert _move_candidates(solver, 50, 500)["sheds"] == 200
