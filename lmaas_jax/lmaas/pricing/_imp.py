@@ -59,7 +59,7 @@ class GradientIMP(eqx.Module):
       `MANY_STARTS_CUSTOMERS` (256) customers, else 8. Which local optimum the moves end in depends
       on where they start; on the unit-demand benchmark's p-n=150 instances 32 starts reached the
       published optimum to 1e-4 on four of five (8 starts: one) and took c-n=200 .1 from 0.99664
-      to 0.99940, at 3 to 5 times the time (n = 150 to 200: 26 to 108 s on a 2-core CPU, against
+      to 0.99940, at 3 to 5 times the time (n = 150 to 200: 26 to 94 s on a 2-core CPU, against
       CPLEX's proofs of 80 to 3500 s); larger markets keep 8, which prices n = 3000 in about 5
       minutes there.
     - `move_inserts`, `move_drops`: candidates per round and per model (M times these in all):
@@ -90,12 +90,12 @@ class GradientIMP(eqx.Module):
     - `lookahead_beam`: the best this many non-paying first moves are each extended by the best
       second move.
     - `many_models`: where the defaults of `move_starts`, `move_sheds`, `lookahead` and `move_batch`
-      switch. The larger
-      neighbourhoods pay where the allocation is the hard part (the unit-demand benchmark, M = 50
-      to 3000: 0.99966 -> 0.99999 of the optimum on p-n=50 .0, 0.99927 -> 0.99999 on c-n=100 .0);
-      on 4-model markets of 128 and 512 customers they found nothing, cost 1.2x to 2x, and under
-      `jax.vmap` the look-ahead runs every market of a batch for its slowest (batch 16 priced
-      0.99x the markets/s of batch 1, against 1.78x without either; README "IMP at scale").
+      switch. The larger neighbourhoods pay where the allocation is the hard part (the unit-demand
+      benchmark, M = 50 to 3000: 0.99966 -> 0.99999 of the optimum on p-n=50 .0, 0.99927 ->
+      0.99999 on c-n=100 .0); on 4-model markets of 128 and 512 customers they found nothing,
+      cost 1.2x to 2x, and under `jax.vmap` the look-ahead runs every market of a batch for its
+      slowest (batch 16 priced 0.99x the markets/s of batch 1, against 1.78x without either;
+      README "IMP at scale").
     - `tie_tol`: as in [`lmaas_jax.rsr`][]; default by dtype.
 
     [`lmaas_jax.imp`][] is compiled once per market shape and solver: reuse one solver object (and
