@@ -209,9 +209,7 @@ MANY_STARTS_CUSTOMERS = 256
 
 def _move_starts(solver: GradientIMP, m: int, n: int) -> int:
     """`solver.move_starts`, or its default for an M-model, N-customer market."""
-    if solver.move_starts is not None:
-        return int(solver.move_starts)
-    return 32 if m >= solver.many_models and n <= MANY_STARTS_CUSTOMERS else 8
+    return _large_default(solver.move_starts, 32 if n <= MANY_STARTS_CUSTOMERS else 8, m, solver, off=8)
 
 
 def _move_candidates(solver: GradientIMP, m: int, n: int) -> dict[str, int]:
