@@ -404,9 +404,14 @@ def test_shed_moves_reach_the_published_optimum_where_single_moves_stop(dtype):
 
 def test_larger_neighbourhoods_default_on_from_many_models():
     """Sheds and the look-ahead are on by default from `many_models` models (the unit-demand scale)
-    and off below it (4-model batches, where they cost without paying); 32 move starts from there up
-    to 256 customers, else 8; explicit values win."""
-    from lmaas_jax.lmaas.pricing._imp import _large_default, _move_candidates, _move_starts
+    and off below it (4-model batches, where they cost without paying); 32 move starts and compound
+    moves from there up to 256 customers, else 8 and none; explicit values win."""
+    from lmaas_jax.lmaas.pricing._imp import (
+        _large_default,
+        _lookahead_compounds,
+        _move_candidates,
+        _move_starts,
+    )
 
     solver = lj.GradientIMP()
     assert _move_starts(solver, 4, 64) == 8
@@ -427,5 +432,42 @@ def test_larger_neighbourhoods_default_on_from_many_models():
     assert _move_candidates(explicit, 4, 64)["raises"] == 5
     assert _move_candidates(explicit, 50, 50)["batch"] == 16
     assert _large_default(explicit.lookahead, 4, 4, explicit) == 1
+    assert _lookahead_compounds(solver, 4, 64) == 0
+    assert _lookahead_compounds(solver, 16, 256) == 256  # every customer a candidate
+    assert _lookahead_compounds(solver, 16, 257) == 0
+    assert _lookahead_compounds(lj.GradientIMP(lookahead_compounds=500), 50, 40) == 40
     with pytest.raises(ValueError, match="lookahead"):
         lj.GradientIMP(lookahead=-1)
+    with pytest.raises(ValueError, match="lookahead_compounds.*-2"):
+        lj.GradientIMP(lookahead_compounds=-2)
+
+
+@pytest.mark.slow  # two look-ahead compilations per dtype (about 60 s); CI runs it in its slow step
+def test_compound_moves_reach_the_optimum_where_single_moves_and_pairs_stop(dtype):
+    """On 20 x 8 unit-demand tables 40 and 74 (the two of seeds 0 to 99 where compound moves found
+    more than pairs, in float64): single moves and the look-ahead's pairs stop below HiGHS's optimum
+    (the MILP, float64); with compound moves (a model raised to a customer's value, the customers it
+    loses received by cut prices, all at once, then coordinate ascent) the look-ahead reaches it.
+    The profit reported is the exact profit at the prices returned."""
+    from lmaas_jax.lmaas.pricing._moves import improve_by_lookahead
+
+    n, m = 20, 8
+    kw = dict(inserts=8 * m, drops=m, sheds=4 * m, raises=n, sweeps=3)
+
+    @jax.jit
+    def search(market):
+        terms, tol = robust_terms(market), tie_tolerance(market)
+        start = lj.classic_imp(market, market.models.price_lo).stats["prices_supremum"]
+        local, _, _ = improve_by_moves(market, terms, start, tol, rounds=8, **kw)
+        pairs = improve_by_lookahead(market, terms, local, tol, rounds=4, beam=8, moves=8, **kw)
+        both = improve_by_lookahead(market, terms, local, tol, rounds=4, beam=8, moves=8, compounds=n, **kw)
+        return pairs[1], both
+
+    for seed in (40, 74):
+        market = _table(seed, n, m, dtype, unit=True, sparse=0.6)
+        terms, tol = robust_terms(market), tie_tolerance(market)
+        best = float(lj.reference.milp_pricing(market.astype(jnp.float64)).stats["profit_supremum"])
+        pairs, (prices, value, steps) = search(market)
+        assert float(pairs) < best * (1 - 1e-3)
+        assert float(value) == pytest.approx(best, rel=RTOL[dtype]) and int(steps) >= 1
+        assert float(value) == pytest.approx(float(profit_from_terms(market, terms, prices, tol)), rel=1e-6)

@@ -89,13 +89,21 @@ class GradientIMP(eqx.Module):
       markets of at least `many_models` models, else 0.
     - `lookahead_beam`: the best this many non-paying first moves are each extended by the best
       second move.
-    - `many_models`: where the defaults of `move_starts`, `move_sheds`, `lookahead` and `move_batch`
-      switch. The larger neighbourhoods pay where the allocation is the hard part (the unit-demand
-      benchmark, M = 50 to 3000: 0.99966 -> 0.99999 of the optimum on p-n=50 .0, 0.99927 ->
-      0.99999 on c-n=100 .0); on 4-model markets of 128 and 512 customers they found nothing,
-      cost 1.2x to 2x, and under `jax.vmap` the look-ahead runs every market of a batch for its
-      slowest (batch 16 priced 0.99x the markets/s of batch 1, against 1.78x without either;
-      README "IMP at scale").
+    - `lookahead_compounds`: compound moves per look-ahead step (0: none): a sold customer's model
+      priced at that customer's value of it, the customers it loses received by cut prices, then
+      coordinate ascent (`_moves.best_compound_move`), the smallest rises first; the look-ahead
+      takes the best compound move where it pays more than the best pair. Each costs a sweep of
+      coordinate ascent. `None` (default): N on markets of at least `many_models` models and at
+      most `MANY_STARTS_CUSTOMERS` (256) customers, else 0. On the unit-demand benchmark they took
+      p-n=200 .0 from 0.99922 to 0.99991 of the optimum and .2 from 0.99972 to 0.99999, where
+      pairs of re-assignments stop.
+    - `many_models`: where the defaults of `move_starts`, `move_sheds`, `lookahead`,
+      `lookahead_compounds` and `move_batch` switch. The larger neighbourhoods pay where the
+      allocation is the hard part (the unit-demand benchmark, M = 50 to 3000: 0.99966 -> 0.99999 of
+      the optimum on p-n=50 .0, 0.99927 -> 0.99999 on c-n=100 .0); on 4-model markets of 128 and
+      512 customers they found nothing, cost 1.2x to 2x, and under `jax.vmap` the look-ahead runs
+      every market of a batch for its slowest (batch 16 priced 0.99x the markets/s of batch 1,
+      against 1.78x without either; README "IMP at scale").
     - `tie_tol`: as in [`lmaas_jax.rsr`][]; default by dtype.
 
     [`lmaas_jax.imp`][] is compiled once per market shape and solver: reuse one solver object (and
@@ -124,6 +132,7 @@ class GradientIMP(eqx.Module):
     move_batch: int | None = eqx.field(static=True, default=None)
     lookahead: int | None = eqx.field(static=True, default=None)
     lookahead_beam: int = eqx.field(static=True, default=8)
+    lookahead_compounds: int | None = eqx.field(static=True, default=None)
     many_models: int = eqx.field(static=True, default=16)
     tie_tol: float | None = eqx.field(static=True, default=None)
 
@@ -148,7 +157,15 @@ class GradientIMP(eqx.Module):
                 continue
             if int(value) < 1:
                 raise ValueError(f"GradientIMP.{name} must be >= 1; got {value!r}.")
-        for name in ("polish_random", "moves", "move_drops", "move_sheds", "move_raises", "lookahead"):
+        for name in (
+            "polish_random",
+            "moves",
+            "move_drops",
+            "move_sheds",
+            "move_raises",
+            "lookahead",
+            "lookahead_compounds",
+        ):
             if getattr(self, name) is not None and int(getattr(self, name)) < 0:
                 raise ValueError(f"GradientIMP.{name} must be >= 0; got {getattr(self, name)!r}.")
         for name in ("initial_temperature", "final_temperature"):
@@ -203,13 +220,21 @@ def _large_default(value: int | None, on: int, m: int, solver: GradientIMP, off:
 
 
 # Markets of at most this many customers (and at least `many_models` models) search 32 polished
-# optima with moves by default, larger ones 8 (see `GradientIMP.move_starts`).
+# optima with moves by default, larger ones 8 (see `GradientIMP.move_starts`), and only they try
+# compound moves (`GradientIMP.lookahead_compounds`).
 MANY_STARTS_CUSTOMERS = 256
 
 
 def _move_starts(solver: GradientIMP, m: int, n: int) -> int:
     """`solver.move_starts`, or its default for an M-model, N-customer market."""
     return _large_default(solver.move_starts, 32 if n <= MANY_STARTS_CUSTOMERS else 8, m, solver, off=8)
+
+
+def _lookahead_compounds(solver: GradientIMP, m: int, n: int) -> int:
+    """`solver.lookahead_compounds`, or its default for an M-model, N-customer market: N on markets
+    of at least `many_models` models and at most `MANY_STARTS_CUSTOMERS` customers, else 0."""
+    on = n if n <= MANY_STARTS_CUSTOMERS else 0
+    return min(_large_default(solver.lookahead_compounds, on, m, solver), n)
 
 
 def _move_candidates(solver: GradientIMP, m: int, n: int) -> dict[str, int]:
@@ -421,6 +446,7 @@ def imp(
                 tol,
                 rounds=lookahead,
                 beam=solver.lookahead_beam,
+                compounds=_lookahead_compounds(solver, m, n),
                 moves=solver.moves,
                 sweeps=solver.polish_sweeps,
                 **counts,
