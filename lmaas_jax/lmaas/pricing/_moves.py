@@ -55,12 +55,13 @@ the `beam` best losing moves by its best next move (then coordinate ascent), and
 **Compound moves.** Every move above proposes an assignment and re-prices it at `keep_prices`, which
 keeps everyone else's choice; where a cut price should also draw other customers, that re-pricing
 cuts their models instead and the move scores as a loss. A compound move proposes prices: customer
-i's model priced at i's value of it, each customer who then leaves it received by an option cut to
-what that customer gets elsewhere (`raised_and_received`), and coordinate ascent takes whatever else
-those prices make possible; it is scored after one sweep of it (`best_compound_move`). On p-n=200
-.0 imp stopped 0.00078 below the optimum where pairs and every subset of up to three of the
-optimum's re-assignments lose; one compound move (+2.80) and one pair of moves take it to 0.99991.
-The look-ahead takes the best compound move where it pays more than the best pair.
+i's model priced at i's value of it (with the models its staying customers would rather rent, as a
+raise), each customer who then leaves its model received by an option cut to what that customer
+gets elsewhere (`raised_and_received`), and coordinate ascent takes whatever else those prices make
+possible; it is scored after a few sweeps of it (`best_compound_move`). On p-n=200 .0 imp stopped
+0.00078 below the optimum where pairs and every subset of up to three of the optimum's
+re-assignments lose; one compound move (+2.80) takes it to 0.99991. The look-ahead takes the best
+compound move where it pays more than the best pair.
 """
 
 from __future__ import annotations
@@ -220,6 +221,28 @@ def assignment(hood: _Neighbourhood, customer, kind, option):
     return jnp.where(moved, target, hood.sigma)
 
 
+def _raised_prices(market: AnyMarket, terms: RobustTerms, prices, sigma, model, top, customer):
+    """Customer i's model j priced at t = `top[i]` (i's value of it falls to 0 there), and every
+    other model k at least where each of j's customers who can pay t still weakly prefers j
+    (V_ik(beta_k) <= V_ij(t)), capped at `price_hi`: `(raised prices, who stays)`. `sigma`, `model`
+    and `top`: the choices, their models and the prices of their options at which their values fall
+    to 0 (as in `_Neighbourhood`)."""
+    m = market.n_models
+    mine = model == model[customer]
+    j = jnp.maximum(model[customer] - 1, 0)
+    t = top[customer]
+    stays = mine & (top >= t)
+    own = jnp.maximum(sigma - 1, 0)[:, None]
+    at_t = rental_options(market, terms, prices.at[j].set(t))
+    value_t = jnp.take_along_axis(at_t.value, own, axis=1)[:, 0]
+    length = jnp.minimum(terms.hours, market.customers.horizon[:, None])
+    need = _inverse_value(terms.rate, length, market.customers.budget[:, None], value_t[:, None])
+    others = stays[:, None] & (terms.hours > 0) & ~columns(sigma, terms.rate.shape[1])
+    ids = jnp.where(others, terms.model_ids(), m)
+    floor = jnp.full((m,), -jnp.inf, prices.dtype).at[ids.reshape(-1)].max(need.reshape(-1), mode="drop")
+    return jnp.minimum(jnp.maximum(prices, floor), market.models.price_hi).at[j].set(t), stays
+
+
 def raised_assignment(market: AnyMarket, terms: RobustTerms, prices, tol, hood: _Neighbourhood, customer):
     """The assignment a raise candidate proposes (see the module docstring): customer i's model j
     priced at t = `hood.top[i]`, where i's value of it falls to 0.
@@ -233,20 +256,8 @@ def raised_assignment(market: AnyMarket, terms: RobustTerms, prices, tol, hood: 
     envies model k, whose own price a customer of k pins by envying a third model) no single
     re-assignment lifts it; this moves the customers at both ends at once.
     """
-    m = market.n_models
     mine = hood.model == hood.model[customer]
-    j = jnp.maximum(hood.model[customer] - 1, 0)
-    t = hood.top[customer]
-    stays = mine & (hood.top >= t)
-    own = jnp.maximum(hood.sigma - 1, 0)[:, None]
-    at_t = rental_options(market, terms, prices.at[j].set(t))
-    value_t = jnp.take_along_axis(at_t.value, own, axis=1)[:, 0]
-    length = jnp.minimum(terms.hours, market.customers.horizon[:, None])
-    need = _inverse_value(terms.rate, length, market.customers.budget[:, None], value_t[:, None])
-    others = stays[:, None] & (terms.hours > 0) & ~columns(hood.sigma, terms.rate.shape[1])
-    ids = jnp.where(others, terms.model_ids(), m)
-    floor = jnp.full((m,), -jnp.inf, prices.dtype).at[ids.reshape(-1)].max(need.reshape(-1), mode="drop")
-    raised = jnp.minimum(jnp.maximum(prices, floor), market.models.price_hi).at[j].set(t)
+    raised, stays = _raised_prices(market, terms, prices, hood.sigma, hood.model, hood.top, customer)
     sigma = choose(rental_options(market, terms, raised), tol)
     # Customers the raised prices move (and j's who cannot pay t) go where their insertion re-priced
     # best, if any was scored: their choice at the raised prices may be nothing where cutting a
@@ -351,25 +362,26 @@ def best_two_moves(market: AnyMarket, terms: RobustTerms, prices, tol, *, beam: 
 
 def raised_and_received(market: AnyMarket, terms: RobustTerms, prices, sigma, tol, customer, unsold):
     """The prices a compound move proposes (see `best_compound_move`): customer i's model j priced at
-    i's value of it (where that value falls to 0), and every customer of j who then leaves it
-    received by its best option cut to the price that gives that customer what it gets elsewhere at
-    the raised prices (0 if nothing), all at once. `sigma`: the choices at `prices`.
+    i's value of it (where that value falls to 0), the models its customers who can pay that would
+    rather rent priced up until they stay (`_raised_prices`, as a raise), and every customer who then
+    leaves its model received by its best option cut to the price that gives that customer what it
+    gets elsewhere at the raised prices (0 if nothing), all at once. `sigma`: the choices at
+    `prices`.
 
     The receiving option of a leaving customer d is the one whose cut earns most: its price after the
-    cut less the serving cost, less what the cut costs on that model's current customers; a cut that
-    earns nothing is not made. `unsold`: receive only by models nobody rents now (a cut that costs
-    nothing on the model's customers; a boolean, traced or not). Several customers received by one
-    model: its lowest cut.
+    cut less the serving cost, less what the cut costs on that model's current customers (a model
+    just raised receives nobody); a cut that earns nothing is not made. `unsold`: receive only by
+    models nobody rents now (a cut that costs nothing on the model's customers; a boolean, traced or
+    not). Several customers received by one model: its lowest cut.
     """
     mo, cu = market.models, market.customers
     m, n = market.n_models, market.n_customers
     model = terms.chosen_model(sigma)
     own = jnp.maximum(sigma - 1, 0)
-    top = jnp.take_along_axis(terms.rate, own[:, None], axis=1)[:, 0]
-    j = jnp.maximum(model[customer] - 1, 0)
-    raised = prices.at[j].set(top[customer])
+    top = jnp.where(sigma > 0, jnp.take_along_axis(terms.rate, own[:, None], axis=1)[:, 0], -jnp.inf)
+    raised, _ = _raised_prices(market, terms, prices, sigma, model, top, customer)
     at_raised = rental_options(market, terms, raised)
-    leaves = (model == model[customer]) & (choose(at_raised, tol) != sigma)
+    leaves = (sigma > 0) & (choose(at_raised, tol) != sigma)
     ninf = jnp.asarray(-jnp.inf, prices.dtype)
     elsewhere = jnp.maximum(jnp.max(jnp.where(at_raised.available, at_raised.value, ninf), axis=1), 0.0)
     length = jnp.minimum(terms.hours, cu.horizon[:, None])
@@ -377,7 +389,8 @@ def raised_and_received(market: AnyMarket, terms: RobustTerms, prices, sigma, to
     buyers = terms.per_model(jnp.ones(n, prices.dtype), sigma, m, "add", jnp.zeros((), prices.dtype))
     now = terms.per_option(raised)
     ids = terms.model_ids()
-    ok = leaves[:, None] & at_raised.available & (ids != j) & (win < now)
+    kept = terms.per_option(jnp.where(raised > prices, 0.0, 1.0).astype(prices.dtype)) > 0  # not raised
+    ok = leaves[:, None] & at_raised.available & kept & (win < now)
     empty = terms.per_option(buyers) == 0
     ok = ok & (win >= terms.per_option(mo.price_lo)) & (~jnp.asarray(unsold) | empty)
     net = win - terms.per_option(mo.serving_cost) - (now - win) * terms.per_option(buyers)
@@ -390,12 +403,11 @@ def raised_and_received(market: AnyMarket, terms: RobustTerms, prices, sigma, to
     return jnp.minimum(raised, cuts)
 
 
-def best_compound_move(
-    market: AnyMarket, terms: RobustTerms, prices, tol, *, count: int, sweeps: int, batch: int = 64
-):
+def best_compound_move(market: AnyMarket, terms: RobustTerms, prices, tol, *, count: int, sweeps: int):
     """The best compound move from `prices`: `(new_prices, new_profit)` (profit -inf where there is
     no candidate), each candidate scored by the exact profit after at most `sweeps` sweeps of
-    coordinate ascent from the prices it proposes (`raised_and_received`, both kinds).
+    coordinate ascent from the prices it proposes (`raised_and_received`, receiving by any model and
+    by unsold models only: 2 `count` candidates, polished together as one batch of starts).
 
     Candidates: the `count` sold customers whose model's price is below their value of it, the
     smallest rises first. A move that only re-assigns (scored at `keep_prices`) keeps everyone else's
@@ -405,11 +417,12 @@ def best_compound_move(
     receives customer 12 (who leaves 53), lets coordinate ascent raise 53 to 26.31 for the one
     customer who values it most and fill 77 and a third model with six others (+2.80, to within
     1e-5 of the optimum with a pair of moves), where every re-assignment of those customers alone
-    or in pairs loses.
+    or in pairs loses. On p-n=150 .2 (imp at 0.99957): model 36 raised to its best customer's
+    value, the model whose low price capped it raised too, its two other customers received by two
+    unsold models cut to their values: the optimum after three sweeps (one sweep does not show it).
     """
     n = market.n_customers
-    opts = rental_options(market, terms, prices)
-    sigma = choose(opts, tol)
+    sigma = choose(rental_options(market, terms, prices), tol)
     own = jnp.maximum(sigma - 1, 0)
     top = jnp.take_along_axis(terms.rate, own[:, None], axis=1)[:, 0]
     j = jnp.maximum(terms.chosen_model(sigma) - 1, 0)
@@ -420,14 +433,12 @@ def best_compound_move(
     customer = jnp.concatenate([customer, customer])
     valid = jnp.concatenate([score, score]) > -jnp.inf
     unsold = jnp.arange(2 * k) >= k
-
-    def one(c):
-        i, only_unsold, ok = c
-        x = raised_and_received(market, terms, prices, sigma, tol, i, only_unsold)
-        q, value, _ = coordinate_ascent(market, terms, x, tol, sweeps, active=ok)
-        return q, jnp.where(ok, value, -jnp.inf)
-
-    qs, values = lax.map(one, (customer, unsold, valid), batch_size=min(batch, 2 * k))
+    propose = lambda i, u: raised_and_received(market, terms, prices, sigma, tol, i, u)  # noqa: E731
+    starts = jax.vmap(propose)(customer, unsold)
+    # One batch: coordinate ascent's line searches serve all starts at once (on p-n=150 .2, 150
+    # starts in 0.5 s a sweep, against 7 s as `lax.map` chunks of a vmapped single start).
+    qs, values, _ = coordinate_ascent(market, terms, starts, tol, sweeps, active=valid)
+    values = jnp.where(valid, values, -jnp.inf)
     best = jnp.argmax(values)
     return qs[best], values[best]
 
@@ -511,9 +522,9 @@ def improve_by_lookahead(
     **counts,
 ):
     """From a local optimum of the single moves, `prices` shape `(M,)`: take the best pair of moves
-    (`best_two_moves`), or the best of `compounds` compound moves (`best_compound_move`, each scored
-    after one sweep of coordinate ascent, the one taken polished for `sweeps` more) where that pays
-    more, if it raises the exact profit; then single moves again (`improve_by_moves`, at most
+    (`best_two_moves`), or the best of 2 `compounds` compound moves (`best_compound_move`, each scored
+    after `sweeps` sweeps of coordinate ascent, the one taken polished for `sweeps` more) where that
+    pays more, if it raises the exact profit; then single moves again (`improve_by_moves`, at most
     `moves` rounds), for at most `rounds` such steps. Never lowers the profit.
 
     Returns `(prices, profit, pairs)`, `pairs` the number of steps taken (pairs or compound moves).
@@ -524,9 +535,7 @@ def improve_by_lookahead(
         prices, profit, pairs, _ = state
         q, value = best_two_moves(market, terms, prices, tol, beam=beam, sweeps=sweeps, **counts)
         if compounds:
-            q2, value2 = best_compound_move(
-                market, terms, prices, tol, count=compounds, sweeps=1, batch=counts.get("batch", 64)
-            )
+            q2, value2 = best_compound_move(market, terms, prices, tol, count=compounds, sweeps=sweeps)
             use = value2 > value
             q2, value2, _ = coordinate_ascent(market, terms, q2, tol, sweeps, active=use)
             q, value = jnp.where(use, q2, q), jnp.where(use, value2, value)
