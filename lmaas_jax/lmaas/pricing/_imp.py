@@ -328,7 +328,11 @@ def imp(
     counts = _move_candidates(solver, m, n)
     candidates = counts["inserts"] + counts["drops"] + 4 * counts["sheds"] + counts["raises"]  # four sheds
     moving = 12 * min(counts["batch"], candidates) * n * (k + 1) if solver.moves else 0
-    need = (3 * steps * r + 12 * starts * n * (k + 1) + moving) * jnp.dtype(market.dtype).itemsize
+    # Compound moves polish 2 per candidate customer as one batch of starts (in the look-ahead).
+    looking = solver.moves and _large_default(solver.lookahead, 4, m, solver)
+    compounding = 12 * 2 * _lookahead_compounds(solver, m, n) * n * (k + 1) if looking else 0
+    held = 3 * steps * r + 12 * starts * n * (k + 1) + moving + compounding
+    need = held * jnp.dtype(market.dtype).itemsize
     check_fits(f"imp with steps={steps}, restarts={r} on {m} x {n}", need)
     # The search never sees the market's derivative; the solution carries the equilibrium's.
     differentiable, market = market, lax.stop_gradient(market)
