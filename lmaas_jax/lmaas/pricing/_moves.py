@@ -103,6 +103,19 @@ def _rank_within(model, key):
     return position - first
 
 
+def _raisable(market: AnyMarket, terms: RobustTerms, prices, sigma):
+    """Per customer, for a raise of its model to where its value of its option falls to 0:
+    `(model, top, rise, ok)`: the chosen model (1-based, 0 = none), that price (R of the option,
+    -inf where it rents nothing), how far it lies above the model's price, and whether the raise is
+    possible (the customer rents, the rise is positive and the price within the box)."""
+    model = terms.chosen_model(sigma)
+    j = jnp.maximum(model - 1, 0)
+    own = jnp.maximum(sigma - 1, 0)
+    top = jnp.where(sigma > 0, jnp.take_along_axis(terms.rate, own[:, None], axis=1)[:, 0], -jnp.inf)
+    rise = top - prices[j]
+    return model, top, rise, (sigma > 0) & (rise > 0) & (top <= market.models.price_hi[j])
+
+
 def _candidates(
     market: AnyMarket,
     terms: RobustTerms,
@@ -157,7 +170,7 @@ def _candidates(
     # What re-homing it costs: its margin now less the best net (freeing it: the whole margin).
     cost = (prices - mo.serving_cost)[own_model] - jnp.maximum(best_net, 0.0)
     big = jnp.asarray(jnp.inf, dtype)
-    top = jnp.where(sold, own_rate, -big)
+    _, top, rise, raise_ok = _raisable(market, terms, prices, sigma)
     hood = _Neighbourhood(
         sigma=sigma,
         model=model,
@@ -177,8 +190,6 @@ def _candidates(
     # ranked by the rise times the customers who can pay it (an upper bound on the model's gain).
     k_raise = min(raises, n)
     stay = (_rank_within(model, -top) + 1).astype(dtype)  # customers of i's model valuing it at least as much
-    rise = top - prices[own_model]
-    raise_ok = sold & (rise > 0) & (top <= mo.price_hi[own_model])
     raise_score, raise_customer = lax.top_k(jnp.where(raise_ok, rise * stay, ninf), k_raise)
     sheds_of = [shed_customer, shed_customer, cheap_customer, shed_customer]
     customer = jnp.concatenate([ins_customer, drop_customer, *sheds_of, raise_customer])
@@ -360,13 +371,15 @@ def best_two_moves(market: AnyMarket, terms: RobustTerms, prices, tol, *, beam: 
     return second[k], value[k]
 
 
-def raised_and_received(market: AnyMarket, terms: RobustTerms, prices, sigma, tol, customer, unsold):
+def raised_and_received(
+    market: AnyMarket, terms: RobustTerms, prices, sigma, model, top, buyers, tol, customer, unsold
+):
     """The prices a compound move proposes (see `best_compound_move`): customer i's model j priced at
     i's value of it (where that value falls to 0), the models its customers who can pay that would
     rather rent priced up until they stay (`_raised_prices`, as a raise), and every customer who then
     leaves its model received by its best option cut to the price that gives that customer what it
-    gets elsewhere at the raised prices (0 if nothing), all at once. `sigma`: the choices at
-    `prices`.
+    gets elsewhere at the raised prices (0 if nothing), all at once. `sigma`, `model`, `top`: the
+    choices at `prices` and their models and tops (`_raisable`); `buyers`: each model's customers.
 
     The receiving option of a leaving customer d is the one whose cut earns most: its price after the
     cut less the serving cost, less what the cut costs on that model's current customers (a model
@@ -375,10 +388,7 @@ def raised_and_received(market: AnyMarket, terms: RobustTerms, prices, sigma, to
     not). Several customers received by one model: its lowest cut.
     """
     mo, cu = market.models, market.customers
-    m, n = market.n_models, market.n_customers
-    model = terms.chosen_model(sigma)
-    own = jnp.maximum(sigma - 1, 0)
-    top = jnp.where(sigma > 0, jnp.take_along_axis(terms.rate, own[:, None], axis=1)[:, 0], -jnp.inf)
+    m = market.n_models
     raised, _ = _raised_prices(market, terms, prices, sigma, model, top, customer)
     at_raised = rental_options(market, terms, raised)
     leaves = (sigma > 0) & (choose(at_raised, tol) != sigma)
@@ -386,7 +396,6 @@ def raised_and_received(market: AnyMarket, terms: RobustTerms, prices, sigma, to
     elsewhere = jnp.maximum(jnp.max(jnp.where(at_raised.available, at_raised.value, ninf), axis=1), 0.0)
     length = jnp.minimum(terms.hours, cu.horizon[:, None])
     win = _inverse_value(terms.rate, length, cu.budget[:, None], elsewhere[:, None])
-    buyers = terms.per_model(jnp.ones(n, prices.dtype), sigma, m, "add", jnp.zeros((), prices.dtype))
     now = terms.per_option(raised)
     ids = terms.model_ids()
     kept = terms.per_option(jnp.where(raised > prices, 0.0, 1.0).astype(prices.dtype)) > 0  # not raised
@@ -421,19 +430,19 @@ def best_compound_move(market: AnyMarket, terms: RobustTerms, prices, tol, *, co
     value, the model whose low price capped it raised too, its two other customers received by two
     unsold models cut to their values: the optimum after three sweeps (one sweep does not show it).
     """
-    n = market.n_customers
+    n, m = market.n_customers, market.n_models
     sigma = choose(rental_options(market, terms, prices), tol)
-    own = jnp.maximum(sigma - 1, 0)
-    top = jnp.take_along_axis(terms.rate, own[:, None], axis=1)[:, 0]
-    j = jnp.maximum(terms.chosen_model(sigma) - 1, 0)
-    rise = top - prices[j]
-    ok = (sigma > 0) & (rise > 0) & (top <= market.models.price_hi[j])
+    model, top, rise, ok = _raisable(market, terms, prices, sigma)
+    buyers = terms.per_model(jnp.ones(n, prices.dtype), sigma, m, "add", jnp.zeros((), prices.dtype))
     k = min(count, n)
     score, customer = lax.top_k(jnp.where(ok, -rise, -jnp.inf), k)
     customer = jnp.concatenate([customer, customer])
     valid = jnp.concatenate([score, score]) > -jnp.inf
     unsold = jnp.arange(2 * k) >= k
-    propose = lambda i, u: raised_and_received(market, terms, prices, sigma, tol, i, u)  # noqa: E731
+
+    def propose(i, only_unsold):
+        return raised_and_received(market, terms, prices, sigma, model, top, buyers, tol, i, only_unsold)
+
     starts = jax.vmap(propose)(customer, unsold)
     # One batch: coordinate ascent's line searches serve all starts at once (on p-n=150 .2, 150
     # starts in 0.5 s a sweep, against 7 s as `lax.map` chunks of a vmapped single start).
