@@ -133,3 +133,34 @@ def test_classic_imp_validation():
     market = lj.random_market(jax.random.PRNGKey(0), 2, 5)
     with pytest.raises(ValueError, match="max_sweeps must be >= 1; got 0"):
         lj.classic_imp(market, max_sweeps=0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_near_ties_go_to_the_highest_price_under_any_rounding(dtype):
+    """Profits within the rounding slack are ties, and ties go to the highest price, so a change of
+    the last bits (another summation order, another batch shape) cannot flip the choice.
+
+    One model, customers worth 5 and 10 (+ delta): at 5 both rent (profit 10), at 10 one does (10 +
+    delta). With delta = 0 the two tie exactly; with delta = +-16 ulps of 10 they differ by rounding-
+    level amounts, where a rule on the last bit returns 10 for +delta and 5 for -delta. A model nobody
+    values has one profit on its whole line: it is priced at the top of its box.
+    """
+    eps = float(np.finfo(dtype).eps)
+    for delta in (0.0, 16 * eps * 10, -16 * eps * 10):
+        rate = jnp.asarray([[5.0, 0.0], [10.0 + delta, 0.0]], dtype)
+        hours = jnp.asarray([[1.0, 0.0], [1.0, 0.0]], dtype)
+        market = lj.ValueMarket.from_table(rate, hours, price_hi=jnp.asarray([12.0, 7.0], dtype))
+        terms, tol = robust_terms(market), tie_tolerance(market)
+        prices = jnp.asarray([5.0, 7.0], dtype)
+        for line in (best_on_line, brute_force_line):
+            price, profit = jax.jit(line, static_argnums=4)(market, terms, prices, 0, tol)
+            np.testing.assert_allclose(float(price), 10.0 + delta, rtol=4 * eps)
+            np.testing.assert_allclose(float(profit), 10.0 + delta, rtol=4 * eps)
+    # Model 1 (valued by nobody; the box's top 7) from the bottom of its box.
+    rate = jnp.asarray([[5.0, 1.0], [10.0, 2.0]], dtype)
+    market = lj.ValueMarket.from_table(rate, jnp.asarray([[1.0, 0.0], [1.0, 0.0]], dtype))
+    market = eqx.tree_at(lambda mk: mk.models.price_hi, market, jnp.asarray([12.0, 7.0], dtype))
+    terms, tol = robust_terms(market), tie_tolerance(market)
+    for line in (best_on_line, brute_force_line):
+        price, _ = jax.jit(line, static_argnums=4)(market, terms, jnp.asarray([5.0, 0.0], dtype), 1, tol)
+        assert float(price) == 7.0

@@ -28,11 +28,13 @@ the exact profit at all N + 3 candidates costs O(N^2 M) (that is
 2. **Exact checks in bound order.** Candidates are then evaluated exactly, with the same
    `profit_from_terms` as the brute force (so at a given price the two agree to the last bit),
    `chunk` at a time (default 2) in decreasing order of the bound, until the best exact profit found
-   exceeds every remaining bound by more than the rounding slack. Ties among exact profits go to the
-   earliest candidate in the brute force's order (breakpoints by customer, then the box ends and the
-   current price). Where the data are generic one chunk suffices; at most `max_chunks` are checked,
-   which only matters where many candidates share one profit (a model nobody buys), and then the
-   returned price is one of those maximisers.
+   exceeds every remaining bound by more than twice the rounding slack. Profits within the slack of
+   the best are ties, and ties go to the highest price (`highest_near_best`: which of two such
+   profits rounds higher depends on the compiled summation order, so a rule on the last bit made
+   a batch of 300 starts end elsewhere than the same start in a batch of 150). Where the data are
+   generic one chunk suffices; at most `max_chunks` are checked (among equal bounds the higher
+   price first), which only matters where many candidates share one profit, and then the returned
+   price is the highest of the checked ones.
 
 **Exactness.** The bound is a bound (each piece dominates the exact contribution, including every
 tie case of the strong Stackelberg rule, which can only be decided in the window), so no unchecked
@@ -231,19 +233,21 @@ def best_on_line(
 
     `j` (0-based) may be a Python int or a traced integer (so `jax.vmap` over models works).
 
-    Returns `(price, profit)`, the same as [`lmaas_jax.reference.brute_force_line`][] (see the
-    module docstring for the argument and the one documented difference: among several candidates
-    with one and the same exact profit, beyond `chunk * max_chunks` of them, the price returned is
-    one of those maximisers, not necessarily the brute force's first).
+    Returns `(price, profit)`: the highest candidate price whose exact profit lies within the
+    rounding slack of the best (`highest_near_best`), and that profit; the same as
+    [`lmaas_jax.reference.brute_force_line`][] (see the module docstring for the argument and the one
+    documented difference: beyond `chunk * max_chunks` near-best candidates, the highest of those
+    checked).
     """
     cands, parts = candidates(market, terms, prices, j)
     bound, slack = profit_bounds(market, terms, prices, j, tol, cands, parts)
     c = cands.shape[0]
     k = min(chunk, c)
     n_chunks = min(max_chunks, -(-c // k))
-    # Only the first n_chunks * k in bound order can be checked: top_k, not a full sort (ties:
-    # earlier candidate first, as documented for lax.top_k).
-    top_bound, order = lax.top_k(bound, min(n_chunks * k, c))
+    # Only the first n_chunks * k in bound order can be checked; among equal bounds the higher price
+    # first (a model nobody buys has one profit, and so one bound, everywhere on its line).
+    order = jnp.lexsort((-cands, -bound))[: min(n_chunks * k, c)]
+    top_bound = bound[order]
     pad = max(n_chunks * k - c, 0)  # a ragged last chunk re-checks the last candidate
     padded = jnp.concatenate([order, jnp.full((pad,), order[-1])])
     sorted_bound = jnp.concatenate([top_bound, jnp.full((pad,), -jnp.inf, bound.dtype)])
@@ -251,27 +255,40 @@ def best_on_line(
     def exact(index):
         return profit_from_terms(market, terms, prices.at[j].set(cands[index]), tol)
 
-    def better(p, i, best_p, best_i):
-        return (p > best_p) | ((p == best_p) & (i < best_i))
-
     def body(state):
-        r, best_p, best_i = state
+        r, best_p, seen = state
         idx = lax.dynamic_slice(padded, (r * k,), (k,))
         profits = jax.vmap(exact)(idx)
-        for t in range(k):  # k is small and static: a left fold keeps the tie rule exact
-            take = better(profits[t], idx[t], best_p, best_i)
-            best_p = jnp.where(take, profits[t], best_p)
-            best_i = jnp.where(take, idx[t], best_i)
-        return r + 1, best_p, best_i
+        seen = lax.dynamic_update_slice(seen, profits, (r * k,))
+        return r + 1, jnp.maximum(best_p, jnp.max(profits)), seen
 
     def more(state):
+        # Every candidate that could come within the slack of the best (exact <= bound + slack).
         r, best_p, _ = state
         nxt = lax.dynamic_index_in_dim(sorted_bound, jnp.minimum(r * k, n_chunks * k - 1), keepdims=False)
-        return (r < n_chunks) & (nxt + slack >= best_p)
+        return (r < n_chunks) & (nxt + 2 * slack >= best_p)
 
-    init = (jnp.asarray(0, jnp.int32), jnp.asarray(-jnp.inf, bound.dtype), jnp.asarray(c, order.dtype))
-    _, best_p, best_i = lax.while_loop(more, body, init)
-    return cands[best_i], best_p
+    ninf = jnp.asarray(-jnp.inf, bound.dtype)
+    init = (jnp.asarray(0, jnp.int32), ninf, jnp.full((n_chunks * k,), ninf))
+    _, _, seen = lax.while_loop(more, body, init)
+    pick = highest_near_best(cands[padded], seen, slack)
+    return cands[padded[pick]], seen[pick]
+
+
+def highest_near_best(prices, profits, slack):
+    """The tie rule of the line search: the index of the highest price among those whose profit lies
+    within `slack` of the best (the first such index where several share that price).
+
+    Profits closer than the rounding slack are ties: which of them rounds higher depends on the
+    summation order XLA compiles, and that changes with the batch shape (a batch of 150 starts or of
+    300), the backend and the fusion. On the unit-demand benchmark's p-n=150 .2 one compound move's
+    coordinate ascent (float32) ended at the optimum in a batch of 150 starts and 0.045% below it in
+    a batch of 300, after two models took the other of two prices whose profits differ by rounding.
+    Taking the highest price of the near-best ones makes the choice hold under any order (unless a
+    profit lies right at the window's edge) and prices a model nobody buys at the top of its box.
+    """
+    near = profits >= jnp.max(profits) - slack
+    return jnp.argmax(jnp.where(near, prices, -jnp.inf))
 
 
 def best_on_line_among(market: AnyMarket, terms: RobustTerms, prices, j, tol, users):
@@ -281,10 +298,10 @@ def best_on_line_among(market: AnyMarket, terms: RobustTerms, prices, j, tol, us
     [`lmaas_jax.ModelUsers`][]).
 
     Returns `(price, gain)`: the best candidate among the users' breakpoints, the box ends and the
-    current price, and the exact profit it adds over the current price (>= 0; the users' margins
-    summed before and after, so the comparison is exact). The price maximises the whole profit as
-    `best_on_line`'s does; where several prices tie exactly, the one returned can differ (the
-    non-users' candidates, all `price_lo`, come after the users' here).
+    current price, and the exact profit it adds over the current price (>= 0 up to the rounding
+    slack; the users' margins summed before and after). The price maximises the whole profit as
+    `best_on_line`'s does (the non-users' candidates, all `price_lo`, are never above the users'
+    lowest); the slack is the users' own, so near-ties can resolve differently.
     """
     sub, sub_terms = terms.restrict(market, users)
     price, value = best_on_line(sub, sub_terms, prices, j, tol)

@@ -7,9 +7,8 @@ it; it stays as that search's test oracle and as the benchmark's baseline.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
-from ..pricing._line_search import candidates
+from ..pricing._line_search import candidates, highest_near_best, profit_bounds
 from ..pricing._profit import profit_from_terms
 
 
@@ -18,9 +17,12 @@ def brute_force_line(market, terms, prices, j, tol):
 
     Evaluates [`lmaas_jax.seller_profit`][]'s exact profit at all N + 3 candidates (every customer's
     breakpoint, `price_lo`, `price_hi` and the current price), vmapped, and returns
-    `(price, profit)` of the first best in that order. Memory and time O(N^2 M).
+    `(price, profit)` of the highest price whose profit lies within the rounding slack of the best
+    (the line search's tie rule, `_line_search.highest_near_best`; the slack is the rounding bound
+    of `_line_search.profit_bounds`). Memory and time O(N^2 M).
     """
-    cands, _ = candidates(market, terms, prices, j)
+    cands, parts = candidates(market, terms, prices, j)
+    _, slack = profit_bounds(market, terms, prices, j, tol, cands, parts)
     profits = jax.vmap(lambda b: profit_from_terms(market, terms, prices.at[j].set(b), tol))(cands)
-    k = jnp.argmax(profits)
+    k = highest_near_best(cands, profits, slack)
     return cands[k], profits[k]
