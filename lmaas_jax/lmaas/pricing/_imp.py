@@ -13,7 +13,7 @@ from ..._checks import check_fits, is_concrete
 from ..robust._rsr import rental_options, robust_terms, tie_tolerance
 from ..scenarios._market import AnyMarket
 from ._classic_imp import coordinate_ascent
-from ._moves import improve_by_lookahead, improve_by_moves
+from ._moves import COMPOUND_KINDS, improve_by_lookahead, improve_by_moves
 from ._posting import posted_solution
 from ._profit import profit_from_terms, relaxed_profit_from_terms
 from ._solution import PricingSolution, PricingTrace
@@ -92,12 +92,13 @@ class GradientIMP(eqx.Module):
     - `lookahead_compounds`: compound moves per look-ahead step (0: none): a sold customer's model
       priced at that customer's value of it, the customers it loses received by cut prices, then
       coordinate ascent (`_moves.best_compound_move`), the smallest rises first; the look-ahead
-      takes the best compound move where it pays more than the best pair. Two candidates per
-      customer, each polished for `polish_sweeps` sweeps, all as one batch of starts. `None`
-      (default): N on markets of at least `many_models` models and at most
+      takes the best compound move where it pays more than the best pair. Three candidates per
+      customer (received by any model, by unsold models only, and through a chain of raises, see
+      `_moves.raised_and_received`), each polished for `polish_sweeps` sweeps, all as one batch of
+      starts. `None` (default): N on markets of at least `many_models` models and at most
       `MANY_STARTS_CUSTOMERS` (256) customers, else 0. On the unit-demand benchmark they took
       p-n=200 .0 from 0.99922 and .2 from 0.99972 to the optimum and c-n=200 .4 from 0.99866 to
-      0.99977, where pairs of re-assignments stop.
+      0.99998 (the chain: 0.99977 without it), where pairs of re-assignments stop.
     - `many_models`: where the defaults of `move_starts`, `move_sheds`, `lookahead`,
       `lookahead_compounds` and `move_batch` switch. The larger neighbourhoods pay where the
       allocation is the hard part (the unit-demand benchmark, M = 50 to 3000: 0.99966 -> 0.99999 of
@@ -329,9 +330,9 @@ def imp(
     counts = _move_candidates(solver, m, n)
     candidates = counts["inserts"] + counts["drops"] + 4 * counts["sheds"] + counts["raises"]  # four sheds
     moving = 12 * min(counts["batch"], candidates) * n * (k + 1) if solver.moves else 0
-    # Compound moves polish 2 per candidate customer as one batch of starts (in the look-ahead).
+    # Compound moves polish COMPOUND_KINDS per candidate customer as one batch of starts.
     lookahead = _large_default(solver.lookahead, 4, m, solver) if solver.moves else 0
-    compounding = 12 * 2 * _lookahead_compounds(solver, m, n) * n * (k + 1) if lookahead else 0
+    compounding = 12 * COMPOUND_KINDS * _lookahead_compounds(solver, m, n) * n * (k + 1) if lookahead else 0
     held = 3 * steps * r + 12 * starts * n * (k + 1) + moving + compounding
     need = held * jnp.dtype(market.dtype).itemsize
     check_fits(f"imp with steps={steps}, restarts={r} on {m} x {n}", need)
