@@ -471,3 +471,33 @@ def test_compound_moves_reach_the_optimum_where_single_moves_and_pairs_stop(dtyp
         assert float(pairs) < best * (1 - 1e-3)
         assert float(value) == pytest.approx(best, rel=RTOL[dtype]) and int(steps) >= 1
         assert float(value) == pytest.approx(float(profit_from_terms(market, terms, prices, tol)), rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_chain_lifts_the_receiving_model_and_passes_its_marginal_customer_on(dtype):
+    """A compound move's chain on a three-customer market worked by hand (unit demand, prices 6, 6, 6).
+
+    Customer 0 values model A at 10, customer 1 A at 8 and B at 7, customer 2 B at 6.2 and C at 5.8;
+    they rent A, A and B (profit 18). Raising A to customer 0's value 10: customer 1 leaves for B,
+    where it would pay up to 7 (its second best, A at 10, is worth nothing). Without the chain B
+    keeps 6 and no cut draws anyone (customer 1 already gets B at its price): 10, 6, 6 (profit 22).
+    With it, B is lifted to 7, customer 2 leaves B and C is cut to 5.8 to receive it: 10, 7, 5.8
+    (profit 22.8).
+    """
+    rate = jnp.asarray([[10.0, 0.0, 0.0], [8.0, 7.0, 0.0], [0.0, 6.2, 5.8]], dtype)
+    hours = (rate > 0).astype(dtype)
+    market = lj.ValueMarket.from_table(rate, hours, price_hi=jnp.asarray([12.0, 12.0, 12.0], dtype))
+    terms, tol = robust_terms(market), tie_tolerance(market)
+    prices = jnp.asarray([6.0, 6.0, 6.0], dtype)
+    sigma = choose(rental_options(market, terms, prices), tol)
+    model, top, _, ok = mv._raisable(market, terms, prices, sigma)
+    assert np.asarray(terms.chosen_model(sigma)).tolist() == [1, 1, 2] and bool(ok[0])
+    buyers = terms.per_model(jnp.ones(3, dtype), sigma, 3, "add", jnp.zeros((), dtype))
+    rtol = 4 * float(np.finfo(dtype).eps)
+    for chain, want, profit in ((False, [10.0, 6.0, 6.0], 22.0), (True, [10.0, 7.0, 5.8], 22.8)):
+        got = mv.raised_and_received(market, terms, prices, sigma, model, top, buyers, tol, 0, False, chain)
+        np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=rtol)
+        np.testing.assert_allclose(float(profit_from_terms(market, terms, got, tol)), profit, rtol=rtol)
+    # The compound moves from (6, 6, 6) find at least the chain's proposal.
+    _, value = mv.best_compound_move(market, terms, prices, tol, count=3, sweeps=3)
+    assert float(value) >= 22.8 * (1 - rtol)
