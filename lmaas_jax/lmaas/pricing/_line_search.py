@@ -126,9 +126,10 @@ def _count_sum(positions, deltas, queries, order):
 def profit_bounds(market: AnyMarket, terms: RobustTerms, prices, j, tol, cands, parts):
     """An upper bound on the exact profit at every candidate price of model j, and its slack.
 
-    Returns `(bound, slack)`: exact(c) <= bound(c) + slack for every candidate c, in exact
+    Returns `(bound, slack, by_price)`: exact(c) <= bound(c) + slack for every candidate c, in exact
     arithmetic up to the rounding that `slack` covers, except that a candidate equal to one of
-    lower index gets -inf (its exact profit is that one's).
+    lower index gets -inf (its exact profit is that one's); `by_price` orders the candidates by
+    ascending price (the sort the bound needs, for the search's order).
     """
     mo, cu = market.models, market.customers
     opts = parts["opts"]
@@ -216,7 +217,7 @@ def profit_bounds(market: AnyMarket, terms: RobustTerms, prices, j, tol, cands, 
     )
     # Pairwise sums over customers and bins (log terms), plus one bin's rows added in sequence.
     slack = (64.0 + 8.0 * math.log2(2 * n + 2) + 4.0 * math.sqrt(n) + 2.0 * pile) * eps * magnitude
-    return bound, slack
+    return bound, slack, order
 
 
 def best_on_line(
@@ -240,14 +241,16 @@ def best_on_line(
     checked).
     """
     cands, parts = candidates(market, terms, prices, j)
-    bound, slack = profit_bounds(market, terms, prices, j, tol, cands, parts)
+    bound, slack, by_price = profit_bounds(market, terms, prices, j, tol, cands, parts)
     c = cands.shape[0]
     k = min(chunk, c)
     n_chunks = min(max_chunks, -(-c // k))
     # Only the first n_chunks * k in bound order can be checked; among equal bounds the higher price
-    # first (a model nobody buys has one profit, and so one bound, everywhere on its line).
-    order = jnp.lexsort((-cands, -bound))[: min(n_chunks * k, c)]
-    top_bound = bound[order]
+    # first (a model nobody buys has one profit, and so one bound, everywhere on its line): top_k
+    # over the candidates by descending price (its ties go to the earlier), not another sort.
+    descending = by_price[::-1]
+    top_bound, position = lax.top_k(bound[descending], min(n_chunks * k, c))
+    order = descending[position]
     pad = max(n_chunks * k - c, 0)  # a ragged last chunk re-checks the last candidate
     padded = jnp.concatenate([order, jnp.full((pad,), order[-1])])
     sorted_bound = jnp.concatenate([top_bound, jnp.full((pad,), -jnp.inf, bound.dtype)])

@@ -22,7 +22,7 @@ def brute_force_line(market, terms, prices, j, tol):
     of `_line_search.profit_bounds`). Memory and time O(N^2 M).
     """
     cands, parts = candidates(market, terms, prices, j)
-    _, slack = profit_bounds(market, terms, prices, j, tol, cands, parts)
+    _, slack, _ = profit_bounds(market, terms, prices, j, tol, cands, parts)
     profits = jax.vmap(lambda b: profit_from_terms(market, terms, prices.at[j].set(b), tol))(cands)
     k = highest_near_best(cands, profits, slack)
     return cands[k], profits[k]
