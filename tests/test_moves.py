@@ -404,20 +404,30 @@ def test_shed_moves_reach_the_published_optimum_where_single_moves_stop(dtype):
 
 def test_larger_neighbourhoods_default_on_from_many_models():
     """Sheds and the look-ahead are on by default from `many_models` models (the unit-demand scale)
-    and off below it (4-model batches, where they cost without paying); 32 move starts and compound
-    moves from there up to 256 customers, else 8 and none; explicit values win."""
+    and off below it (4-model batches, where they cost without paying); 48 random polish starts, 48
+    move starts and compound moves from there up to 256 customers, else 16, 8 and none; explicit
+    values win. The larger pool of random starts holds the smaller one (same key), so the moves'
+    best over more starts is never lower before the look-ahead."""
     from lmaas_jax.lmaas.pricing._imp import (
         _large_default,
         _lookahead_compounds,
         _move_candidates,
         _move_starts,
+        _polish_random,
     )
 
     solver = lj.GradientIMP()
     assert _move_starts(solver, 4, 64) == 8
-    assert _move_starts(solver, 16, 256) == 32
+    assert _move_starts(solver, 16, 256) == 48
     assert _move_starts(solver, 16, 257) == 8
     assert _move_starts(lj.GradientIMP(move_starts=5), 50, 50) == 5
+    assert _polish_random(solver, 4, 64) == 16
+    assert _polish_random(solver, 16, 256) == 48
+    assert _polish_random(solver, 16, 257) == 16
+    assert _polish_random(lj.GradientIMP(polish_random=0), 50, 50) == 0
+    key = jax.random.PRNGKey(3)
+    for draw in (jax.random.uniform, lambda k, shape: jax.random.bernoulli(k, 0.25, shape)):
+        np.testing.assert_array_equal(draw(key, (48, 50))[:16], draw(key, (16, 50)))
     assert _move_candidates(solver, 4, 64)["sheds"] == 0
     assert _move_candidates(solver, 50, 50)["sheds"] == 50  # 4 per model, at most N per kind
     assert _move_candidates(solver, 50, 500)["sheds"] == 200

@@ -90,7 +90,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "final_temperature": Key(float, 1e-3, "relative softmax temperature at the end", lo=1e-12),
         "polish": Key(bool, True, "classic-IMP polish of the restarts"),
         "polish_restarts": Key(int, None, "polish only the best k restarts", lo=1, optional=True),
-        "polish_random": Key(int, 16, "also polish this many random prices", lo=0),
+        "polish_random": Key(
+            int, None, "random prices also polished (default 16; 48: many models)", lo=0, optional=True
+        ),
         "polish_sweeps": Key(int, 3, "polish sweeps every start gets", lo=1),
         "polish_finalists": Key(int, 4, "starts that get max_polish_sweeps more", lo=1),
         "max_polish_sweeps": Key(int, 8, "polish sweeps of the finalists", lo=1),

@@ -43,7 +43,8 @@ class GradientIMP(eqx.Module):
     - `polish_random`: also polish this many random prices drawn from `key`: each model uniform in
       its useful box (see `useful_top`) or, with probability 1/4, priced out of the market at
       `price_hi`. Classic IMP from several starts and menus finds basins the relaxed landscape
-      hides.
+      hides. `None` (default): 48 on markets of at least `many_models` models and at most
+      `MANY_STARTS_CUSTOMERS` (256) customers, else 16 (the same key: 48 include the 16).
     - `polish_sweeps`: sweeps every polished start gets (stage 1).
     - `polish_finalists`: the best this many after stage 1 get `max_polish_sweeps` more (stage 2).
     - `max_polish_sweeps`: sweeps of stage 2, rounded up to a multiple of `polish_sweeps` (9 by
@@ -55,13 +56,15 @@ class GradientIMP(eqx.Module):
       `_moves`). Coordinate moves stop at coordinate-wise optima; these leave them.
     - `move_starts`: how many of the best polished optima (of distinct profits) get the moves, one
       after another, the best result kept (the same key: 32 starts include the 8 best).
-      `None` (default): 32 on markets of at least `many_models` models and at most
+      `None` (default): 48 on markets of at least `many_models` models and at most
       `MANY_STARTS_CUSTOMERS` (256) customers, else 8. Which local optimum the moves end in depends
       on where they start; on the unit-demand benchmark's p-n=150 instances 32 starts reached the
       published optimum to 1e-4 on four of five (8 starts: one) and took c-n=200 .1 from 0.99664
       to 0.99940, at 3 to 5 times the time (n = 150 to 200: 26 to 94 s on a 2-core CPU, against
       CPLEX's proofs of 80 to 3500 s); larger markets keep 8, which prices n = 3000 in about 5
-      minutes there.
+      minutes there. Round 17 raised 32 to 48 with 48 random polish starts (16 before): c-n=150
+      .3, where every pair and compound move stops at 0.99936, then reached the optimum (0.99999)
+      with keys 0, 1 and 2 of 0 to 3 (before: key 1 only), at 1.45x the time.
     - `move_inserts`, `move_drops`: candidates per round and per model (M times these in all):
       the cheapest insertions (customer i to model j, by the cut of beta_j that wins i) and the most
       binding customers freed. Each costs one re-pricing, O(N K) per round of its iteration (K
@@ -120,7 +123,7 @@ class GradientIMP(eqx.Module):
     final_temperature: float = 1e-3
     polish: bool = eqx.field(static=True, default=True)
     polish_restarts: int | None = eqx.field(static=True, default=None)
-    polish_random: int = eqx.field(static=True, default=16)
+    polish_random: int | None = eqx.field(static=True, default=None)
     polish_sweeps: int = eqx.field(static=True, default=3)
     polish_finalists: int = eqx.field(static=True, default=4)
     max_polish_sweeps: int = eqx.field(static=True, default=8)
@@ -221,15 +224,21 @@ def _large_default(value: int | None, on: int, m: int, solver: GradientIMP, off:
     return on if m >= solver.many_models else off
 
 
-# Markets of at most this many customers (and at least `many_models` models) search 32 polished
-# optima with moves by default, larger ones 8 (see `GradientIMP.move_starts`), and only they try
-# compound moves (`GradientIMP.lookahead_compounds`).
+# Markets of at most this many customers (and at least `many_models` models) polish 48 random
+# starts and search 48 polished optima with moves by default, larger ones 16 and 8 (see
+# `GradientIMP.polish_random`, `GradientIMP.move_starts`), and only they try compound moves
+# (`GradientIMP.lookahead_compounds`).
 MANY_STARTS_CUSTOMERS = 256
 
 
 def _move_starts(solver: GradientIMP, m: int, n: int) -> int:
     """`solver.move_starts`, or its default for an M-model, N-customer market."""
-    return _large_default(solver.move_starts, 32 if n <= MANY_STARTS_CUSTOMERS else 8, m, solver, off=8)
+    return _large_default(solver.move_starts, 48 if n <= MANY_STARTS_CUSTOMERS else 8, m, solver, off=8)
+
+
+def _polish_random(solver: GradientIMP, m: int, n: int) -> int:
+    """`solver.polish_random`, or its default for an M-model, N-customer market."""
+    return _large_default(solver.polish_random, 48 if n <= MANY_STARTS_CUSTOMERS else 16, m, solver, off=16)
 
 
 def _lookahead_compounds(solver: GradientIMP, m: int, n: int) -> int:
@@ -325,7 +334,8 @@ def imp(
     # Shapes are static, so this runs before compiling: the trace keeps (steps, restarts) numbers and
     # every restart and polished start holds a few (N, M) option arrays.
     n, m, r = market.n_customers, market.n_models, solver.restarts
-    starts = r + solver.polish_random
+    randoms = _polish_random(solver, m, n)
+    starts = r + randoms
     k = getattr(market, "n_options", m)  # options per customer: M, or K for option lists
     counts = _move_candidates(solver, m, n)
     candidates = counts["inserts"] + counts["drops"] + 4 * counts["sheds"] + counts["raises"]  # four sheds
@@ -409,11 +419,11 @@ def imp(
         _, top = lax.top_k(best, k)
         starts = best_x[top]
         starts = jax.vmap(prices_of)(starts)
-        if solver.polish_random:
+        if randoms:
             # Random menus too: each model priced out of the market (at price_hi) with probability
             # 1/4, since which models to offer is the combinatorial part the gradient handles worst.
             k_price, k_menu = jax.random.split(key_polish)
-            u = jax.random.uniform(k_price, (solver.polish_random, market.n_models), dtype)
+            u = jax.random.uniform(k_price, (randoms, market.n_models), dtype)
             out = jax.random.bernoulli(k_menu, 0.25, u.shape)
             fresh = jnp.where(out, mo.price_hi[None, :], jax.vmap(prices_of)(u))
             starts = jnp.concatenate([starts, fresh])
