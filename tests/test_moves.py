@@ -388,15 +388,18 @@ def test_shed_moves_reach_the_published_optimum_where_single_moves_stop(dtype):
     """p-n=50 .0 of the unit-demand benchmark: inserts and drops alone stop at 0.99966 of the
     published optimum (the best model keeps three customers it should lose to three others: each
     re-homing alone costs more than it earns); with the shed moves imp reaches it. Both from 8 move
-    starts: from the default 32, some start's single moves reach it too."""
+    starts and 16 random polish starts: from the defaults (48 and 48 at this size) some start's
+    single moves reach it too."""
     name = "p-n=50-e=400-q=200-d=0.25.0"
     best = lj.datasets.read_published(DATA / "published.csv")[name]["best_value"]
     exact = lj.datasets.read_unit_demand(DATA / name, dtype="float64")
     market = exact.astype(dtype)
     single = lj.imp(
-        market, lj.GradientIMP(move_starts=8, move_sheds=0, lookahead=0), key=jax.random.PRNGKey(0)
+        market,
+        lj.GradientIMP(move_starts=8, polish_random=16, move_sheds=0, lookahead=0),
+        key=jax.random.PRNGKey(0),
     )
-    sol = lj.imp(market, lj.GradientIMP(move_starts=8), key=jax.random.PRNGKey(0))
+    sol = lj.imp(market, lj.GradientIMP(move_starts=8, polish_random=16), key=jax.random.PRNGKey(0))
     held = lambda s: float(lj.seller_profit(exact, s.prices.astype(jnp.float64), tie_tol=1e-9))  # noqa: E731
     assert held(single) < 0.9999 * best
     assert held(sol) >= 0.9999 * best  # the published value has five significant digits
