@@ -429,8 +429,13 @@ def test_larger_neighbourhoods_default_on_from_many_models():
     assert _polish_random(solver, 16, 257) == 16
     assert _polish_random(lj.GradientIMP(polish_random=0), 50, 50) == 0
     key = jax.random.PRNGKey(3)
-    for draw in (jax.random.uniform, lambda k, shape: jax.random.bernoulli(k, 0.25, shape)):
-        np.testing.assert_array_equal(draw(key, (48, 50))[:16], draw(key, (16, 50)))
+    for dtype in (jnp.float32, jnp.float64):  # imp draws its random prices in the market's dtype
+        np.testing.assert_array_equal(
+            jax.random.uniform(key, (48, 50), dtype)[:16], jax.random.uniform(key, (16, 50), dtype)
+        )
+    np.testing.assert_array_equal(
+        jax.random.bernoulli(key, 0.25, (48, 50))[:16], jax.random.bernoulli(key, 0.25, (16, 50))
+    )
     assert _move_candidates(solver, 4, 64)["sheds"] == 0
     assert _move_candidates(solver, 50, 50)["sheds"] == 50  # 4 per model, at most N per kind
     assert _move_candidates(solver, 50, 500)["sheds"] == 200
