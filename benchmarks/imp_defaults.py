@@ -22,20 +22,19 @@ import numpy as np
 
 import lmaas_jax as lj
 from lmaas_jax.experiments import timed
+from lmaas_jax.product._config import SolverChoice
 
+# Each row: settings in place of `GradientIMP.for_size`'s, as `STAGE.FIELD` keys (the `[solver]`
+# keys of a configuration file). Add rows to study any other.
 SETTINGS = {
-    # The study's earlier rounds (closing notes of the IMP-at-scale issue) compared polishing 1 to 32
-    # restarts, 4 to 20 sweeps, random polish starts, 16 to 64 restarts, 100 steps and a final
-    # temperature of 1e-4; this round, the allocation moves after the polish. Add rows to rerun any.
-    "defaults (polish as before, then up to 8 rounds of moves, 8 inserts + 1 drop per model, from each of "
-    "the best 8 distinct optima)": dict(),
-    "moves with 16 inserts + 1 drop per model (the default before)": dict(move_inserts=16),
-    "moves from the best 4 optima, 16 rounds": dict(move_starts=4, moves=16),
-    "no moves (the default before the moves)": dict(moves=0),
-    "moves from the best optimum only": dict(move_starts=1),
-    "moves with 4 inserts + 1 drop per model": dict(move_inserts=4),
-    "moves, 16 restarts, 100 steps": dict(restarts=16, steps=100),
-    "moves, no random polish starts": dict(polish_random=0),
+    "defaults": dict(),
+    "16 inserts + 1 drop per model": {"moves.inserts": 16},
+    "moves from the best 4 optima, 16 rounds": {"moves.starts": 4, "moves.rounds": 16},
+    "no moves": {"moves.rounds": 0},
+    "moves from the best optimum only": {"moves.starts": 1},
+    "4 inserts + 1 drop per model": {"moves.inserts": 4},
+    "16 restarts, 100 steps": {"ascent.restarts": 16, "ascent.steps": 100},
+    "no random polish starts": {"polish.random": 0},
 }
 
 MULTISTART = "classic IMP, 64 random starts"
@@ -72,7 +71,7 @@ def main(argv=None):
         markets[kind] = [build(k) for k in keys]
     profits, seconds = {}, {}
     for name, options in SETTINGS.items():
-        solver = lj.GradientIMP(**options)
+        solver = SolverChoice(tuple(options.items()))(args.models, args.customers)
         fn = jax.jit(lambda m, k, solver=solver: lj.imp(m, solver, key=k).profit)
         jax.block_until_ready(fn(markets["family"][0], jax.random.PRNGKey(0)))
         for kind in kinds:

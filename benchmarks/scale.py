@@ -36,6 +36,7 @@ from lmaas_jax.experiments import timed
 from lmaas_jax.lmaas.pricing._classic_imp import coordinate_ascent
 from lmaas_jax.lmaas.pricing._line_search import best_on_line
 from lmaas_jax.lmaas.robust._rsr import robust_terms, tie_tolerance
+from lmaas_jax.product._config import SolverChoice
 from lmaas_jax.reference import brute_force_line
 
 SEED = 515151  # markets: random_market(PRNGKey(SEED + N), M, N); the baseline script uses the same
@@ -47,8 +48,8 @@ def market(m, n, dtype):
 
 def size_table(models, sizes, dtype, repeats, rows, save=lambda: None, deadline=float("inf")):
     full = jax.jit(lambda mk, k: lj.imp(mk, key=k).profit)
-    still = jax.jit(lambda mk, k: lj.imp(mk, lj.GradientIMP(moves=0), key=k).profit)
-    grad = jax.jit(lambda mk, k: lj.imp(mk, lj.GradientIMP(polish=False), key=k).profit)
+    still = jax.jit(lambda mk, k: lj.imp(mk, lj.GradientIMP(moves=lj.Moves(rounds=0)), key=k).profit)
+    grad = jax.jit(lambda mk, k: lj.imp(mk, lj.GradientIMP(polish=None), key=k).profit)
     for m in models:
         for n in sizes:
             if time.perf_counter() > deadline:
@@ -132,7 +133,8 @@ def batch_table(
 ):
     """`jit(vmap(imp))` on batches of default markets; with `subset`, a batch larger than it is
     represented by its first `subset` markets (the rate of the same markets on a slower machine)."""
-    fn = jax.jit(jax.vmap(lambda mk, k: lj.imp(mk, solver, key=k).profit))
+    solver = SolverChoice(()) if solver is None else solver
+    fn = jax.jit(jax.vmap(lambda mk, k: lj.imp(mk, solver(mk.n_models, mk.n_customers), key=k).profit))
     for n in sizes:
         for b in batches:
             if time.perf_counter() > deadline:
@@ -273,7 +275,9 @@ def main(argv=None):
         "--budget-s", type=float, default=float("inf"), help="start no new row after this many seconds"
     )
     parser.add_argument(
-        "--batch-solver", default="", help="GradientIMP settings of the batch table, e.g. 'moves=0'"
+        "--batch-solver",
+        default="",
+        help="settings of the batch table in place of the defaults, as [solver] keys, e.g. 'moves.rounds=0'",
     )
     parser.add_argument("--tag", default="", help="suffix of the output files' names")
     parser.add_argument("--out", default="benchmarks/results")
@@ -316,7 +320,7 @@ def main(argv=None):
                 args.repeats,
                 result["batch"],
                 subset=args.batch_subset,
-                solver=lj.GradientIMP(**settings),
+                solver=SolverChoice(tuple(settings.items())),
                 **limits,
             )
         elif part == "memory":

@@ -20,7 +20,7 @@ import lmaas_jax as lj
 jax.config.update("jax_enable_x64", True)
 base = lj.random_market(jax.random.PRNGKey(11), n_models=2, n_customers=40, gamma=1, dtype="float64")
 key = jax.random.PRNGKey(0)
-solver = lj.GradientIMP(steps=100, restarts=16)
+solver = lj.GradientIMP(lj.Ascent(steps=100, restarts=16))
 LO, HI = 0.55, 0.99  # the accuracies the seller can build
 o0 = float(base.models.serving_cost[-1])
 

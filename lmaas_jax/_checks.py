@@ -53,8 +53,8 @@ def fail_where(name: str, bad, value, requirement: str) -> None:
 
 
 def check_shape(name: str, x, shape: tuple[int, ...]) -> None:
-    if tuple(jnp.shape(x)) != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}; got shape {tuple(jnp.shape(x))}.")
+    if tuple(np.shape(x)) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}; got shape {tuple(np.shape(x))}.")
 
 
 def check_not_nan(name: str, x) -> None:
@@ -136,15 +136,17 @@ def check_prices(name: str, prices, n_models: int) -> None:
         fail_where(name, p < 0, p, "must be >= 0")
 
 
-def checked(check):
-    """`equinox.filter_jit` a public function, with `check(*args, **kwargs)` run first in Python.
+def checked(check, *, jit: bool = True):
+    """`equinox.filter_jit` a public function (unless `jit` is False), with `check(*args, **kwargs)`
+    run first in Python: the one entry contract of every solver.
 
     Inside the jitted function the arguments are tracers; `check` sees what the caller passed, so a
-    bad value gets a ValueError naming it (concrete values) before anything is compiled.
+    bad value gets a ValueError or TypeError naming it (concrete values) before anything is traced
+    or compiled.
     """
 
     def wrap(fn):
-        jitted = eqx.filter_jit(fn)
+        jitted = eqx.filter_jit(fn) if jit else fn
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
@@ -154,3 +156,45 @@ def checked(check):
         return wrapper
 
     return wrap
+
+
+def setting(default, help: str, *, lo: int | float | None = None, hi: int | float | None = None):
+    """A solver setting: a static field with its default, its meaning and its range.
+
+    The one source for a setting's name, default, range and help: `check_settings` validates a
+    Module's settings from it, and the product layer builds its configuration schema from it.
+    """
+    return eqx.field(static=True, default=default, metadata={"help": help, "lo": lo, "hi": hi})
+
+
+def check_settings(module) -> None:
+    """Every `setting` field of `module` has its default's type (int or float) and lies in its range;
+    else a TypeError or ValueError naming `Class.field` and the value."""
+    import dataclasses
+
+    owner = type(module).__name__
+    for f in dataclasses.fields(module):
+        if "help" not in f.metadata:
+            continue
+        name, value = f"{owner}.{f.name}", getattr(module, f.name)
+        kind = type(f.default)
+        if kind is int:
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise TypeError(f"{name} must be an int; got {value!r} ({type(value).__name__}).")
+        elif kind is float:
+            if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+                raise TypeError(f"{name} must be a float; got {value!r} ({type(value).__name__}).")
+            if not np.isfinite(value):
+                raise ValueError(f"{name} must be finite; got {value!r}.")
+        else:
+            continue
+        lo, hi = f.metadata["lo"], f.metadata["hi"]
+        if lo is not None and not value >= lo:
+            raise ValueError(f"{name} must be {'> 0' if lo == _TINY else f'>= {lo}'}; got {value!r}.")
+        if hi is not None and not value <= hi:
+            raise ValueError(f"{name} must be <= {hi}; got {value!r}.")
+
+
+# The lower bound of a setting that must be positive (a float range is closed).
+_TINY = 1e-300
+POSITIVE = _TINY

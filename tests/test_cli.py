@@ -26,7 +26,7 @@ e5_batches = [2]
 e5_milp_markets = 1
 ttc_sweep_points = 4
 
-[solver]
+[solver.ascent]
 steps = 20
 restarts = 4
 """
@@ -118,7 +118,9 @@ def test_run_writes_report_figures_and_tables(tmp_path):
 
 def test_solve_prints_and_compares_with_the_milp(tmp_path):
     cfg = tmp_path / "solve.toml"
-    cfg.write_text("[market]\nn_models = 2\nn_customers = 12\nbudget_share = 0.0\n[solver]\nsteps = 20\n")
+    cfg.write_text(
+        "[market]\nn_models = 2\nn_customers = 12\nbudget_share = 0.0\n[solver.ascent]\nsteps = 20\n"
+    )
     result = invoke("solve", cfg, "--compare", "--json", tmp_path / "out.json")
     assert result.exit_code == 0, result.output
     assert "gradient IMP" in result.output and "HiGHS MILP (exact)" in result.output
@@ -134,7 +136,7 @@ def test_sweep_writes_parquet(tmp_path):
     cfg = tmp_path / "sweep.toml"
     cfg.write_text(
         f'[sweep]\nn_models = 1\nn_customers = 6\ngamma = [0, 1]\nseeds = 2\nout = "{tmp_path / "s"}"\n'
-        "[solver]\nsteps = 10\nrestarts = 2\npolish = false\n"
+        "[solver]\nascent.steps = 10\nascent.restarts = 2\npolish.enabled = false\n"
     )
     result = invoke("sweep", cfg, "--no-progress")
     assert result.exit_code == 0, result.output
@@ -182,7 +184,7 @@ BAD = [
     ("solve", '[market]\nn_customers = "ten"\n', ["market.n_customers", "'ten'", "expected int"]),
     ("solve", "[market]\nn_customers = -3\n", ["market.n_customers", "-3"]),
     ("solve", "[market]\ngamma = 4\n", ["market.gamma", "4", "[0, 3]"]),
-    ("solve", "[solver]\nsteps = 1.5\n", ["solver.steps", "1.5"]),
+    ("solve", "[solver.ascent]\nsteps = 1.5\n", ["solver.ascent.steps", "1.5"]),
     ("solve", "[markets]\nseed = 1\n", ["[markets]"]),
     ("solve", "[market\nseed = 1\n", ["not valid TOML"]),
     ("sweep", "[sweep]\ngamma = [1, 5]\n", ["sweep.gamma", "5", "[0, 3]"]),
@@ -192,8 +194,8 @@ BAD = [
     ("run", "[run]\nscale = 0\n", ["run.scale", "0"]),
     (
         "run",
-        "[solver]\ninitial_temperature = 0.001\nfinal_temperature = 0.1\n",
-        ["solver.final_temperature", "0.1"],
+        "[solver.ascent]\ninitial_temperature = 0.001\nfinal_temperature = 0.1\n",
+        ["solver.ascent.final_temperature", "0.1"],
     ),
 ]
 
@@ -244,7 +246,7 @@ def test_a_full_disk_mid_sweep_is_named_and_the_resume_finishes(tmp_path, monkey
     cfg.write_text(
         "[sweep]\nn_models = 1\nn_customers = 6\ngamma = [0, 1]\nseeds = 2\nchunk_size = 2\n"
         f'out = "{tmp_path / "s"}"\n'
-        "[solver]\nsteps = 10\nrestarts = 2\npolish = false\n"
+        "[solver]\nascent.steps = 10\nascent.restarts = 2\npolish.enabled = false\n"
     )
     real, calls = _sweep.write_atomic, []
 

@@ -4,6 +4,8 @@ against enumerating every re-assignment; and what the moves buy on a published i
 Tolerances: prices to 1e-9 relative (float64) / 2e-5 (float32) of the box top against HiGHS's LP.
 """
 
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import jax
@@ -13,7 +15,7 @@ import pytest
 from scipy.optimize import linprog
 
 import lmaas_jax as lj
-from lmaas_jax.lmaas.pricing import _moves as mv
+from lmaas_jax.lmaas.pricing import _lookahead as lk, _moves as mv
 from lmaas_jax.lmaas.pricing._assignment import keep_prices
 from lmaas_jax.lmaas.pricing._moves import best_move, improve_by_moves
 from lmaas_jax.lmaas.pricing._profit import profit_from_terms
@@ -280,7 +282,7 @@ def test_moves_reach_the_published_optimum_where_coordinate_ascent_stops(dtype):
     name = "c-n=50-c=14-p=7-o=8-l=1-h=100-d=0.25.0"
     best = lj.datasets.read_published(DATA / "published.csv")[name]["best_value"]
     exact = lj.datasets.read_unit_demand(DATA / name, dtype="float64")
-    without = lj.imp(exact.astype(dtype), lj.GradientIMP(moves=0), key=jax.random.PRNGKey(0))
+    without = lj.imp(exact.astype(dtype), lj.GradientIMP(moves=lj.Moves(rounds=0)), key=jax.random.PRNGKey(0))
     sol = lj.imp(exact.astype(dtype), key=jax.random.PRNGKey(0))
     assert float(without.stats["profit_supremum"]) < 0.999 * best
     held = float(lj.seller_profit(exact, sol.prices.astype(jnp.float64), tie_tol=1e-9))
@@ -360,7 +362,7 @@ def test_lookahead_never_lowers_the_profit_and_pairs_pay(dtype):
     """From the single moves' local optima on 12 unit-demand tables, the two-move look-ahead never
     lowers the exact profit, reports the exact profit of the prices it returns, takes a pair only
     where that raises the profit, and finds a paying pair on some tables."""
-    from lmaas_jax.lmaas.pricing._moves import improve_by_lookahead
+    from lmaas_jax.lmaas.pricing._lookahead import improve_by_lookahead
 
     kw = dict(inserts=40, drops=10, sheds=16, sweeps=3)
 
@@ -394,40 +396,29 @@ def test_shed_moves_reach_the_published_optimum_where_single_moves_stop(dtype):
     best = lj.datasets.read_published(DATA / "published.csv")[name]["best_value"]
     exact = lj.datasets.read_unit_demand(DATA / name, dtype="float64")
     market = exact.astype(dtype)
-    single = lj.imp(
-        market,
-        lj.GradientIMP(move_starts=8, polish_random=16, move_sheds=0, lookahead=0),
-        key=jax.random.PRNGKey(0),
-    )
-    sol = lj.imp(market, lj.GradientIMP(move_starts=8, polish_random=16), key=jax.random.PRNGKey(0))
+    base = lj.GradientIMP.for_market(market)
+    solver = replace(base, polish=replace(base.polish, random=16), moves=replace(base.moves, starts=8))
+    no_sheds = replace(solver, moves=replace(solver.moves, sheds=0), lookahead=lj.LookAhead(rounds=0))
+    single = lj.imp(market, no_sheds, key=jax.random.PRNGKey(0))
+    sol = lj.imp(market, solver, key=jax.random.PRNGKey(0))
     held = lambda s: float(lj.seller_profit(exact, s.prices.astype(jnp.float64), tie_tol=1e-9))  # noqa: E731
     assert held(single) < 0.9999 * best
     assert held(sol) >= 0.9999 * best  # the published value has five significant digits
 
 
 def test_larger_neighbourhoods_default_on_from_many_models():
-    """Sheds and the look-ahead are on by default from `many_models` models (the unit-demand scale)
-    and off below it (4-model batches, where they cost without paying); 48 random polish starts, 48
-    move starts and compound moves from there up to 256 customers, else 16, 8 and none; explicit
-    values win. The larger pool of random starts holds the smaller one (same key), so the moves'
-    best over more starts is never lower before the look-ahead."""
-    from lmaas_jax.lmaas.pricing._imp import (
-        _large_default,
-        _lookahead_compounds,
-        _move_candidates,
-        _move_starts,
-        _polish_random,
-    )
-
-    solver = lj.GradientIMP()
-    assert _move_starts(solver, 4, 64) == 8
-    assert _move_starts(solver, 16, 256) == 48
-    assert _move_starts(solver, 16, 257) == 8
-    assert _move_starts(lj.GradientIMP(move_starts=5), 50, 50) == 5
-    assert _polish_random(solver, 4, 64) == 16
-    assert _polish_random(solver, 16, 256) == 48
-    assert _polish_random(solver, 16, 257) == 16
-    assert _polish_random(lj.GradientIMP(polish_random=0), 50, 50) == 0
+    """`GradientIMP.for_size`: below 16 models the class defaults; from 16 models sheds, raises, the
+    look-ahead and batches of 8; of those, up to 256 customers 48 random polish starts, 48 move
+    starts and compound moves for every customer, else 16, 8 and none. The larger pool of random
+    starts holds the smaller one (same key), so the moves' best over more starts is never lower
+    before the look-ahead."""
+    assert lj.GradientIMP.for_size(15, 64) == lj.GradientIMP() == lj.GradientIMP.for_size(4, 10**6)
+    few, many = lj.GradientIMP.for_size(16, 256), lj.GradientIMP.for_size(16, 257)
+    assert (few.polish.random, few.moves.starts, few.lookahead.compounds) == (48, 48, 256)
+    assert (many.polish.random, many.moves.starts, many.lookahead.compounds) == (16, 8, 0)
+    for s, n in ((few, 256), (many, 257)):
+        assert (s.moves.sheds, s.moves.raises, s.moves.batch, s.lookahead.rounds) == (4, n, 8, 4)
+    assert lj.GradientIMP().lookahead.rounds == 0 and lj.GradientIMP().moves.sheds == 0
     key = jax.random.PRNGKey(3)
     for dtype in (jnp.float32, jnp.float64):  # imp draws its random prices in the market's dtype
         np.testing.assert_array_equal(
@@ -436,28 +427,19 @@ def test_larger_neighbourhoods_default_on_from_many_models():
     np.testing.assert_array_equal(
         jax.random.bernoulli(key, 0.25, (48, 50))[:16], jax.random.bernoulli(key, 0.25, (16, 50))
     )
-    assert _move_candidates(solver, 4, 64)["sheds"] == 0
-    assert _move_candidates(solver, 50, 50)["sheds"] == 50  # 4 per model, at most N per kind
-    assert _move_candidates(solver, 50, 500)["sheds"] == 200
-    assert _move_candidates(solver, 4, 64)["raises"] == 0
-    assert _move_candidates(solver, 50, 40)["raises"] == 40  # at most N
-    assert _large_default(solver.lookahead, 4, 15, solver) == 0
-    assert _large_default(solver.lookahead, 4, 16, solver) == 4
-    assert _move_candidates(solver, 4, 64)["batch"] == 64
-    assert _move_candidates(solver, 50, 50)["batch"] == 8
-    explicit = lj.GradientIMP(move_sheds=2, lookahead=1, move_batch=16, move_raises=5)
-    assert _move_candidates(explicit, 4, 64)["sheds"] == 8
-    assert _move_candidates(explicit, 4, 64)["raises"] == 5
-    assert _move_candidates(explicit, 50, 50)["batch"] == 16
-    assert _large_default(explicit.lookahead, 4, 4, explicit) == 1
-    assert _lookahead_compounds(solver, 4, 64) == 0
-    assert _lookahead_compounds(solver, 16, 256) == 256  # every customer a candidate
-    assert _lookahead_compounds(solver, 16, 257) == 0
-    assert _lookahead_compounds(lj.GradientIMP(lookahead_compounds=500), 50, 40) == 40
-    with pytest.raises(ValueError, match="lookahead"):
-        lj.GradientIMP(lookahead=-1)
-    with pytest.raises(ValueError, match="lookahead_compounds.*-2"):
-        lj.GradientIMP(lookahead_compounds=-2)
+    # Candidates per round: sheds per model and kind at most N, raises at most N, all capped alike.
+    moves = lj.GradientIMP.for_size(50, 50).moves
+    assert moves.counts(50, 50)["sheds"] == 50 and moves.counts(50, 500)["sheds"] == 200
+    assert lj.GradientIMP.for_size(50, 40).moves.counts(50, 40)["raises"] == 40
+    capped = lj.Moves(inserts=8, sheds=4, raises=3000, max_candidates=2048).counts(3000, 3000)
+    assert capped["inserts"] + capped["drops"] + 4 * capped["sheds"] + capped["raises"] <= 2048
+    assert capped["inserts"] >= 1
+    explicit = lj.Moves(sheds=2, raises=5, batch=16)
+    assert explicit.counts(4, 64) == {"inserts": 32, "drops": 4, "sheds": 8, "raises": 5, "batch": 16}
+    with pytest.raises(ValueError, match=re.escape("LookAhead.rounds must be >= 0; got -1.")):
+        lj.LookAhead(rounds=-1)
+    with pytest.raises(ValueError, match=re.escape("LookAhead.compounds must be >= 0; got -2.")):
+        lj.LookAhead(compounds=-2)
 
 
 @pytest.mark.slow  # two look-ahead compilations per dtype (about 60 s); CI runs it in its slow step
@@ -467,7 +449,7 @@ def test_compound_moves_reach_the_optimum_where_single_moves_and_pairs_stop(dtyp
     (the MILP, float64); with compound moves (a model raised to a customer's value, the customers it
     loses received by cut prices, all at once, then coordinate ascent) the look-ahead reaches it.
     The profit reported is the exact profit at the prices returned."""
-    from lmaas_jax.lmaas.pricing._moves import improve_by_lookahead
+    from lmaas_jax.lmaas.pricing._lookahead import improve_by_lookahead
 
     n, m = 20, 8
     kw = dict(inserts=8 * m, drops=m, sheds=4 * m, raises=n, sweeps=3)
@@ -508,14 +490,14 @@ def test_the_chain_lifts_the_receiving_model_and_passes_its_marginal_customer_on
     terms, tol = robust_terms(market), tie_tolerance(market)
     prices = jnp.asarray([6.0, 6.0, 6.0], dtype)
     sigma = choose(rental_options(market, terms, prices), tol)
-    model, top, _, ok = mv._raisable(market, terms, prices, sigma)
+    model, top, _, ok = lk.raisable(market, terms, prices, sigma)
     assert np.asarray(terms.chosen_model(sigma)).tolist() == [1, 1, 2] and bool(ok[0])
     buyers = terms.per_model(jnp.ones(3, dtype), sigma, 3, "add", jnp.zeros((), dtype))
     rtol = 4 * float(np.finfo(dtype).eps)
     for chain, want, profit in ((False, [10.0, 6.0, 6.0], 22.0), (True, [10.0, 7.0, 5.8], 22.8)):
-        got = mv.raised_and_received(market, terms, prices, sigma, model, top, buyers, tol, 0, False, chain)
+        got = lk.raised_and_received(market, terms, prices, sigma, model, top, buyers, tol, 0, False, chain)
         np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=rtol)
         np.testing.assert_allclose(float(profit_from_terms(market, terms, got, tol)), profit, rtol=rtol)
     # The compound moves from (6, 6, 6) find at least the chain's proposal.
-    _, value = mv.best_compound_move(market, terms, prices, tol, count=3, sweeps=3)
+    _, value = lk.best_compound_move(market, terms, prices, tol, count=3, sweeps=3)
     assert float(value) >= 22.8 * (1 - rtol)

@@ -199,7 +199,9 @@ def test_imp_agrees_across_layouts():
     table = _market(20, "float64", n=24, m=7)
     lists = table.as_option_lists()
     eps = float(jnp.finfo("float64").eps)
-    solver = lj.GradientIMP(steps=40, restarts=4, polish_random=4, moves=2, move_starts=2)
+    solver = lj.GradientIMP(
+        lj.Ascent(steps=40, restarts=4), lj.Polish(random=4), lj.Moves(rounds=2, starts=2)
+    )
     key = jax.random.PRNGKey(3)
     s1, s2 = lj.imp(table, solver, key=key), lj.imp(lists, solver, key=key)
     sup1, sup2 = (float(s.stats["profit_supremum"]) for s in (s1, s2))

@@ -1,3 +1,4 @@
+import dataclasses
 import itertools
 import re
 import subprocess
@@ -99,7 +100,7 @@ def test_grid_search_is_exhaustive():
 def test_imp_vmaps_over_markets_and_keys():
     keys = jax.random.split(jax.random.PRNGKey(0), 4)
     markets = jax.vmap(lambda k: lj.random_market(k, 3, 24))(keys)
-    solver = lj.GradientIMP(steps=60, restarts=4)
+    solver = lj.GradientIMP(lj.Ascent(steps=60, restarts=4))
     batched = jax.jit(jax.vmap(lambda m, k: lj.imp(m, solver, key=k)))(markets, keys)
     for b in range(4):
         one = lj.imp(lj.unstack_market(markets, b), solver, key=keys[b])
@@ -130,24 +131,55 @@ def test_milp_rejects_binding_budgets():
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    "make, message",
     [
-        ({"steps": 0}, "GradientIMP.steps must be >= 1; got 0."),
-        ({"restarts": -2}, "GradientIMP.restarts must be >= 1; got -2."),
-        ({"final_temperature": 0.0}, "GradientIMP.final_temperature must be > 0; got 0.0."),
-        ({"polish_restarts": 0}, "GradientIMP.polish_restarts must be >= 1; got 0."),
-        ({"polish_random": -1}, "GradientIMP.polish_random must be >= 0; got -1."),
-        ({"polish_sweeps": 0}, "GradientIMP.polish_sweeps must be >= 1; got 0."),
-        ({"polish_finalists": 0}, "GradientIMP.polish_finalists must be >= 1; got 0."),
-        ({"moves": -1}, "GradientIMP.moves must be >= 0; got -1."),
-        ({"move_starts": 0}, "GradientIMP.move_starts must be >= 1; got 0."),
-        ({"move_inserts": 0}, "GradientIMP.move_inserts must be >= 1; got 0."),
-        ({"move_drops": -3}, "GradientIMP.move_drops must be >= 0; got -3."),
+        (lambda: lj.Ascent(steps=0), "Ascent.steps must be >= 1; got 0."),
+        (lambda: lj.Ascent(restarts=-2), "Ascent.restarts must be >= 1; got -2."),
+        (lambda: lj.Ascent(final_temperature=0.0), "Ascent.final_temperature must be > 0; got 0.0."),
+        (lambda: lj.Polish(restarts=0), "Polish.restarts must be >= 1; got 0."),
+        (lambda: lj.Polish(random=-1), "Polish.random must be >= 0; got -1."),
+        (lambda: lj.Polish(sweeps=0), "Polish.sweeps must be >= 1; got 0."),
+        (lambda: lj.Polish(finalists=0), "Polish.finalists must be >= 1; got 0."),
+        (lambda: lj.Moves(rounds=-1), "Moves.rounds must be >= 0; got -1."),
+        (lambda: lj.Moves(starts=0), "Moves.starts must be >= 1; got 0."),
+        (lambda: lj.Moves(inserts=0), "Moves.inserts must be >= 1; got 0."),
+        (lambda: lj.Moves(drops=-3), "Moves.drops must be >= 0; got -3."),
     ],
 )
-def test_solver_validation(kwargs, message):
+def test_solver_validation(make, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        lj.GradientIMP(**kwargs)
+        make()
+
+
+@pytest.mark.parametrize(
+    "make, owner, field",
+    [
+        (lambda: lj.Ascent(steps=2.5), "Ascent", "steps"),
+        (lambda: lj.Polish(random=True), "Polish", "random"),
+        (lambda: lj.Ascent(initial_temperature="hot"), "Ascent", "initial_temperature"),
+        (lambda: lj.Ascent(optimiser=0.05), "Ascent", "optimiser"),
+        (lambda: lj.GradientIMP(polish=3), "GradientIMP", "polish"),
+        (lambda: lj.GradientIMP(moves=lj.Polish()), "GradientIMP", "moves"),
+    ],
+)
+def test_solver_types_are_checked(make, owner, field):
+    # The settings' own message names `Class.field`; under the tests' jaxtyping hook its type check
+    # of the constructor can answer first, naming the parameter.
+    with pytest.raises(TypeError, match=rf"{owner}\.{field} must be|parameter '{field}'"):
+        make()
+
+
+def test_equal_settings_compare_equal_and_hash_alike():
+    import optax
+
+    a = lj.GradientIMP(ascent=lj.Ascent(optimiser=optax.sgd, optimiser_kwargs={"learning_rate": 0.1}))
+    b = lj.GradientIMP(ascent=lj.Ascent(optimiser=optax.sgd, optimiser_kwargs={"learning_rate": 0.1}))
+    c = lj.GradientIMP(ascent=lj.Ascent(optimiser=optax.sgd, optimiser_kwargs={"learning_rate": 0.2}))
+    assert a == b and hash(a) == hash(b) and a != c
+    assert a.as_dict()["ascent"]["optimiser_kwargs"] == {"learning_rate": 0.1}
+    assert a.as_dict()["ascent"]["optimiser"].endswith("sgd")
+    assert len(dataclasses.fields(lj.GradientIMP)) <= 8
+    assert all(f.default is not None for f in dataclasses.fields(lj.GradientIMP))
 
 
 def test_grid_validation():
@@ -188,9 +220,10 @@ def test_default_market_is_non_degenerate_at_the_optimal_prices():
 def test_polish_never_lowers_the_profit_and_top_k_polish_is_bounded_by_all():
     market = lj.random_market(jax.random.PRNGKey(4), 3, 30, dtype="float64")
     key = jax.random.PRNGKey(0)
-    raw = lj.imp(market, lj.GradientIMP(polish=False, restarts=8), key=key)
-    top2 = lj.imp(market, lj.GradientIMP(polish_restarts=2, restarts=8), key=key)
-    full = lj.imp(market, lj.GradientIMP(restarts=8), key=key)
+    ascent = lj.Ascent(restarts=8)
+    raw = lj.imp(market, lj.GradientIMP(ascent, polish=None), key=key)
+    top2 = lj.imp(market, lj.GradientIMP(ascent, polish=lj.Polish(restarts=2)), key=key)
+    full = lj.imp(market, lj.GradientIMP(ascent), key=key)
     # Same key and settings: the gradient phase is identical, only the polish differs.
     np.testing.assert_allclose(float(top2.stats["profit_before_polish"]), float(raw.profit), rtol=1e-12)
     assert float(top2.profit) >= float(raw.profit)

@@ -72,11 +72,11 @@ EAGER_CASES = {
         "prices must be finite; got nan at index 0",
     ),
     "imp, 10^9 steps (memory)": (
-        lambda m: lj.imp(m, lj.GradientIMP(steps=10**9), key=KEY),
+        lambda m: lj.imp(m, lj.GradientIMP(lj.Ascent(steps=10**9)), key=KEY),
         r"imp with steps=1000000000, restarts=32 on 3 x 8 would need about [\d,.]+ GiB",
     ),
     "imp, 10^8 restarts (memory)": (
-        lambda m: lj.imp(m, lj.GradientIMP(restarts=10**8), key=KEY),
+        lambda m: lj.imp(m, lj.GradientIMP(lj.Ascent(restarts=10**8)), key=KEY),
         r"restarts=100000000 .* would need about [\d,.]+ GiB",
     ),
 }
@@ -119,7 +119,7 @@ def test_sizes_must_be_ints():
 
 def test_solver_settings_are_checked():
     with pytest.raises(ValueError, match="final_temperature = 0.1 is above initial_temperature = 0.01"):
-        lj.GradientIMP(initial_temperature=0.01, final_temperature=0.1)
+        lj.Ascent(initial_temperature=0.01, final_temperature=0.1)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -11,13 +11,12 @@ import time
 
 import jax
 import numpy as np
-import optax
 import pandas as pd
 import pytest
 
 import lmaas_jax as lj
 
-SOLVER = lj.GradientIMP(steps=20, restarts=4, polish=False)
+SOLVER = lj.GradientIMP(lj.Ascent(steps=20, restarts=4), polish=None)
 
 
 def test_rows_equal_direct_solves():
@@ -76,10 +75,12 @@ def test_other_sweep_in_folder_is_refused(tmp_path):
     grid = lj.SweepGrid(n_models=1, n_customers=4, gamma=0, seeds=1)
     lj.sweep(grid, tmp_path, solver=SOLVER, progress=False)
     # Any setting that changes a result is refused, by name, before anything is solved.
-    other_rate = dataclasses.replace(SOLVER, optimiser=optax.adam(0.01))
+    other_rate = dataclasses.replace(
+        SOLVER, ascent=dataclasses.replace(SOLVER.ascent, optimiser_kwargs={"learning_rate": 0.01})
+    )
     for kwargs, words in [
         (dict(grid=lj.SweepGrid(n_models=1, n_customers=4, gamma=1, seeds=1)), "grid.gamma: [0] -> [1]"),
-        (dict(solver=other_rate), "solver.optimiser"),
+        (dict(solver=other_rate), "solver.settings.1x4.ascent.optimiser_kwargs.learning_rate: 0.05 -> 0.01"),
         (dict(seed=2), "solver.seed: 1 -> 2"),
         (dict(dtype="float64"), "dtype: 'float32' -> 'float64'"),
         (dict(sensitivities=True), "sensitivities: False -> True"),
@@ -110,7 +111,7 @@ def test_copied_or_truncated_chunks_are_solved_again(tmp_path):
 
 def test_solver_seed_acts():
     # One gradient step from one random start, no polish: the prices depend on IMP's key.
-    crude = lj.GradientIMP(steps=1, restarts=1, eval_every=1, polish=False)
+    crude = lj.GradientIMP(lj.Ascent(steps=1, restarts=1, eval_every=1), polish=None)
     grid = lj.SweepGrid(n_models=2, n_customers=6, seeds=1)
     tables = {seed: lj.sweep(grid, solver=crude, seed=seed, progress=False) for seed in (1, 7)}
     assert not np.allclose(tables[1]["price_1"], tables[7]["price_1"])
@@ -136,7 +137,7 @@ seeds = 3
 chunk_size = 1
 out = "{out}"
 
-[solver]
+[solver.ascent]
 steps = 30
 restarts = 8
 """
@@ -182,7 +183,7 @@ import jax, lmaas_jax as lj
 jax.config.update("jax_enable_x64", True)
 assert jax.device_count() == 4, jax.devices()
 grid = lj.SweepGrid(n_models=2, n_customers=12, gamma=[0, 1, 2, 3], deviation=[0.1, 0.3], seeds=2)
-solver = lj.GradientIMP(steps=20, restarts=4, polish=False)
+solver = lj.GradientIMP(lj.Ascent(steps=20, restarts=4), polish=None)
 kw = dict(solver=solver, chunk_size=6, dtype="float64", progress=False)
 lj.sweep(grid, **kw).to_parquet("{out}/sharded.parquet")
 lj.sweep(grid, devices=jax.devices()[:1], **kw).to_parquet("{out}/single.parquet")
@@ -211,7 +212,7 @@ jax.config.update("jax_cpu_collectives_implementation", "gloo")
 jax.distributed.initialize("localhost:{port}", num_processes=2, process_id=int(sys.argv[1]))
 assert jax.process_count() == 2 and jax.device_count() == 4, jax.devices()
 grid = lj.SweepGrid(n_models=2, n_customers=12, gamma=[0, 1, 2, 3], deviation=[0.1, 0.3], seeds=2)
-solver = lj.GradientIMP(steps=20, restarts=4, polish=False)
+solver = lj.GradientIMP(lj.Ascent(steps=20, restarts=4), polish=None)
 table = lj.sweep(grid, "{out}/sweep", solver=solver, chunk_size=6, dtype="float64", progress=False)
 table.to_parquet(f"{out}/process-{{jax.process_index()}}.parquet")
 """
@@ -233,7 +234,7 @@ def test_two_process_sweep_equals_one_process(tmp_path):
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
     grid = lj.SweepGrid(n_models=2, n_customers=12, gamma=[0, 1, 2, 3], deviation=[0.1, 0.3], seeds=2)
-    solver = lj.GradientIMP(steps=20, restarts=4, polish=False)
+    solver = lj.GradientIMP(lj.Ascent(steps=20, restarts=4), polish=None)
     one = lj.sweep(
         grid, solver=solver, chunk_size=6, dtype="float64", devices=jax.devices()[:1], progress=False
     )

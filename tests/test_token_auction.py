@@ -50,9 +50,6 @@ def test_a_users_rule_is_accepted():
 
     dists = jnp.asarray([[0.6, 0.4], [0.2, 0.8]])
     ok = ta.is_monotone(winner_takes_all, dists, jnp.asarray([1.0, 2.0])).monotone
-    with pytest.warns(DeprecationWarning, match="monotone, violation"):
-        old_ok, _ = ta.is_monotone(winner_takes_all, dists, jnp.asarray([1.0, 2.0]))
-    assert np.array_equal(np.asarray(old_ok), np.asarray(ok))
     assert ok.shape == (2,)
     pay = ta.expected_payment(winner_takes_all, dists, jnp.asarray([1.0, 2.0]))
     # A threshold rule's Myerson payment is the threshold: the other agent's bid.

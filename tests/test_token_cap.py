@@ -248,20 +248,13 @@ def _audit(menu, types, law=None):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_results_are_named_and_old_unpacking_warns(dtype):
+def test_results_are_named(dtype):
     types = tc.Uniform(0.5, 2.0, dtype=dtype)
     menu = tc.solve(types, tc.Exponential(1.0, dtype=dtype))
     assert menu.revenue.dtype == jnp.dtype(dtype)
     a = tc.audit(menu, types)
-    with pytest.warns(DeprecationWarning, match="ic_violation, ir_violation"):
-        ic, ir = a
-    assert float(ic) == float(a.ic_violation) and float(ir) == float(a.ir_violation)
+    assert a.ic_violation.shape == a.ir_violation.shape == ()
     posted = tc.posted_price_constant_delay(types, 1.0)
     assert posted.price.dtype == jnp.dtype(dtype)
-    with pytest.warns(DeprecationWarning):
-        price, revenue = posted
-    assert (
-        float(revenue)
-        == float(posted.revenue)
-        == pytest.approx(float(price) * float(types.cdf(-jnp.log(price))))
-    )
+    price = posted.price
+    assert float(posted.revenue) == pytest.approx(float(price) * float(types.cdf(-jnp.log(price))))

@@ -249,28 +249,14 @@ def test_equilibrium_at_a_large_beta_in_both_dtypes(dtype, bench, method):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_results_are_named_and_the_old_names_still_read(dtype):
-    # The results were bare tuples and MarketOutcome.profile held theta values under a name that
-    # suggested level indices: the new fields are named, the old spellings warn and agree.
+def test_outcome_fields_agree_with_the_equilibrium(dtype):
     market = ttc.load_market("GSM8K", "majority", dtype=dtype)
     params = _params(200.0, dtype)
     eq = ttc.equilibrium(market, params, key=KEY)
-    with pytest.warns(DeprecationWarning, match="fields by name"):
-        levels, rounds = eq
-    np.testing.assert_array_equal(levels, eq.levels)
-    np.testing.assert_array_equal(rounds, eq.rounds)
-    best = ttc.first_best(market, params)
-    with pytest.warns(DeprecationWarning):
-        welfare, _ = best
-    assert float(welfare) == float(best.welfare)
     o = ttc.outcome(market, params, key=KEY)
     rows = np.arange(market.theta.shape[0])
     np.testing.assert_array_equal(o.theta, np.asarray(market.theta)[rows, np.asarray(o.levels)])
     np.testing.assert_array_equal(o.levels, eq.levels)
-    with pytest.warns(DeprecationWarning, match="MarketOutcome.theta"):
-        np.testing.assert_array_equal(o.profile, o.theta)
-    with pytest.warns(DeprecationWarning, match="MarketOutcome.levels"):
-        np.testing.assert_array_equal(o.level, o.levels)
-    old, new = ttc.auction_scores(market, params), ttc.auction_bids(market, params)
-    np.testing.assert_array_equal(old.score, new.score)
-    assert int(ttc.auction(market).levels[0]) == int(new.levels[0])
+    assert float(o.first_best) == pytest.approx(float(ttc.first_best(market, params).welfare), rel=1e-6)
+    bids = ttc.auction_bids(market, params)
+    assert int(ttc.auction(market).levels[0]) == int(bids.levels[0])

@@ -134,7 +134,7 @@ def test_value_market_equals_its_scenario_market(dtype):
     computation in one market and reads it from memory in the other).
     """
     market = lj.random_market(jax.random.PRNGKey(31), 3, 24, dtype=dtype, budget_share=0.5)
-    table = market.value_market()
+    table = lj.value_market(market)
     assert isinstance(table, lj.ValueMarket) and table.dtype == market.dtype
     rtol = 8 * float(jnp.finfo(dtype).eps)
     prices = market.models.price_lo + 0.4 * (market.models.price_hi - market.models.price_lo)
@@ -161,7 +161,7 @@ def test_value_market_equals_its_scenario_market(dtype):
 
 def test_value_market_batches_under_vmap():
     keys = [jax.random.PRNGKey(40 + k) for k in range(3)]
-    markets = [lj.random_market(k, 2, 12, dtype="float64").value_market() for k in keys]
+    markets = [lj.value_market(lj.random_market(k, 2, 12, dtype="float64")) for k in keys]
     batch = lj.stack_markets(markets)
     prices = jnp.stack([m.models.price_lo + 0.3 * (m.models.price_hi - m.models.price_lo) for m in markets])
     batched = jax.vmap(lj.seller_profit)(batch, prices)

@@ -4,7 +4,8 @@ token caps; tables, figures and the one `lmaas-jax run` report.
 Imports pandas and matplotlib; the JAX core never imports this package.
 """
 
-from ..lmaas.experiments._tables import (
+from ..product._run import run_experiments as run_experiments
+from ..product.experiments._tables import (
     e1_robustness as e1_robustness,
     e1_summary as e1_summary,
     e2_seller as e2_seller,
@@ -14,11 +15,13 @@ from ..lmaas.experiments._tables import (
     market_batch as market_batch,
     timed as timed,
 )
-from ..product._run import run_experiments as run_experiments
-from ..token_auction._report import (
+from ..product.experiments._token_auction import (
     advertisers as advertisers,
     token_auction_report as token_auction_report,
     token_auction_section as token_auction_section,
 )
-from ..token_cap._report import token_cap_report as token_cap_report, token_cap_section as token_cap_section
-from ..ttc._report import ttc_report as ttc_report, ttc_section as ttc_section
+from ..product.experiments._token_cap import (
+    token_cap_report as token_cap_report,
+    token_cap_section as token_cap_section,
+)
+from ..product.experiments._ttc import ttc_report as ttc_report, ttc_section as ttc_section

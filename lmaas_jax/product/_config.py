@@ -68,6 +68,38 @@ class Key:
         return value
 
 
+def solver_schema() -> dict[str, Key]:
+    """The `[solver]` section, built from IMP's stage settings Modules: a key `STAGE.FIELD` per setting
+    (`[solver.polish] sweeps = 3`, or `polish.sweeps = 3` under `[solver]`), with the setting's
+    type, range and help. Every stage key is optional: unset, it takes the value of
+    `GradientIMP.for_size` for the market priced (the class default, shown, on small markets)."""
+    from ..lmaas.pricing._ascent import Ascent
+    from ..lmaas.pricing._lookahead import LookAhead
+    from ..lmaas.pricing._moves import Moves
+    from ..lmaas.pricing._polish import Polish
+
+    keys = {
+        "seed": Key(int, 1, "IMP's PRNG seed", lo=0, hi=2**32 - 1),
+        "ascent.learning_rate": Key(
+            float,
+            None,
+            "Adam's learning rate (prices scaled to [0, 1]) [default 0.05]",
+            lo=1e-9,
+            optional=True,
+        ),
+        "polish.enabled": Key(bool, True, "run the polish and the stages after it (false: gradient only)"),
+    }
+    for stage, cls in (("ascent", Ascent), ("polish", Polish), ("moves", Moves), ("lookahead", LookAhead)):
+        for f in dataclasses.fields(cls):
+            meta = f.metadata
+            if "help" in meta:
+                help = f"{meta['help']} [default {f.default!r}; by market size]"
+                keys[f"{stage}.{f.name}"] = Key(
+                    type(f.default), None, help, meta["lo"], meta["hi"], optional=True
+                )
+    return keys
+
+
 _MARKET = {
     "n_models": Key(int, 4, "models offered", lo=1, hi=16),
     "n_customers": Key(int, 100, "customers", lo=1),
@@ -81,23 +113,7 @@ _MARKET = {
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "market": _MARKET,
-    "solver": {
-        "steps": Key(int, 200, "gradient steps", lo=1),
-        "restarts": Key(int, 32, "parallel restarts", lo=1),
-        "learning_rate": Key(float, 0.05, "Adam learning rate (scaled prices in [0, 1])", lo=1e-9),
-        "eval_every": Key(int, 10, "steps between exact profit evaluations", lo=1),
-        "initial_temperature": Key(float, 0.1, "relative softmax temperature at step 0", lo=1e-12),
-        "final_temperature": Key(float, 1e-3, "relative softmax temperature at the end", lo=1e-12),
-        "polish": Key(bool, True, "classic-IMP polish of the restarts"),
-        "polish_restarts": Key(int, None, "polish only the best k restarts", lo=1, optional=True),
-        "polish_random": Key(
-            int, None, "random prices also polished (default 16; 48: many models)", lo=0, optional=True
-        ),
-        "polish_sweeps": Key(int, 3, "polish sweeps every start gets", lo=1),
-        "polish_finalists": Key(int, 4, "starts that get max_polish_sweeps more", lo=1),
-        "max_polish_sweeps": Key(int, 8, "polish sweeps of the finalists", lo=1),
-        "seed": Key(int, 1, "IMP's PRNG seed", lo=0, hi=2**32 - 1),
-    },
+    "solver": solver_schema(),
     "sweep": {
         **{
             k: dataclasses.replace(_MARKET[k], many=True, default=(_MARKET[k].default,))
@@ -148,7 +164,7 @@ def check_config(raw: Mapping[str, Any], sections: tuple[str, ...]) -> dict[str,
     for section, values in raw.items():
         if not isinstance(values, Mapping):
             raise ConfigError(f"{section} = {values!r}: expected a [{section}] table.")
-        for key, value in values.items():
+        for key, value in _dotted(values).items():
             if key not in SCHEMA[section]:
                 valid = ", ".join(SCHEMA[section])
                 raise ConfigError(f"unknown key {section}.{key} = {value!r}; valid keys: {valid}.")
@@ -158,12 +174,29 @@ def check_config(raw: Mapping[str, Any], sections: tuple[str, ...]) -> dict[str,
     return out
 
 
+def _dotted(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested tables as dotted keys: `{"polish": {"sweeps": 3}}` -> `{"polish.sweeps": 3}`."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            out |= _dotted(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _cross_check(section: str, values: dict[str, Any]) -> None:
-    if section == "solver" and values["final_temperature"] > values["initial_temperature"]:
-        raise ConfigError(
-            f"solver.final_temperature = {values['final_temperature']!r}: must not exceed "
-            f"solver.initial_temperature = {values['initial_temperature']!r}."
-        )
+    if section == "solver":
+        from ..lmaas.pricing._ascent import Ascent
+
+        t0, t1 = values["ascent.initial_temperature"], values["ascent.final_temperature"]
+        t0 = Ascent().initial_temperature if t0 is None else t0
+        t1 = Ascent().final_temperature if t1 is None else t1
+        if t1 > t0:
+            raise ConfigError(
+                f"solver.ascent.final_temperature = {t1!r}: must not exceed "
+                f"solver.ascent.initial_temperature = {t0!r}."
+            )
     if section == "run":
         values["e2_sizes"] = tuple(parse_size("run.e2_sizes", s) for s in values["e2_sizes"])
         values["e5_size"] = parse_size("run.e5_size", values["e5_size"])
@@ -238,24 +271,38 @@ def describe(sections: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def gradient_imp(solver: Mapping[str, Any]):
-    """A [`lmaas_jax.GradientIMP`][] from a validated `[solver]` section (Adam at `learning_rate`)."""
-    import optax
+@dataclasses.dataclass(frozen=True)
+class SolverChoice:
+    """IMP's settings from a validated `[solver]` section: for a market of M models and N customers,
+    `GradientIMP.for_size(M, N)` with the section's keys that are set in place of its values.
+    Hashable, so equal choices share compiled programs."""
 
-    from ..lmaas.pricing._imp import _DEFAULT_OPTIMISER, GradientIMP
+    overrides: tuple[tuple[str, Any], ...]
+    polish: bool = True
 
-    rate = solver["learning_rate"]
-    return GradientIMP(
-        optimiser=_DEFAULT_OPTIMISER if rate == 0.05 else optax.adam(rate),
-        steps=solver["steps"],
-        restarts=solver["restarts"],
-        eval_every=solver["eval_every"],
-        initial_temperature=solver["initial_temperature"],
-        final_temperature=solver["final_temperature"],
-        polish=solver["polish"],
-        polish_restarts=solver["polish_restarts"],
-        polish_random=solver["polish_random"],
-        polish_sweeps=solver["polish_sweeps"],
-        polish_finalists=solver["polish_finalists"],
-        max_polish_sweeps=solver["max_polish_sweeps"],
+    def __call__(self, n_models: int, n_customers: int):
+        import optax
+
+        from ..lmaas.pricing._imp import GradientIMP
+
+        solver = GradientIMP.for_size(n_models, n_customers)
+        stages = {}
+        for name, value in self.overrides:
+            stage, field = name.split(".")
+            if name == "ascent.learning_rate":
+                stage, field, value = "ascent", "optimiser_kwargs", {"learning_rate": value}
+                stages.setdefault(stage, {})["optimiser"] = optax.adam
+            stages.setdefault(stage, {})[field] = value
+        for stage, fields in stages.items():
+            solver = dataclasses.replace(
+                solver, **{stage: dataclasses.replace(getattr(solver, stage), **fields)}
+            )
+        return solver if self.polish else dataclasses.replace(solver, polish=None)
+
+
+def gradient_imp(solver: Mapping[str, Any]) -> SolverChoice:
+    """The [`lmaas_jax.GradientIMP`][] settings of a validated `[solver]` section, per market size."""
+    overrides = tuple(
+        (k, v) for k, v in solver.items() if "." in k and k != "polish.enabled" and v is not None
     )
+    return SolverChoice(overrides, polish=solver["polish.enabled"])

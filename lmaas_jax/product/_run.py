@@ -12,12 +12,11 @@ import jax
 import numpy as np
 import pandas as pd
 
-from ..lmaas.experiments import _figures, _tables
-from ..lmaas.experiments._section import e6_section, lmaas_section
-from ..lmaas.pricing._imp import GradientIMP
 from ._config import ConfigError, check_writable
 from ._output import write_table
-from ._sweep import SweepGrid, check_manifest, solver_fingerprint, sweep
+from ._sweep import Solver, SweepGrid, check_manifest, solver_fingerprint, sweep
+from .experiments import _figures, _tables
+from .experiments._section import e6_section, lmaas_section
 
 
 def _progress(enabled: bool):
@@ -29,13 +28,18 @@ def _progress(enabled: bool):
 _MANIFEST = "run-manifest.json"
 
 
-def _open_folder(out: Path, cfg: dict[str, Any], solver: GradientIMP, seed: int) -> None:
+def _sizes(cfg: dict[str, Any]) -> list[tuple[int, int]]:
+    """Every market size (M, N) the run prices with IMP."""
+    return [(cfg["n_models"], cfg["n_customers"]), *cfg["e2_sizes"], cfg["e5_size"]]
+
+
+def _open_folder(out: Path, cfg: dict[str, Any], solver: Solver, seed: int) -> None:
     """Use `out` for this run: create it, resume this run's own folder, refuse anything else."""
-    from .. import __version__
+    from .._version import __version__
 
     manifest = {
         "run": {k: v for k, v in cfg.items() if k != "out"},
-        "solver": solver_fingerprint(solver, seed),
+        "solver": solver_fingerprint(solver, seed, _sizes(cfg)),
         "lmaas_jax": __version__,
     }
     if out.is_dir() and any(out.iterdir()) and not (out / _MANIFEST).exists():
@@ -66,7 +70,7 @@ def _closest(values, target):
 
 
 def run_experiments(
-    cfg: dict[str, Any], solver: GradientIMP, *, seed: int = 1, progress: bool = True
+    cfg: dict[str, Any], solver: Solver = None, *, seed: int = 1, progress: bool = True
 ) -> Path:
     """Run the main job with the `[run]` settings `cfg`; write to `cfg["out"]`: the LMaaS game's
     experiments E1-E5 and E6 (sensitivities), then the test-time compute game, token auctions and
@@ -88,7 +92,9 @@ def run_experiments(
 
     - `cfg`: the `[run]` section of a configuration, e.g. `lmaas_jax.load_config(path, ("run",
       "solver"))["run"]` or the defaults of `lmaas_jax.product._config.defaults("run")`.
-    - `solver`: the [`lmaas_jax.GradientIMP`][] every experiment prices with.
+    - `solver`: what every experiment prices with, as in [`lmaas_jax.sweep`][]: a
+      [`lmaas_jax.GradientIMP`][], a function of the market size, or by default
+      [`lmaas_jax.GradientIMP.for_size`][].
     - `seed`: IMP's seed (`[solver] seed`): a market drawn with key k is priced with key
       `jax.random.fold_in(k, seed)`.
     - `progress`: progress bars on stderr.
@@ -173,9 +179,9 @@ def run_experiments(
     _figures.e6_figure(e6_summary, out / "e6.png")
 
     # The three sibling games, a few seconds each: recomputed on every run, like E4.
-    from ..token_auction._report import token_auction_report, token_auction_section
-    from ..token_cap._report import token_cap_report, token_cap_section
-    from ..ttc._report import ttc_report, ttc_section
+    from .experiments._token_auction import token_auction_report, token_auction_section
+    from .experiments._token_cap import token_cap_report, token_cap_section
+    from .experiments._ttc import ttc_report, ttc_section
 
     start = time.perf_counter()
     games = ttc_section(ttc_report(out, n_sweep=cfg["ttc_sweep_points"], progress=bar))

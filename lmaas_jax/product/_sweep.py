@@ -16,6 +16,7 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -104,12 +105,13 @@ def _market_outcome(
     dtype,
     sensitivities,
     solver_seed,
+    tie_tol,
 ):
     """Draw one market, price it with IMP, and summarise both sides of the equilibrium."""
     key = jax.random.PRNGKey(seed)
     params = dict(gamma=gamma, deviation=deviation, capability_gap=capability_gap, budget_share=budget_share)
     market = sweep_market(dict(seed=seed, n_models=n_models, n_customers=n_customers, **params), dtype)
-    price = functools.partial(imp, solver=solver, key=jax.random.fold_in(key, solver_seed))
+    price = functools.partial(imp, solver=solver, key=jax.random.fold_in(key, solver_seed), tie_tol=tie_tol)
     out = {}
     if sensitivities:
         sens = equilibrium_sensitivities(market, price)
@@ -128,14 +130,36 @@ def _market_outcome(
         "rented_hours": jnp.sum(sol.response.duration),
     }
     for rule in RULES:
-        outcome = plan(market, sol.prices, rule, tie_tol=solver.tie_tol)
+        outcome = plan(market, sol.prices, rule, tie_tol=tie_tol)
         out[f"customer_worst_{rule}"] = jnp.sum(outcome.worst_profit)
         out[f"customer_mean_{rule}"] = jnp.sum(outcome.mean_profit)
     return out
 
 
+Solver = GradientIMP | Callable[[int, int], GradientIMP] | None
+
+
+def settings_for(solver: Solver, n_models: int, n_customers: int) -> GradientIMP:
+    """The settings that price an M x N market: `solver` itself, `solver(M, N)` if it is a function of
+    the size, or by default [`lmaas_jax.GradientIMP.for_size`][]."""
+    if solver is None:
+        return GradientIMP.for_size(n_models, n_customers)
+    if isinstance(solver, GradientIMP):
+        return solver
+    if callable(solver):
+        settings = solver(n_models, n_customers)
+        if isinstance(settings, GradientIMP):
+            return settings
+    raise TypeError(
+        "solver must be a GradientIMP, a function (n_models, n_customers) -> GradientIMP, or None; "
+        f"got {solver!r}."
+    )
+
+
 @functools.lru_cache(maxsize=16)
-def _batched(n_models: int, n_customers: int, solver: GradientIMP, dtype: str, sens: bool, seed: int, mesh):
+def _batched(
+    n_models: int, n_customers: int, solver: GradientIMP, dtype: str, sens: bool, seed: int, tie_tol, mesh
+):
     sharding = NamedSharding(mesh, PartitionSpec("markets"))
     one = functools.partial(
         _market_outcome,
@@ -145,12 +169,13 @@ def _batched(n_models: int, n_customers: int, solver: GradientIMP, dtype: str, s
         dtype=dtype,
         sensitivities=sens,
         solver_seed=seed,
+        tie_tol=tie_tol,
     )
     return jax.jit(jax.vmap(one), in_shardings=sharding, out_shardings=sharding), sharding
 
 
 def _solve_chunk(
-    rows: list[dict[str, Any]], width: int, solver, dtype, sensitivities, seed, mesh
+    rows: list[dict[str, Any]], width: int, solver, dtype, sensitivities, seed, tie_tol, mesh
 ) -> dict[str, np.ndarray]:
     """Solve one chunk of markets sharing (n_models, n_customers), sharded over `mesh`.
 
@@ -158,7 +183,7 @@ def _solve_chunk(
     has one shape and compiles once.
     """
     m, n = rows[0]["n_models"], rows[0]["n_customers"]
-    fn, sharding = _batched(m, n, solver, dtype, sensitivities, seed, mesh)
+    fn, sharding = _batched(m, n, settings_for(solver, m, n), dtype, sensitivities, seed, tie_tol, mesh)
     size = -(-width // mesh.size) * mesh.size  # and to a multiple of the device count
     padded = rows + [rows[-1]] * (size - len(rows))
     float_dtype = np.dtype(dtype)
@@ -205,41 +230,22 @@ def write_atomic(table, path: Path) -> None:
     os.replace(tmp, path)  # atomic on POSIX: a chunk file is either whole or absent
 
 
-def _optimiser_fingerprint(optimiser) -> list[float]:
-    """What an optax optimiser does, as numbers: its first three updates of a fixed probe.
-
-    Optax transformations keep their hyperparameters in closures, so they cannot be compared or
-    saved; two optimisers that give the same updates here (Adam at one learning rate, say) are
-    taken to be the same, and a different learning rate, schedule or algorithm changes them.
-    """
-    out = []
-    with jax.numpy_dtype_promotion("standard"):  # optax mixes step counts with floats
-        params = jnp.asarray([0.3, -1.2, 2.0], jnp.float32)
-        state = optimiser.init(params)
-        for k in range(3):
-            grad = jnp.asarray([1.0, -0.5, 0.25], jnp.float32) * (k + 1) + params
-            updates, state = optimiser.update(grad, state, params)
-            params = params + updates
-            out += [float(f"{float(u):.6g}") for u in updates]
-    return out
+def solver_fingerprint(
+    solver: Solver, seed: int, sizes: Iterable[tuple[int, int]], tie_tol: float | None = None
+) -> dict[str, Any]:
+    """Every setting that changes a result, as JSON-ready values: the settings that price each market
+    size `(M, N)` in `sizes` ([`lmaas_jax.GradientIMP.as_dict`][]), IMP's `seed` and `tie_tol`."""
+    settings = {f"{m}x{n}": settings_for(solver, m, n).as_dict() for m, n in sorted(set(sizes))}
+    return {"settings": settings, "seed": seed, "tie_tol": tie_tol}
 
 
-def solver_fingerprint(solver: GradientIMP, seed: int) -> dict[str, Any]:
-    """Every setting of `solver` that changes a result, and IMP's `seed`, as JSON-ready values."""
-    settings = {f.name: getattr(solver, f.name) for f in dataclasses.fields(solver) if f.name != "optimiser"}
-    return {
-        **{k: v if isinstance(v, int | float | bool | None) else float(v) for k, v in settings.items()},
-        "optimiser": _optimiser_fingerprint(solver.optimiser),
-        "seed": seed,
-    }
+def _manifest(grid, solver, chunk_size, dtype, sensitivities, seed, tie_tol) -> dict[str, Any]:
+    from .._version import __version__
 
-
-def _manifest(grid, solver, chunk_size, dtype, sensitivities, seed) -> dict[str, Any]:
-    from .. import __version__
-
+    sizes = itertools.product(grid.n_models, grid.n_customers)
     return {
         "grid": dataclasses.asdict(grid),
-        "solver": solver_fingerprint(solver, seed),
+        "solver": solver_fingerprint(solver, seed, sizes, tie_tol),
         "chunk_size": chunk_size,
         "dtype": dtype,
         "sensitivities": sensitivities,
@@ -314,7 +320,8 @@ def sweep(
     grid: SweepGrid,
     out: str | Path | None = None,
     *,
-    solver: GradientIMP | None = None,
+    solver: Solver = None,
+    tie_tol: float | None = None,
     chunk_size: int = 64,
     dtype: str = "float32",
     devices: list | None = None,
@@ -334,8 +341,8 @@ def sweep(
 
     **Resuming.** With `out`, chunk k is written to `out/chunks/chunk-0000k.parquet` (to a temporary
     name, then renamed: a file is whole or absent) as soon as it is solved, next to `manifest.json`,
-    which fingerprints everything that changes a result: the grid, every solver setting (the optax
-    optimiser by its first updates of a fixed probe, so a different learning rate counts), `seed`,
+    which fingerprints everything that changes a result: the grid, the solver's settings for every
+    market size of the grid (the optax optimiser by its factory and arguments), `seed`, `tie_tol`,
     chunk size, dtype, `sensitivities` and the library version. Calling `sweep` again with the same
     arguments reads finished chunks back and solves only the rest, so a run killed at any point
     loses only the chunk in flight and the final table is the same. A sweep whose manifest differs
@@ -353,8 +360,9 @@ def sweep(
 
     - `grid`: a [`lmaas_jax.SweepGrid`][].
     - `out`: folder for chunks and results; `None` keeps everything in memory.
-    - `solver`: a [`lmaas_jax.GradientIMP`][]; default `GradientIMP()`. Its `tie_tol` also judges
-      the customers' plans.
+    - `solver`: a [`lmaas_jax.GradientIMP`][] for every market, or a function `(n_models,
+      n_customers) -> GradientIMP`; default [`lmaas_jax.GradientIMP.for_size`][], as `lj.imp` does.
+    - `tie_tol`: as in [`lmaas_jax.rsr`][], for the pricing and the customers' plans; default by dtype.
     - `chunk_size`: markets per batch and per file.
     - `dtype`: `"float32"` or `"float64"` (needs `jax_enable_x64`).
     - `devices`: devices to shard over; default `jax.devices()`.
@@ -379,7 +387,7 @@ def sweep(
 
     if not isinstance(grid, SweepGrid):
         raise TypeError(f"grid must be a SweepGrid; got {type(grid).__name__}.")
-    solver = GradientIMP() if solver is None else solver
+    settings_for(solver, 1, 1)  # a wrong solver is refused before any work
     chunk_size = SCHEMA["sweep"]["chunk_size"].check("chunk_size", chunk_size)
     dtype = SCHEMA["sweep"]["dtype"].check("dtype", dtype)
     sensitivities = SCHEMA["sweep"]["sensitivities"].check("sensitivities", sensitivities)
@@ -402,7 +410,7 @@ def sweep(
     if out is not None:
         folder = Path(out)
         (folder / "chunks").mkdir(parents=True, exist_ok=True)
-        check_manifest(folder, _manifest(grid, solver, chunk_size, dtype, sensitivities, seed))
+        check_manifest(folder, _manifest(grid, solver, chunk_size, dtype, sensitivities, seed, tie_tol))
 
     max_models = max(grid.n_models)
     paths = [
@@ -416,7 +424,7 @@ def sweep(
     for k, ((chunk, width), path) in enumerate(zip(chunks, paths, strict=True)):
         if k in tables:
             continue
-        outcome = _solve_chunk(chunk, width, solver, dtype, sensitivities, seed, mesh)
+        outcome = _solve_chunk(chunk, width, solver, dtype, sensitivities, seed, tie_tol, mesh)
         tables[k] = _table(chunk, outcome, max_models)
         if path is not None and jax.process_index() == 0:
             write_atomic(tables[k], path)

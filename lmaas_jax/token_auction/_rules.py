@@ -21,7 +21,6 @@ from jax import lax
 from jaxtyping import Array, ArrayLike, Bool, Float
 
 from .._checks import fail_where, is_concrete
-from .._legacy import Unpackable
 
 Rule = Callable[[Array, Array], Array]
 
@@ -122,14 +121,13 @@ def bid_path(
     return jax.vmap(lambda b: rule(dists, bids.at[agent].set(b)))(scales)
 
 
-class Monotonicity(Unpackable):
+class Monotonicity(eqx.Module):
     """What [`is_monotone`][] found, per agent: `monotone` (no violation beyond `atol`) and
     `violation`, the largest one (probability). (Unpacking as the old `(monotone, violation)`
     tuple still works, with a DeprecationWarning.)"""
 
     monotone: Bool[Array, " agents"]
     violation: Float[Array, " agents"]
-    _legacy_order = ("monotone", "violation")
 
 
 def is_monotone(

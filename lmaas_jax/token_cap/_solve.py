@@ -17,7 +17,6 @@ from jax import lax
 from jaxtyping import Array, Bool, Float, Int
 
 from .._checks import in_range
-from .._legacy import Unpackable
 from ._laws import ResolutionLaw, TypeDistribution
 
 
@@ -226,22 +225,20 @@ def _exact_values(rp, caps, resolution: ResolutionLaw, n_nodes: int, n_panels: i
     return cumulative[:, jnp.searchsorted(edges, caps, side="left")]
 
 
-class Audit(Unpackable):
+class Audit(eqx.Module):
     """What [`audit`][] found: the largest incentive-compatibility and individual-rationality
     violations (>= 0, in units of value). (Unpacking as the old `(ic, ir)` tuple still works, with
     a DeprecationWarning.)"""
 
     ic_violation: Float[Array, ""]
     ir_violation: Float[Array, ""]
-    _legacy_order = ("ic_violation", "ir_violation")
 
 
-class PostedPrice(Unpackable):
+class PostedPrice(eqx.Module):
     """The best single posted price of [`posted_price_constant_delay`][] and its revenue."""
 
     price: Float[Array, ""]
     revenue: Float[Array, ""]
-    _legacy_order = ("price", "revenue")
 
 
 @eqx.filter_jit

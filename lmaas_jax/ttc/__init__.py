@@ -27,7 +27,6 @@ from ._solve import (
     MarketOutcome as MarketOutcome,
     auction as auction,
     auction_bids as auction_bids,
-    auction_scores as auction_scores,
     equilibrium as equilibrium,
     first_best as first_best,
     first_best_brute_force as first_best_brute_force,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from .._legacy import Unpackable, renamed
+from .._checks import checked, in_range, size
 from ._market import (
     GameParams,
     Terms,
@@ -25,7 +27,7 @@ from ._market import (
 # is a *profile*, held as `levels` (int, one per provider).
 
 
-class Equilibrium(Unpackable):
+class Equilibrium(eqx.Module):
     """A pure Nash equilibrium found by better-response dynamics (see [`equilibrium`][]).
 
     **Fields:** `levels` each provider's level (index into its compute grid), `rounds` the rounds
@@ -34,10 +36,9 @@ class Equilibrium(Unpackable):
 
     levels: Int[Array, " n"]
     rounds: Int[Array, ""]
-    _legacy_order = ("levels", "rounds")
 
 
-class FirstBest(Unpackable):
+class FirstBest(eqx.Module):
     """The welfare-maximising profile (see [`first_best`][]).
 
     **Fields:** `welfare` SW* ($ per query), `levels` the maximiser's levels.
@@ -45,10 +46,9 @@ class FirstBest(Unpackable):
 
     welfare: Float[Array, ""]
     levels: Int[Array, " n"]
-    _legacy_order = ("welfare", "levels")
 
 
-class GibbsWelfare(Unpackable):
+class GibbsWelfare(eqx.Module):
     """The smoothed market of [`gibbs_welfare`][].
 
     **Fields:** `welfare` the expected welfare under the Gibbs distribution, `inefficiency`
@@ -57,10 +57,9 @@ class GibbsWelfare(Unpackable):
 
     welfare: Float[Array, ""]
     inefficiency: Float[Array, ""]
-    _legacy_order = ("welfare", "inefficiency")
 
 
-class AuctionBids(Unpackable):
+class AuctionBids(eqx.Module):
     """Each provider's truthful bid in the reverse auction (see [`auction_bids`][]).
 
     **Fields:** `levels` theta*_i's index, argmax of quality - cost; `quality` q_i, `cost` c_i at
@@ -71,7 +70,6 @@ class AuctionBids(Unpackable):
     quality: Float[Array, " n"]
     cost: Float[Array, " n"]
     score: Float[Array, " n"]
-    _legacy_order = ("levels", "quality", "cost", "score")
 
 
 @eqx.filter_jit
@@ -197,16 +195,6 @@ class MarketOutcome(eqx.Module):
     avg_price: Float[Array, ""]
     rounds: Int[Array, ""]
 
-    @property
-    def profile(self):
-        renamed("MarketOutcome.profile", "MarketOutcome.theta")
-        return self.theta
-
-    @property
-    def level(self):
-        renamed("MarketOutcome.level", "MarketOutcome.levels")
-        return self.levels
-
 
 @eqx.filter_jit
 def outcome(market: TTCMarket, params: GameParams, key: PRNGKeyArray) -> MarketOutcome:
@@ -234,12 +222,18 @@ def market_outcome(benchmark: str, method: str, beta: float, *, key: PRNGKeyArra
     return outcome(market, GameParams(beta=jnp.asarray(beta, float), **params), key=key)
 
 
-@eqx.filter_jit
+def _check_gibbs(market, params, sharpness, *, chunk: int = 1 << 14):
+    in_range("sharpness", sharpness, 0.0, math.inf, "must be finite and >= 0", finite=True)
+    size("chunk", chunk)
+
+
+@checked(_check_gibbs)
 def gibbs_welfare(market: TTCMarket, params: GameParams, sharpness, *, chunk: int = 1 << 14):
     """A smoothed market: expected welfare under the Gibbs distribution softmax(sharpness Phi)
     over all joint profiles (Phi the exact potential); as sharpness grows it tends to the welfare
     of the potential maximiser, an equilibrium. Differentiable in beta, markup, alpha and prices.
     **Returns:** a [`GibbsWelfare`][] (`welfare` E[SW], `inefficiency` 100 (SW* / E[SW] - 1))."""
+    sharpness = in_range("sharpness", sharpness, 0.0, math.inf, "must be finite and >= 0", finite=True)
     t = terms(market, params)
     n, levels = t.price.shape
 
@@ -289,11 +283,6 @@ def auction_bids(market: TTCMarket, params: GameParams) -> AuctionBids:
     return AuctionBids(
         levels=level, quality=t.quality[rows, level], cost=t.cost[rows, level], score=surplus[rows, level]
     )
-
-
-def auction_scores(market: TTCMarket, params: GameParams) -> AuctionBids:
-    """The old name of [`auction_bids`][] (kept so existing code runs)."""
-    return auction_bids(market, params)
 
 
 def auction(market: TTCMarket | str, method: str | None = None, **params) -> AuctionOutcome:

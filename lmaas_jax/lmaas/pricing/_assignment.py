@@ -31,7 +31,7 @@ from jax import lax
 
 from ..robust._rsr import RobustTerms, rental_options
 from ..scenarios._market import AnyMarket
-from ._line_search import _inverse_value
+from ._line_search import inverse_value
 
 
 def columns(assign, k):
@@ -83,7 +83,7 @@ def keep_prices(
         others = opts.available & ~onehot
         alt = jnp.max(jnp.where(others, opts.value + gap[:, 1:], ninf), axis=1)
         alt = jnp.maximum(alt, gap[:, 0])
-        bound = _inverse_value(rate, length, cu.budget, alt)
+        bound = inverse_value(rate, length, cu.budget, alt)
         cap = terms.per_model(bound, jnp.where(kept, assign, 0), m, "min", jnp.inf)
         return jnp.maximum(jnp.minimum(jnp.minimum(cap, p), mo.price_hi), mo.price_lo)
 

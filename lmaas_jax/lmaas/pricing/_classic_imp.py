@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import lax
 from jaxtyping import ArrayLike, Float
 
+from ..._checks import check_prices, checked, size
 from ..robust._rsr import _as_prices, choose, rental_options, robust_terms, tie_tolerance
-from ..scenarios._market import AnyMarket
+from ..scenarios._market import AnyMarket, check_market
 from ._line_search import best_on_line, best_on_line_among
 from ._posting import posted_solution
 from ._profit import profit_from_terms
@@ -132,7 +132,15 @@ def coordinate_ascent(
     return prices, profit, used
 
 
-@eqx.filter_jit
+def _check_classic(market, prices=None, *, max_sweeps=20, tie_tol=None):
+    check_market(market)
+    if prices is not None:
+        check_prices("prices", prices, market.n_models)
+    size("max_sweeps", max_sweeps)
+    tie_tolerance(market, tie_tol)
+
+
+@checked(_check_classic)
 def classic_imp(
     market: AnyMarket,
     prices: Float[ArrayLike, " models"] | None = None,
@@ -169,8 +177,6 @@ def classic_imp(
     with `stats["sweeps"]` (sweeps that changed something plus the one that confirmed convergence;
     equal to `max_sweeps` if the cap was reached first).
     """
-    if int(max_sweeps) < 1:
-        raise ValueError(f"max_sweeps must be >= 1; got {max_sweeps!r}.")
     # The search never sees the market's derivative; the solution carries the equilibrium's.
     differentiable, market = market, lax.stop_gradient(market)
     prices = market.models.price_lo if prices is None else lax.stop_gradient(_as_prices(market, prices))

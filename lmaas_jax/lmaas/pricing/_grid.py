@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ..._checks import checked, size
 from ..robust._rsr import robust_terms, tie_tolerance
-from ..scenarios._market import AnyMarket
+from ..scenarios._market import AnyMarket, check_market
 from ._posting import posted_solution
 from ._profit import profit_from_terms
 from ._solution import PricingSolution
 
 
-@eqx.filter_jit
+def _check_grid(market, points_per_model, *, chunk_size=4096, tie_tol=None):
+    check_market(market)
+    if size("points_per_model", points_per_model) < 2:
+        raise ValueError(f"points_per_model must be >= 2; got {points_per_model}.")
+    size("chunk_size", chunk_size)
+    tie_tolerance(market, tie_tol)
+
+
+@checked(_check_grid)
 def grid_search(
     market: AnyMarket,
     points_per_model: int,
@@ -44,10 +52,6 @@ def grid_search(
     before the move).
     """
     g = int(points_per_model)
-    if g < 2:
-        raise ValueError(f"points_per_model must be >= 2; got {points_per_model}.")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}.")
     tol = tie_tolerance(market, tie_tol)
     mo = market.models
     m = market.n_models

@@ -72,13 +72,13 @@ def candidates(market: AnyMarket, terms: RobustTerms, prices, j):
     length = jnp.minimum(terms.column(terms.hours, j), cu.horizon)
     usable = length > 0
     lo, hi = mo.price_lo[j], mo.price_hi[j]
-    breakpoint = jnp.where(usable, _inverse_value(rate, length, cu.budget, alt), lo)
+    breakpoint = jnp.where(usable, inverse_value(rate, length, cu.budget, alt), lo)
     cands = jnp.concatenate([jnp.clip(breakpoint, lo, hi), jnp.stack([lo, hi, prices[j]])])
     parts = dict(opts=opts, others=others, alt=alt, rate=rate, length=length, usable=usable)
     return cands, parts
 
 
-def _inverse_value(rate, length, budget, y):
+def inverse_value(rate, length, budget, y):
     """The price b >= 0 at which V(b) = (R - b) min(L, B / b) equals y (V is decreasing in b).
 
     b = R - y / L where that leaves the budget slack (b L <= B), else b = R B / (y + B), which is
@@ -154,8 +154,8 @@ def profit_bounds(market: AnyMarket, terms: RobustTerms, prices, j, tol, cands, 
     s_near = jnp.max(jnp.where(near, opts.seller_margin, -jnp.inf), axis=1)
     s_near = jnp.where(alt - width <= 0.0, jnp.maximum(s_near, 0.0), s_near)  # opt-out ties too
 
-    w1 = _inverse_value(rate, length, budget, alt + width)
-    w2 = _inverse_value(rate, length, budget, alt - width)
+    w1 = inverse_value(rate, length, budget, alt + width)
+    w2 = inverse_value(rate, length, budget, alt - width)
     w1 = w1 * (1.0 - 8.0 * eps) - 8.0 * eps * jnp.abs(hi)
     w2 = w2 * (1.0 + 8.0 * eps) + 8.0 * eps * jnp.abs(hi)
     kink = jnp.where(finite, jnp.where(finite, budget, 1.0) / jnp.where(usable, length, 1.0), jnp.inf)

@@ -68,21 +68,21 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ..._checks import check_settings, setting
 from ..robust._rsr import RobustTerms, choose, rental_options
 from ..scenarios._market import AnyMarket
 from ._assignment import columns, keep_prices
 from ._classic_imp import coordinate_ascent
-from ._line_search import _inverse_value
+from ._line_search import inverse_value
 from ._profit import profit_from_terms
 
 # Kinds of candidate (see the module docstring).
 INSERT, DROP, SHED_BINDING, FREE_BINDING, SHED_CHEAPEST, SHED_TRIED, RAISE = range(7)
-# Compound moves per candidate customer: received by any model, by unsold models only, by the chain.
-COMPOUND_KINDS = 3
 
 
 class _Neighbourhood(NamedTuple):
@@ -105,7 +105,7 @@ def _rank_within(model, key):
     return position - first
 
 
-def _raisable(market: AnyMarket, terms: RobustTerms, prices, sigma):
+def raisable(market: AnyMarket, terms: RobustTerms, prices, sigma):
     """Per customer, for a raise of its model to where its value of its option falls to 0:
     `(model, top, rise, ok)`: the chosen model (1-based, 0 = none), that price (R of the option,
     -inf where it rents nothing), how far it lies above the model's price, and whether the raise is
@@ -141,7 +141,7 @@ def _candidates(
     current = jnp.maximum(jnp.max(jnp.where(onehot & opts.available, opts.value, ninf), axis=1), 0.0)
     length = jnp.minimum(terms.hours, cu.horizon[:, None])
     # Insert (i, j): the price of j at which i's value of j reaches its current value.
-    win = _inverse_value(terms.rate, length, cu.budget[:, None], current[:, None])
+    win = inverse_value(terms.rate, length, cu.budget[:, None], current[:, None])
     room = jnp.maximum(prices - mo.serving_cost, jnp.finfo(dtype).tiny)
     cut = (terms.per_option(prices) - win) / terms.per_option(room)
     others = opts.available & ~onehot
@@ -157,7 +157,7 @@ def _candidates(
     own_model = jnp.maximum(model - 1, 0)
     own_rate = jnp.take_along_axis(terms.rate, own[:, None], axis=1)[:, 0]
     own_length = jnp.take_along_axis(length, own[:, None], axis=1)[:, 0]
-    slack = (_inverse_value(own_rate, own_length, cu.budget, alt_value) - prices[own_model]) / room[own_model]
+    slack = (inverse_value(own_rate, own_length, cu.budget, alt_value) - prices[own_model]) / room[own_model]
     sold = sigma > 0
     k_drop = min(drops, n)
     drop_score, drop_customer = lax.top_k(jnp.where(sold, -slack, ninf), k_drop)
@@ -172,7 +172,7 @@ def _candidates(
     # What re-homing it costs: its margin now less the best net (freeing it: the whole margin).
     cost = (prices - mo.serving_cost)[own_model] - jnp.maximum(best_net, 0.0)
     big = jnp.asarray(jnp.inf, dtype)
-    _, top, rise, raise_ok = _raisable(market, terms, prices, sigma)
+    _, top, rise, raise_ok = raisable(market, terms, prices, sigma)
     hood = _Neighbourhood(
         sigma=sigma,
         model=model,
@@ -234,7 +234,7 @@ def assignment(hood: _Neighbourhood, customer, kind, option):
     return jnp.where(moved, target, hood.sigma)
 
 
-def _raised_prices(market: AnyMarket, terms: RobustTerms, prices, sigma, model, top, customer):
+def raised_prices(market: AnyMarket, terms: RobustTerms, prices, sigma, model, top, customer):
     """Customer i's model j priced at t = `top[i]` (i's value of it falls to 0 there), and every
     other model k at least where each of j's customers who can pay t still weakly prefers j
     (V_ik(beta_k) <= V_ij(t)), capped at `price_hi`: `(raised prices, who stays)`. `sigma`, `model`
@@ -249,7 +249,7 @@ def _raised_prices(market: AnyMarket, terms: RobustTerms, prices, sigma, model, 
     at_t = rental_options(market, terms, prices.at[j].set(t))
     value_t = jnp.take_along_axis(at_t.value, own, axis=1)[:, 0]
     length = jnp.minimum(terms.hours, market.customers.horizon[:, None])
-    need = _inverse_value(terms.rate, length, market.customers.budget[:, None], value_t[:, None])
+    need = inverse_value(terms.rate, length, market.customers.budget[:, None], value_t[:, None])
     others = stays[:, None] & (terms.hours > 0) & ~columns(sigma, terms.rate.shape[1])
     ids = jnp.where(others, terms.model_ids(), m)
     floor = jnp.full((m,), -jnp.inf, prices.dtype).at[ids.reshape(-1)].max(need.reshape(-1), mode="drop")
@@ -270,7 +270,7 @@ def raised_assignment(market: AnyMarket, terms: RobustTerms, prices, tol, hood: 
     re-assignment lifts it; this moves the customers at both ends at once.
     """
     mine = hood.model == hood.model[customer]
-    raised, stays = _raised_prices(market, terms, prices, hood.sigma, hood.model, hood.top, customer)
+    raised, stays = raised_prices(market, terms, prices, hood.sigma, hood.model, hood.top, customer)
     sigma = choose(rental_options(market, terms, raised), tol)
     # Customers the raised prices move (and j's who cannot pay t) go where their insertion re-priced
     # best, if any was scored: their choice at the raised prices may be nothing where cutting a
@@ -353,135 +353,6 @@ def best_move(market: AnyMarket, terms: RobustTerms, prices, tol, **counts):
     return qs[k], values[k]
 
 
-def best_two_moves(market: AnyMarket, terms: RobustTerms, prices, tol, *, beam: int, sweeps: int, **counts):
-    """Look two moves ahead: from each of the `beam` best candidates that lower the profit (called
-    where no single move pays), the best next move, then at most `sweeps` sweeps of coordinate
-    ascent; the best of those `(new_prices, new_profit)`. The pair can pay where neither move alone
-    does (one customer's move that costs a little makes room for another's that earns more)."""
-    base = profit_from_terms(market, terms, prices, tol)
-    qs, values = all_moves(market, terms, prices, tol, **counts)
-    # Only moves that lose something: at a local optimum many candidates re-price to the same
-    # profit (the same prices, or a plateau of equal profits), which would fill the beam with one
-    # point; in float32 those profits differ from `base` by rounding only.
-    below = values < base - 64 * jnp.finfo(prices.dtype).eps * jnp.abs(base)
-    first, pick = lax.top_k(jnp.where(below, values, -jnp.inf), min(beam, values.shape[0]))
-    second, value = lax.map(lambda q: best_move(market, terms, q, tol, **counts), qs[pick])
-    value = jnp.where(first > -jnp.inf, value, -jnp.inf)
-    second, value, _ = coordinate_ascent(market, terms, second, tol, sweeps, active=value > -jnp.inf)
-    value = jnp.where(first > -jnp.inf, value, -jnp.inf)
-    k = jnp.argmax(value)
-    return second[k], value[k]
-
-
-def raised_and_received(
-    market: AnyMarket, terms: RobustTerms, prices, sigma, model, top, buyers, tol, customer, unsold, chain
-):
-    """The prices a compound move proposes (see `best_compound_move`): customer i's model j priced at
-    i's value of it (where that value falls to 0), the models its customers who can pay that would
-    rather rent priced up until they stay (`_raised_prices`, as a raise), and every customer who then
-    leaves its model received by its best option cut to the price that gives that customer what it
-    gets elsewhere at the raised prices (0 if nothing), all at once. `sigma`, `model`, `top`: the
-    choices at `prices` and their models and tops (`_raisable`); `buyers`: each model's customers.
-
-    The receiving option of a leaving customer d is the one whose cut earns most: its price after the
-    cut less the serving cost, less what the cut costs on that model's current customers (a model
-    just raised receives nobody); a cut that earns nothing is not made. `unsold`: receive only by
-    models nobody rents now (a cut that costs nothing on the model's customers). Several customers
-    received by one model: its lowest cut.
-
-    `chain`: first, each model not raised that a leaving customer now chooses is itself raised to
-    where that customer's second best would tie (the lowest such price over its newcomers), and the
-    customers that raise moves are received as above. On c-n=200 .4 (imp at 0.99977) the optimum's
-    step is such a chain: model 178 raised to a customer's value, model 138 raised to 84.8 where it
-    keeps customer 88 (who left 178) and loses customer 17, and model 118 cut to receive 17.
-    `unsold` and `chain`: booleans, traced or not.
-    """
-    mo, cu = market.models, market.customers
-    m = market.n_models
-    ninf = jnp.asarray(-jnp.inf, prices.dtype)
-    length = jnp.minimum(terms.hours, cu.horizon[:, None])
-    raised, _ = _raised_prices(market, terms, prices, sigma, model, top, customer)
-    at_raised = rental_options(market, terms, raised)
-    new = choose(at_raised, tol)
-    # The chain: newcomers' models (not raised) lifted to their newcomers' second best.
-    moved = (sigma > 0) & (new != sigma) & (new > 0) & jnp.asarray(chain)
-    slot = jnp.maximum(new - 1, 0)[:, None]
-    options = jnp.arange(terms.rate.shape[1], dtype=slot.dtype)[None, :]
-    second = jnp.where(at_raised.available & (options != slot), at_raised.value, ninf)
-    second = jnp.maximum(jnp.max(second, axis=1), 0.0)
-    rate, hours = (jnp.take_along_axis(x, slot, axis=1)[:, 0] for x in (terms.rate, length))
-    lift = _inverse_value(rate, hours, cu.budget, second)
-    to = jnp.maximum(terms.chosen_model(new) - 1, 0)
-    lift = jnp.where(moved & (raised[to] == prices[to]) & (lift > raised[to]), lift, jnp.inf)
-    lifts = jnp.full((m,), jnp.inf, prices.dtype).at[to].min(lift)
-    lifted = jnp.isfinite(lifts)
-    raised = jnp.where(lifted, jnp.minimum(lifts, mo.price_hi), raised)
-    at_raised = rental_options(market, terms, raised)
-    # A newcomer its model's lift keeps is placed, not a customer to receive.
-    again = choose(at_raised, tol)
-    new = jnp.where(moved & lifted[to] & (again == new), sigma, again)
-    leaves = (sigma > 0) & (new != sigma)
-    elsewhere = jnp.maximum(jnp.max(jnp.where(at_raised.available, at_raised.value, ninf), axis=1), 0.0)
-    win = _inverse_value(terms.rate, length, cu.budget[:, None], elsewhere[:, None])
-    now = terms.per_option(raised)
-    ids = terms.model_ids()
-    kept = terms.per_option(jnp.where(raised > prices, 0.0, 1.0).astype(prices.dtype)) > 0  # not raised
-    ok = leaves[:, None] & at_raised.available & kept & (win < now)
-    empty = terms.per_option(buyers) == 0
-    ok = ok & (win >= terms.per_option(mo.price_lo)) & (~jnp.asarray(unsold) | empty)
-    net = win - terms.per_option(mo.serving_cost) - (now - win) * terms.per_option(buyers)
-    net = jnp.where(ok, net, ninf)
-    pick = jnp.argmax(net, axis=1)
-    take = jnp.max(net, axis=1) > 0
-    to = jnp.where(take, jnp.take_along_axis(ids, pick[:, None], axis=1)[:, 0], m)
-    cut = jnp.take_along_axis(win, pick[:, None], axis=1)[:, 0]
-    cuts = jnp.full((m,), jnp.inf, prices.dtype).at[to].min(cut, mode="drop")
-    return jnp.minimum(raised, cuts)
-
-
-def best_compound_move(market: AnyMarket, terms: RobustTerms, prices, tol, *, count: int, sweeps: int):
-    """The best compound move from `prices`: `(new_prices, new_profit)` (profit -inf where there is
-    no candidate), each candidate scored by the exact profit after at most `sweeps` sweeps of
-    coordinate ascent from the prices it proposes (`raised_and_received`, receiving by any model, by
-    unsold models only, and with the chain: 3 `count` candidates, polished together as one batch of
-    starts).
-
-    Candidates: the `count` sold customers whose model's price is below their value of it, the
-    smallest rises first. A move that only re-assigns (scored at `keep_prices`) keeps everyone else's
-    choice; this one moves prices, and coordinate ascent takes whatever else those prices make
-    possible. On the unit-demand benchmark's p-n=200 .0, imp stopped where model 53 (price 13.44)
-    served four customers and model 77 nobody: a raise of 53 to 13.48 with 77 cut to 11.47, which
-    receives customer 12 (who leaves 53), lets coordinate ascent raise 53 to 26.31 for the one
-    customer who values it most and fill 77 and a third model with six others (+2.80, to within
-    1e-5 of the optimum with a pair of moves), where every re-assignment of those customers alone
-    or in pairs loses. On p-n=150 .2 (imp at 0.99957): model 36 raised to its best customer's
-    value, the model whose low price capped it raised too, its two other customers received by two
-    unsold models cut to their values: the optimum after three sweeps (one sweep does not show it).
-    On c-n=200 .4 the chain (see `raised_and_received`) took imp from 0.99977 to 0.99998.
-    """
-    n, m = market.n_customers, market.n_models
-    sigma = choose(rental_options(market, terms, prices), tol)
-    model, top, rise, ok = _raisable(market, terms, prices, sigma)
-    buyers = terms.per_model(jnp.ones(n, prices.dtype), sigma, m, "add", jnp.zeros((), prices.dtype))
-    k = min(count, n)
-    score, customer = lax.top_k(jnp.where(ok, -rise, -jnp.inf), k)
-    customer = jnp.tile(customer, COMPOUND_KINDS)
-    valid = jnp.tile(score, COMPOUND_KINDS) > -jnp.inf
-    kind = jnp.arange(COMPOUND_KINDS * k) // k
-
-    def propose(i, kind):
-        unsold, chain = kind == 1, kind == 2
-        return raised_and_received(market, terms, prices, sigma, model, top, buyers, tol, i, unsold, chain)
-
-    starts = jax.vmap(propose)(customer, kind)
-    # One batch: coordinate ascent's line searches serve all starts at once (on p-n=150 .2, 150
-    # starts in 0.5 s a sweep, against 7 s as `lax.map` chunks of a vmapped single start).
-    qs, values, _ = coordinate_ascent(market, terms, starts, tol, sweeps, active=valid)
-    values = jnp.where(valid, values, -jnp.inf)
-    best = jnp.argmax(values)
-    return qs[best], values[best]
-
-
 def improve_by_moves(
     market: AnyMarket,
     terms: RobustTerms,
@@ -547,57 +418,67 @@ def improve_by_moves(
     return pool, profit, moves
 
 
-def improve_by_lookahead(
-    market: AnyMarket,
-    terms: RobustTerms,
-    prices,
-    tol,
-    *,
-    rounds: int,
-    beam: int,
-    moves: int,
-    sweeps: int,
-    compounds: int = 0,
-    **counts,
-):
-    """From a local optimum of the single moves, `prices` shape `(M,)`: take the best pair of moves
-    (`best_two_moves`), or the best of 3 `compounds` compound moves (`best_compound_move`, each scored
-    after `sweeps` sweeps of coordinate ascent, the one taken polished for `sweeps` more) where that
-    pays more, if it raises the exact profit; then single moves again (`improve_by_moves`, at most
-    `moves` rounds), for at most `rounds` such steps. Never lowers the profit.
+class Moves(eqx.Module):
+    """Settings of the allocation moves: leave the polish's coordinate-wise optima by re-assigning
+    customers and re-pricing every model (see the module's docstring for the kinds of move).
 
-    Returns `(prices, profit, pairs)`, `pairs` the number of steps taken (pairs or compound moves).
+    Each round scores every candidate move exactly and takes the best if it raises the profit, then
+    polishes again; a start stops at its first round without a paying move, or after `rounds`. The
+    `starts` best polished optima of distinct profits are searched, the best result kept. Per round
+    and model: `inserts` insertions and `drops` drops; `sheds` sheds of each of four kinds (at most
+    N in all per kind); and `raises` raise moves (at most N). All kinds are scaled down alike to at
+    most `max_candidates` per round (at least one insert), so a round's cost stops growing with M.
+    `batch` candidates are re-priced together; each batch runs until its slowest candidate's
+    re-pricing converges. `rounds = 0` turns the moves (and the look-ahead, which extends them) off.
     """
-    profit = profit_from_terms(market, terms, prices, tol)
 
-    def body(state):
-        prices, profit, pairs, _ = state
-        q, value = best_two_moves(market, terms, prices, tol, beam=beam, sweeps=sweeps, **counts)
-        if compounds:
-            q2, value2 = best_compound_move(market, terms, prices, tol, count=compounds, sweeps=sweeps)
-            use = value2 > value
-            q2, value2, _ = coordinate_ascent(market, terms, q2, tol, sweeps, active=use)
-            q, value = jnp.where(use, q2, q), jnp.where(use, value2, value)
-        better = value > profit + 1e-12 * jnp.abs(profit)
-        # count 0: no single moves where the pair did not pay (a traced count, so no `lax.cond`).
-        q, value, _ = improve_by_moves(
-            market,
-            terms,
-            q[None, :],
-            tol,
-            rounds=moves,
-            sweeps=sweeps,
-            count=better.astype(jnp.int32),
-            **counts,
-        )
-        better = better & (value[0] > profit)
-        prices = jnp.where(better, q[0], prices)
-        profit = jnp.where(better, value[0], profit)
-        return prices, profit, pairs + better.astype(pairs.dtype), better
+    rounds: int = setting(8, "rounds of moves per start (0: no moves)", lo=0)
+    starts: int = setting(8, "best polished optima (of distinct profits) the moves start from", lo=1)
+    inserts: int = setting(8, "insertion candidates per model and round", lo=1)
+    drops: int = setting(1, "drop candidates per model and round", lo=0)
+    sheds: int = setting(0, "shed candidates per model, kind and round", lo=0)
+    raises: int = setting(0, "raise candidates per round (at most N)", lo=0)
+    max_candidates: int = setting(2048, "candidates per round at most, all kinds scaled alike", lo=1)
+    batch: int = setting(64, "candidates re-priced together", lo=1)
 
-    def more(state):
-        return state[3] & (state[2] < rounds)
+    def __check_init__(self):
+        check_settings(self)
 
-    init = (prices, profit, jnp.asarray(0, jnp.int32), jnp.asarray(rounds > 0))
-    prices, profit, pairs, _ = lax.while_loop(more, body, init)
-    return prices, profit, pairs
+    def counts(self, n_models: int, n_customers: int) -> dict[str, int]:
+        """Candidates per round on an M-model, N-customer market: `inserts`, `drops`, `sheds` (of each
+        of four kinds) and `raises`, scaled down alike to at most `max_candidates`, and `batch`."""
+        m, n = n_models, n_customers
+        inserts, drops = self.inserts * m, self.drops * m
+        sheds = min(self.sheds * m, n)
+        raises = min(self.raises, n)
+        cap = self.max_candidates
+        total = inserts + drops + 4 * sheds + raises
+        if total > cap:
+            share = cap / total
+            inserts = max(1, int(inserts * share))
+            drops = min(int(drops * share), cap - inserts)
+            sheds = min(int(sheds * share), (cap - inserts - drops) // 4)
+            raises = min(int(raises * share), cap - inserts - drops - 4 * sheds)
+        return {"inserts": inserts, "drops": drops, "sheds": sheds, "raises": raises, "batch": self.batch}
+
+
+def search_moves(market: AnyMarket, terms: RobustTerms, prices, profit, tol, settings: Moves, sweeps: int):
+    """The moves stage: from the polished starts `prices` `(S, M)` with exact profits `profit`, the
+    best `settings.starts` of distinct profits are improved by `improve_by_moves` (each round polished
+    for `sweeps` sweeps). Starts that polished to one optimum would repeat one search, so only one
+    of them is searched. Returns `(prices, profit, moves)` for every start searched."""
+    order = jnp.argsort(-profit)
+    ranked = profit[order]
+    repeat = jnp.concatenate([jnp.zeros(1, bool), ranked[1:] >= ranked[:-1] * (1 - 1e-9) - 1e-12])
+    score, pos = lax.top_k(jnp.where(repeat, -jnp.inf, ranked), min(settings.starts, profit.shape[0]))
+    top = order[pos]
+    return improve_by_moves(
+        market,
+        terms,
+        prices[top],
+        tol,
+        rounds=settings.rounds,
+        sweeps=sweeps,
+        count=jnp.sum(score > -jnp.inf),  # repeats (ranked last) are not searched again
+        **settings.counts(market.n_models, market.n_customers),
+    )

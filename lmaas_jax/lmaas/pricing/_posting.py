@@ -166,7 +166,9 @@ def post(market: AnyMarket, terms: RobustTerms, prices, tol):
     return posted, {"profit_supremum": supremum, "prices_supremum": prices, "price_shift": eps}
 
 
-def posted_solution(market: AnyMarket, terms: RobustTerms, prices, tol, *, trace=None, stats=None):
+def posted_solution(
+    market: AnyMarket, terms: RobustTerms, prices, tol, *, trace=None, stats=None, settings=None
+):
     """The [`lmaas_jax.PricingSolution`][] every solver returns: posted prices and their exact profit.
 
     Differentiable in `market`: the prices carry the equilibrium's implicit derivative
@@ -186,4 +188,6 @@ def posted_solution(market: AnyMarket, terms: RobustTerms, prices, tol, *, trace
         trace=trace,
         stats={**(stats or {}), **extra, "pattern_stable": pins.stable},
         pins=pins,
+        settings=settings,
+        tie_tol=tol,
     )

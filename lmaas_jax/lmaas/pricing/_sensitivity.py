@@ -22,7 +22,8 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
-from ..scenarios._market import AnyMarket
+from ..._checks import checked
+from ..scenarios._market import AnyMarket, check_market
 from ._solution import PricingSolution
 
 
@@ -51,6 +52,16 @@ class Sensitivities(eqx.Module):
     stable: Bool[Array, ""]
 
 
+def _check_sensitivities(market, pricing):
+    check_market(market)
+    if not callable(pricing):
+        raise TypeError(
+            f"pricing must be a function from a market to a PricingSolution, e.g. "
+            f"lambda m: lj.imp(m, key=key); got {pricing!r} ({type(pricing).__name__})."
+        )
+
+
+@checked(_check_sensitivities, jit=False)
 def sensitivities(market: AnyMarket, pricing: Callable[[AnyMarket], PricingSolution]) -> Sensitivities:
     """Price `market` with `pricing` and differentiate the seller's profit and the customers' total
     worst-case surplus with respect to every floating field of the market.
@@ -72,6 +83,7 @@ def sensitivities(market: AnyMarket, pricing: Callable[[AnyMarket], PricingSolut
     re-pricing every model), and `s.d_customer_worst.models.throughput[j]` how the customers'
     total worst case moves per task/h more of model j, the seller re-pricing.
     """
+
 
     def both(mk):
         sol = pricing(mk)

@@ -42,6 +42,9 @@ class PricingSolution(eqx.Module):
       each price. `prices` and `profit` are differentiable in the market's floating fields through
       it (see [`lmaas_jax.equilibrium_prices`][]); where `pins.stable` is False the derivative is
       one one-sided derivative of several.
+    - `settings`: the solver's settings that ran (a [`lmaas_jax.GradientIMP`][] for
+      [`lmaas_jax.imp`][]), else `None`; static.
+    - `tie_tol`: the tie tolerance the prices were judged with (see [`lmaas_jax.rsr`][]); static.
 
     Differentiate a solver's result with `eqx.filter_grad` / `eqx.filter_jacfwd` over the market
     (a market holds boolean fields, which `jax.grad` refuses), e.g.
@@ -54,3 +57,5 @@ class PricingSolution(eqx.Module):
     trace: PricingTrace | None
     stats: dict[str, Any]
     pins: PinPattern | None = None
+    settings: Any = eqx.field(static=True, default=None)
+    tie_tol: float | None = eqx.field(static=True, default=None)

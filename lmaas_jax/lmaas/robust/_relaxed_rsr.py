@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from ..._checks import check_prices, checked, in_range
-from ..scenarios._market import AnyMarket
+from ..scenarios._market import AnyMarket, check_market
 from ._rsr import Options, RobustTerms, _as_prices, rental_options, robust_terms
 
 
@@ -66,6 +66,7 @@ def checked_temperature(temperature):
 
 def check_relaxed(market, prices, temperature):
     """Python checks of a relaxed evaluation's concrete arguments (see `lmaas_jax._checks`)."""
+    check_market(market)
     check_prices("prices", prices, market.n_models)
     checked_temperature(temperature)
 

@@ -23,8 +23,10 @@ from ..scenarios._market import (
     AnyMarket,
     CustomerLimits,
     Market,
+    ModelPrices,
     ModelUsers,
     ValueMarket,
+    check_market,
 )
 
 
@@ -170,6 +172,27 @@ def robust_terms(market: AnyMarket) -> RobustTerms:
         rate=worst_margin * mu,
         hours=tasks / mu,
         cancellation=2.0 * c.comm_price[:, None] * (m.payload * m.throughput)[None, :],
+    )
+
+
+def value_market(market: AnyMarket) -> ValueMarket:
+    """The [`lmaas_jax.ValueMarket`][] equivalent to `market`: its robust terms as a value table.
+
+    rate_ij = m_ij mu_j and hours_ij = Q_ij / mu_j from [`lmaas_jax.robust_terms`][], with the
+    models' costs and price boxes and the customers' horizons and budgets. Every response and price
+    is the same in both (`tests/test_value_market.py`); only the per-scenario detail
+    (`RSRResponse.served`) and the planners' nominal markets need the scenarios. A `ValueMarket` is
+    returned as it is. Differentiable in the scenario market's floating fields.
+    """
+    if isinstance(market, ValueMarket):
+        return market
+    terms = robust_terms(market)
+    mo, cu = market.models, market.customers
+    return ValueMarket(
+        ModelPrices(mo.serving_cost, mo.training_cost, mo.price_lo, mo.price_hi),
+        CustomerLimits(cu.horizon, cu.budget),
+        terms.rate,
+        terms.hours,
     )
 
 
@@ -337,6 +360,7 @@ def _as_prices(market: AnyMarket, prices) -> Float[Array, " models"]:
 
 
 def _check_evaluation(market, prices, *rest, tie_tol=None, **_):
+    check_market(market)
     check_prices("prices", prices, market.n_models)
     tie_tolerance(market, tie_tol)
 

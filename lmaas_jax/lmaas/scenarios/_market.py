@@ -164,25 +164,6 @@ class Market(eqx.Module):
         """This market with every float array cast to `dtype` (e.g. `jnp.float64` under x64)."""
         return _cast_floats(self, dtype)
 
-    def value_market(self) -> ValueMarket:
-        """The equivalent [`lmaas_jax.ValueMarket`][]: this market's robust terms as a value table.
-
-        rate_ij = m_ij mu_j and hours_ij = Q_ij / mu_j from [`lmaas_jax.robust_terms`][], with the
-        models' costs and price boxes and the customers' horizons and budgets. Every response and
-        price is the same in both (`tests/test_value_market.py`); only the per-scenario detail
-        (`RSRResponse.served`) and the planners' nominal markets need the scenarios.
-        """
-        from ..robust._rsr import robust_terms
-
-        terms = robust_terms(self)
-        mo, cu = self.models, self.customers
-        return ValueMarket(
-            ModelPrices(mo.serving_cost, mo.training_cost, mo.price_lo, mo.price_hi),
-            CustomerLimits(cu.horizon, cu.budget),
-            terms.rate,
-            terms.hours,
-        )
-
     @classmethod
     def budgeted(
         cls,
@@ -386,8 +367,8 @@ class ValueMarket(eqx.Module):
     """A market given by its value table: per (customer, model), a worst-case value rate and hours.
 
     What the seller's side of the game reads of any market is this table (scenarios -> robust terms
-    -> pricing): [`lmaas_jax.robust_terms`][] reduces a scenario [`lmaas_jax.Market`][] to it
-    (`Market.value_market()` returns the equivalent `ValueMarket`), and every pricing solver,
+    -> pricing): [`lmaas_jax.value_market`][] reduces a scenario [`lmaas_jax.Market`][] to the
+    equivalent `ValueMarket`, and every pricing solver,
     [`lmaas_jax.rsr`][], [`lmaas_jax.seller_profit`][] and the HiGHS MILP accept either. Use it for
     values measured rather than generated (logs, surveys, another model's output) and for the
     unit-demand pricing benchmark ([`lmaas_jax.datasets.read_unit_demand`][]).
@@ -512,12 +493,13 @@ class ValueMarket(eqx.Module):
         """This market as a dense `(N, M)` table (itself if it is one)."""
         if self.option_model is None:
             return self
-        from ..robust._rsr import robust_terms
+        n, m = self.n_customers, self.n_models
+        rows = jnp.arange(n)[:, None]
 
-        terms, m = robust_terms(self), self.n_models
-        return ValueMarket(
-            self.models, self.customers, terms.to_dense(terms.rate, m), terms.to_dense(terms.hours, m)
-        )
+        def dense(x):
+            return jnp.zeros((n, m), x.dtype).at[rows, self.option_model].set(x, mode="drop")
+
+        return ValueMarket(self.models, self.customers, dense(self.rate), dense(self.hours))
 
     def as_option_lists(self, n_options: int | None = None, max_users: int | None = None) -> ValueMarket:
         """This market as option lists: each customer's usable models (hours > 0), ascending.
@@ -578,6 +560,12 @@ class ValueMarket(eqx.Module):
         if rate.ndim != 2:
             raise ValueError(f"rate must be a 2-D (customers, models) table; got shape {tuple(rate.shape)}.")
         n, m = rate.shape
+        hours = jnp.asarray(hours, dtype)
+        check_shape("hours", hours, (n, m))
+        # The table first: price_hi's default is derived from it, and must not take the blame.
+        for name, x in (("rate", rate), ("hours", hours)):
+            check_finite(name, x)
+            fail_where(name, np.asarray(x) < 0, x, "must be >= 0")
 
         def vec(name, x, size):
             x = jnp.asarray(x, dtype)
@@ -587,7 +575,7 @@ class ValueMarket(eqx.Module):
             return x
 
         if price_hi is None:
-            price_hi = jnp.max(jnp.where(jnp.asarray(hours) > 0, rate, 0.0), axis=0)
+            price_hi = jnp.max(jnp.where(hours > 0, rate, 0.0), axis=0)
         models = ModelPrices(
             vec("serving_cost", serving_cost, m),
             vec("training_cost", training_cost, m),
@@ -595,7 +583,7 @@ class ValueMarket(eqx.Module):
             vec("price_hi", price_hi, m),
         )
         customers = CustomerLimits(vec("horizon", horizon, n), vec("budget", budget, n))
-        return cls(models, customers, rate, jnp.asarray(hours, dtype))
+        return cls(models, customers, rate, hours)
 
 
 def _budgeted_parts(customers, nominal, deviation, gamma):
@@ -677,3 +665,12 @@ def _fields(module) -> list[str]:
 
 AnyMarket = Market | ValueMarket
 """What the pricing side accepts: a scenario market or a value-table market."""
+
+
+def check_market(market, name: str = "market") -> None:
+    """The entry check every solver shares: `market` is a [`lmaas_jax.Market`][] or a
+    [`lmaas_jax.ValueMarket`][] (a TypeError naming the argument and what it got otherwise)."""
+    if not isinstance(market, Market | ValueMarket):
+        raise TypeError(
+            f"{name} must be a lmaas_jax.Market or lmaas_jax.ValueMarket; got {type(market).__name__}."
+        )

@@ -1,3 +1,4 @@
-"""The LMaaS game's experiments E1-E6: tables ([`_tables`]), figures ([`_figures`]) and the report
-section ([`_section`]). Public through [`lmaas_jax.experiments`][]; imports pandas and matplotlib,
-and nothing in the JAX core imports it."""
+"""The main job's experiments, in the product layer: the LMaaS game's E1-E6 (tables, figures, the report
+section) and the report sections of the test-time compute game, token auctions and token caps.
+Public through [`lmaas_jax.experiments`][]; imports pandas and matplotlib, and nothing in the games
+imports it."""

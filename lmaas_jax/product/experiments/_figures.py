@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ...product._output import plt, save_figure
+from .._output import plt, save_figure
 from ._tables import BASELINES, e3_models
 
 _RULE_NAMES = {

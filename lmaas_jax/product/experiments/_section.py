@@ -7,8 +7,9 @@ import jax
 import numpy as np
 import pandas as pd
 
-from ...product._output import markdown_table
-from ..scenarios._generator import family_models
+from ...lmaas.scenarios._generator import family_models
+from .._output import markdown_table
+from .._sweep import settings_for
 from ._tables import e3_models
 
 PAPER_GAIN = 43.96  # % : the LMaaS paper's largest reported gain of RSR over its baseline
@@ -17,6 +18,7 @@ PAPER_GAIN = 43.96  # % : the LMaaS paper's largest reported gain of RSR over it
 def lmaas_section(
     cfg, solver, main, e1, summary, e2, e3, steps, ccg, e5, seconds, base_gamma, base_dev
 ) -> str:
+    settings = settings_for(solver, cfg["n_models"], cfg["n_customers"])
     device = f"{jax.devices()[0].platform} ({jax.devices()[0].device_kind}, {jax.device_count()} device(s))"
     nom = summary["nominal"]
     family = family_models(cfg["n_models"])  # the generator's models, whose numbers the text quotes
@@ -26,8 +28,9 @@ def lmaas_section(
         "",
         f"Device: {device}; JAX solvers in {cfg['dtype']}, HiGHS and re-evaluations in float64. "
         f"Markets from `random_market` ({cfg['n_models']} models, {cfg['n_customers']} customers, "
-        f"budgets for half the customers); sellers price with gradient IMP ({solver.steps} steps, "
-        f"{solver.restarts} restarts, polish {'on' if solver.polish else 'off'}); scale {cfg['scale']}. "
+        f"budgets for half the customers); sellers price with gradient IMP ({settings.ascent.steps} "
+        f"steps, {settings.ascent.restarts} restarts, polish {'on' if settings.polish else 'off'}); "
+        f"scale {cfg['scale']}. "
         "Our formulation of the LMaaS game (see the README), not the paper's equations. "
         "Every table below is also in this folder as CSV and Parquet.",
         "",

@@ -16,13 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from ...product._sweep import SENSITIVITY_FIELDS, sweep_market
-from ..pricing._imp import GradientIMP, imp
-from ..pricing._profit import seller_profit
-from ..robust._planning import RULES
-from ..robust._rsr import rsr, tie_tolerance
-from ..scenarios._generator import family_models, random_market
-from ..scenarios._market import unstack_market
+from ...lmaas.pricing._imp import GradientIMP, imp
+from ...lmaas.pricing._profit import seller_profit
+from ...lmaas.robust._planning import RULES
+from ...lmaas.robust._rsr import rsr, tie_tolerance
+from ...lmaas.scenarios._generator import family_models, random_market
+from ...lmaas.scenarios._market import unstack_market
+from .._sweep import SENSITIVITY_FIELDS, Solver, settings_for, sweep_market
 
 BASELINES = tuple(r for r in RULES if r != "rsr")
 
@@ -253,7 +253,7 @@ def e6_summary(e6: pd.DataFrame) -> pd.DataFrame:
 def e2_seller(
     sizes: Sequence[tuple[int, int]],
     n_markets: int,
-    solver: GradientIMP,
+    solver: Solver,
     *,
     dtype: str = "float32",
     milp_time_limit: float = 120.0,
@@ -267,16 +267,16 @@ def e2_seller(
     re-evaluated in float64 with `dtype`'s tie tolerance. HiGHS's time is its own solve time.
     Needs `jax_enable_x64` (the MILP and the re-evaluation run in float64).
     """
-    from ..reference import milp_pricing
+    from ...lmaas.reference._milp import milp_pricing
 
     rows = []
-    fn = batched_imp(solver)
     for m, n in progress(sizes, desc="E2 IMP vs MILP"):
+        fn = batched_imp(settings_for(solver, m, n))
         batch, keys = market_batch(
             n_markets, m, n, seed=1000 * m + n, dtype=dtype, budget_share=0.0, solver_seed=seed
         )
         compile_s, run_s, (prices, _) = timed(fn, batch, keys)
-        tol = tie_tolerance(unstack_market(batch, 0), solver.tie_tol)
+        tol = tie_tolerance(unstack_market(batch, 0))
         for b in range(n_markets):
             market = unstack_market(batch, b).astype(jnp.float64)
             milp = milp_pricing(market, time_limit=milp_time_limit)
@@ -304,7 +304,7 @@ def e4_convergence(
     n_models: int,
     n_customers: int,
     n_traced: int,
-    solver: GradientIMP,
+    solver: Solver,
     *,
     dtype: str = "float32",
     seed: int = 1,
@@ -316,11 +316,11 @@ def e4_convergence(
     temperature. C&CG's table: for the `n_traced` customers (of the first 40) that take the most
     iterations, the lower and upper bounds per iteration and RSR's closed-form value.
     """
-    from ..reference import ccg_rsr
+    from ...lmaas.reference._ccg import ccg_rsr
 
     key = jax.random.PRNGKey(0)
     market = random_market(key, n_models, n_customers, dtype=dtype)
-    sol = imp(market, solver, key=jax.random.fold_in(key, seed))
+    sol = imp(market, settings_for(solver, n_models, n_customers), key=jax.random.fold_in(key, seed))
     relaxed = np.asarray(sol.trace.relaxed_profit, np.float64)
     steps = pd.DataFrame(
         dict(
@@ -349,7 +349,7 @@ def e5_scale(
     size: tuple[int, int],
     batches: Sequence[int],
     n_milp: int,
-    solver: GradientIMP,
+    solver: Solver,
     *,
     dtype: str = "float32",
     milp_time_limit: float = 120.0,
@@ -362,11 +362,11 @@ def e5_scale(
     apart, median of 2 runs. HiGHS MILP: one market at a time, its own solve time, `n_milp` markets.
     Needs `jax_enable_x64` for the MILP.
     """
-    from ..reference import milp_pricing
+    from ...lmaas.reference._milp import milp_pricing
 
     m, n = size
     device = f"{jax.devices()[0].platform}: {jax.devices()[0].device_kind}"
-    fn = batched_imp(solver)
+    fn = batched_imp(settings_for(solver, m, n))
     rows = []
     for b in progress(batches, desc="E5 batch sizes"):
         batch, keys = market_batch(b, m, n, seed=5, dtype=dtype, budget_share=0.0, solver_seed=seed)

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from .. import token_auction as ta
-from ..product._output import markdown_table, plt, save_figure, write_table
+from ... import token_auction as ta
+from .._output import markdown_table, plt, save_figure, write_table
 
 VOCAB = tuple(
     "start fresh coffee tea brewed green every morning calm energy bold smooth leaves beans "

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import token_cap as tc
-from ..product._output import markdown_table, plt, save_figure, write_table
+from ... import token_cap as tc
+from .._output import markdown_table, plt, save_figure, write_table
 
 
 def token_cap_report(out: str | Path, lo: float = 0.5, hi: float = 2.0, rate: float = 1.0) -> pd.DataFrame:

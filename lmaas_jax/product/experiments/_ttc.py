@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from .. import ttc
-from ..product._output import markdown_table, plt, save_figure, write_table
+from ... import ttc
+from .._output import markdown_table, plt, save_figure, write_table
 
 
 def ttc_report(out: str | Path, betas=(200.0, 1e3, 1e5), n_sweep: int = 100, progress=lambda it, **kw: it):

@@ -1,0 +1,238 @@
+"""IMP's last stage: look two moves ahead, or take a compound move, where no single move pays.
+
+Every allocation move (`_moves`) proposes an assignment and re-prices it at `keep_prices`, which
+keeps everyone else's choice. From a local optimum of those moves two kinds of larger step remain:
+
+- **pairs** (`best_two_moves`): where no single move pays, a pair can (one customer's insertion
+  that costs a little makes room for another's that earns more): each of the `beam` best losing
+  moves is extended by its best next move, then coordinate ascent. A pair costs `beam` + 1 rounds
+  of single moves, so imp runs the look-ahead from its best start only.
+- **compound moves** (`best_compound_move`): where a cut price should also draw other customers,
+  `keep_prices` cuts their models instead and a re-assignment scores as a loss. A compound move
+  proposes prices: a sold customer's model priced at that customer's value of it (with the models
+  its staying customers would rather rent, as a raise), each customer who then leaves received by
+  an option cut to what it gets elsewhere (`raised_and_received`), and coordinate ascent takes what
+  else those prices make possible; it is scored after a few sweeps.
+
+`improve_by_lookahead` takes the best pair or compound move where it pays, then single moves again.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ..._checks import check_settings, setting
+from ..robust._rsr import RobustTerms, choose, rental_options
+from ..scenarios._market import AnyMarket
+from ._classic_imp import coordinate_ascent
+from ._line_search import inverse_value
+from ._moves import all_moves, best_move, improve_by_moves, raisable, raised_prices
+from ._profit import profit_from_terms
+
+# Compound moves per candidate customer: received by any model, by unsold models only, by the chain.
+COMPOUND_KINDS = 3
+
+
+class LookAhead(eqx.Module):
+    """Settings of the look-ahead, run from the best start after the moves (see the module docstring).
+
+    At most `rounds` steps (0: none), each the best pair of moves (the `beam` best losing first moves,
+    each extended by its best second move) or, where it pays more, the best of `compounds` x 3
+    compound moves (the smallest rises first; three kinds per customer: received by any model, by
+    unsold models only, and through a chain of raises), each followed by single moves again.
+    """
+
+    rounds: int = setting(0, "look-ahead steps (0: none)", lo=0)
+    beam: int = setting(8, "losing first moves each extended by its best second move", lo=1)
+    compounds: int = setting(0, "customers whose compound moves are scored per step (at most N)", lo=0)
+
+    def __check_init__(self):
+        check_settings(self)
+
+
+def best_two_moves(market: AnyMarket, terms: RobustTerms, prices, tol, *, beam: int, sweeps: int, **counts):
+    """Look two moves ahead: from each of the `beam` best candidates that lower the profit (called
+    where no single move pays), the best next move, then at most `sweeps` sweeps of coordinate
+    ascent; the best of those `(new_prices, new_profit)`. The pair can pay where neither move alone
+    does (one customer's move that costs a little makes room for another's that earns more)."""
+    base = profit_from_terms(market, terms, prices, tol)
+    qs, values = all_moves(market, terms, prices, tol, **counts)
+    # Only moves that lose something: at a local optimum many candidates re-price to the same
+    # profit (the same prices, or a plateau of equal profits), which would fill the beam with one
+    # point; in float32 those profits differ from `base` by rounding only.
+    below = values < base - 64 * jnp.finfo(prices.dtype).eps * jnp.abs(base)
+    first, pick = lax.top_k(jnp.where(below, values, -jnp.inf), min(beam, values.shape[0]))
+    second, value = lax.map(lambda q: best_move(market, terms, q, tol, **counts), qs[pick])
+    value = jnp.where(first > -jnp.inf, value, -jnp.inf)
+    second, value, _ = coordinate_ascent(market, terms, second, tol, sweeps, active=value > -jnp.inf)
+    value = jnp.where(first > -jnp.inf, value, -jnp.inf)
+    k = jnp.argmax(value)
+    return second[k], value[k]
+
+
+def raised_and_received(
+    market: AnyMarket, terms: RobustTerms, prices, sigma, model, top, buyers, tol, customer, unsold, chain
+):
+    """The prices a compound move proposes (see `best_compound_move`): customer i's model j priced at
+    i's value of it (where that value falls to 0), the models its customers who can pay that would
+    rather rent priced up until they stay (`raised_prices`, as a raise), and every customer who then
+    leaves its model received by its best option cut to the price that gives that customer what it
+    gets elsewhere at the raised prices (0 if nothing), all at once. `sigma`, `model`, `top`: the
+    choices at `prices` and their models and tops (`raisable`); `buyers`: each model's customers.
+
+    The receiving option of a leaving customer d is the one whose cut earns most: its price after the
+    cut less the serving cost, less what the cut costs on that model's current customers (a model
+    just raised receives nobody); a cut that earns nothing is not made. `unsold`: receive only by
+    models nobody rents now (a cut that costs nothing on the model's customers). Several customers
+    received by one model: its lowest cut.
+
+    `chain`: first, each model not raised that a leaving customer now chooses is itself raised to
+    where that customer's second best would tie (the lowest such price over its newcomers), and the
+    customers that raise moves are received as above. On c-n=200 .4 (imp at 0.99977) the optimum's
+    step is such a chain: model 178 raised to a customer's value, model 138 raised to 84.8 where it
+    keeps customer 88 (who left 178) and loses customer 17, and model 118 cut to receive 17.
+    `unsold` and `chain`: booleans, traced or not.
+    """
+    mo, cu = market.models, market.customers
+    m = market.n_models
+    ninf = jnp.asarray(-jnp.inf, prices.dtype)
+    length = jnp.minimum(terms.hours, cu.horizon[:, None])
+    raised, _ = raised_prices(market, terms, prices, sigma, model, top, customer)
+    at_raised = rental_options(market, terms, raised)
+    new = choose(at_raised, tol)
+    # The chain: newcomers' models (not raised) lifted to their newcomers' second best.
+    moved = (sigma > 0) & (new != sigma) & (new > 0) & jnp.asarray(chain)
+    slot = jnp.maximum(new - 1, 0)[:, None]
+    options = jnp.arange(terms.rate.shape[1], dtype=slot.dtype)[None, :]
+    second = jnp.where(at_raised.available & (options != slot), at_raised.value, ninf)
+    second = jnp.maximum(jnp.max(second, axis=1), 0.0)
+    rate, hours = (jnp.take_along_axis(x, slot, axis=1)[:, 0] for x in (terms.rate, length))
+    lift = inverse_value(rate, hours, cu.budget, second)
+    to = jnp.maximum(terms.chosen_model(new) - 1, 0)
+    lift = jnp.where(moved & (raised[to] == prices[to]) & (lift > raised[to]), lift, jnp.inf)
+    lifts = jnp.full((m,), jnp.inf, prices.dtype).at[to].min(lift)
+    lifted = jnp.isfinite(lifts)
+    raised = jnp.where(lifted, jnp.minimum(lifts, mo.price_hi), raised)
+    at_raised = rental_options(market, terms, raised)
+    # A newcomer its model's lift keeps is placed, not a customer to receive.
+    again = choose(at_raised, tol)
+    new = jnp.where(moved & lifted[to] & (again == new), sigma, again)
+    leaves = (sigma > 0) & (new != sigma)
+    elsewhere = jnp.maximum(jnp.max(jnp.where(at_raised.available, at_raised.value, ninf), axis=1), 0.0)
+    win = inverse_value(terms.rate, length, cu.budget[:, None], elsewhere[:, None])
+    now = terms.per_option(raised)
+    ids = terms.model_ids()
+    kept = terms.per_option(jnp.where(raised > prices, 0.0, 1.0).astype(prices.dtype)) > 0  # not raised
+    ok = leaves[:, None] & at_raised.available & kept & (win < now)
+    empty = terms.per_option(buyers) == 0
+    ok = ok & (win >= terms.per_option(mo.price_lo)) & (~jnp.asarray(unsold) | empty)
+    net = win - terms.per_option(mo.serving_cost) - (now - win) * terms.per_option(buyers)
+    net = jnp.where(ok, net, ninf)
+    pick = jnp.argmax(net, axis=1)
+    take = jnp.max(net, axis=1) > 0
+    to = jnp.where(take, jnp.take_along_axis(ids, pick[:, None], axis=1)[:, 0], m)
+    cut = jnp.take_along_axis(win, pick[:, None], axis=1)[:, 0]
+    cuts = jnp.full((m,), jnp.inf, prices.dtype).at[to].min(cut, mode="drop")
+    return jnp.minimum(raised, cuts)
+
+
+def best_compound_move(market: AnyMarket, terms: RobustTerms, prices, tol, *, count: int, sweeps: int):
+    """The best compound move from `prices`: `(new_prices, new_profit)` (profit -inf where there is
+    no candidate), each candidate scored by the exact profit after at most `sweeps` sweeps of
+    coordinate ascent from the prices it proposes (`raised_and_received`, receiving by any model, by
+    unsold models only, and with the chain: 3 `count` candidates, polished together as one batch of
+    starts).
+
+    Candidates: the `count` sold customers whose model's price is below their value of it, the
+    smallest rises first. A move that only re-assigns (scored at `keep_prices`) keeps everyone else's
+    choice; this one moves prices, and coordinate ascent takes whatever else those prices make
+    possible. On the unit-demand benchmark's p-n=200 .0, imp stopped where model 53 (price 13.44)
+    served four customers and model 77 nobody: a raise of 53 to 13.48 with 77 cut to 11.47, which
+    receives customer 12 (who leaves 53), lets coordinate ascent raise 53 to 26.31 for the one
+    customer who values it most and fill 77 and a third model with six others (+2.80, to within
+    1e-5 of the optimum with a pair of moves), where every re-assignment of those customers alone
+    or in pairs loses. On p-n=150 .2 (imp at 0.99957): model 36 raised to its best customer's
+    value, the model whose low price capped it raised too, its two other customers received by two
+    unsold models cut to their values: the optimum after three sweeps (one sweep does not show it).
+    On c-n=200 .4 the chain (see `raised_and_received`) took imp from 0.99977 to 0.99998.
+    """
+    n, m = market.n_customers, market.n_models
+    sigma = choose(rental_options(market, terms, prices), tol)
+    model, top, rise, ok = raisable(market, terms, prices, sigma)
+    buyers = terms.per_model(jnp.ones(n, prices.dtype), sigma, m, "add", jnp.zeros((), prices.dtype))
+    k = min(count, n)
+    score, customer = lax.top_k(jnp.where(ok, -rise, -jnp.inf), k)
+    customer = jnp.tile(customer, COMPOUND_KINDS)
+    valid = jnp.tile(score, COMPOUND_KINDS) > -jnp.inf
+    kind = jnp.arange(COMPOUND_KINDS * k) // k
+
+    def propose(i, kind):
+        unsold, chain = kind == 1, kind == 2
+        return raised_and_received(market, terms, prices, sigma, model, top, buyers, tol, i, unsold, chain)
+
+    starts = jax.vmap(propose)(customer, kind)
+    # One batch: coordinate ascent's line searches serve all starts at once (on p-n=150 .2, 150
+    # starts in 0.5 s a sweep, against 7 s as `lax.map` chunks of a vmapped single start).
+    qs, values, _ = coordinate_ascent(market, terms, starts, tol, sweeps, active=valid)
+    values = jnp.where(valid, values, -jnp.inf)
+    best = jnp.argmax(values)
+    return qs[best], values[best]
+
+
+def improve_by_lookahead(
+    market: AnyMarket,
+    terms: RobustTerms,
+    prices,
+    tol,
+    *,
+    rounds: int,
+    beam: int,
+    moves: int,
+    sweeps: int,
+    compounds: int = 0,
+    **counts,
+):
+    """From a local optimum of the single moves, `prices` shape `(M,)`: take the best pair of moves
+    (`best_two_moves`), or the best of 3 `compounds` compound moves (`best_compound_move`, each scored
+    after `sweeps` sweeps of coordinate ascent, the one taken polished for `sweeps` more) where that
+    pays more, if it raises the exact profit; then single moves again (`improve_by_moves`, at most
+    `moves` rounds), for at most `rounds` such steps. Never lowers the profit.
+
+    Returns `(prices, profit, pairs)`, `pairs` the number of steps taken (pairs or compound moves).
+    """
+    profit = profit_from_terms(market, terms, prices, tol)
+
+    def body(state):
+        prices, profit, pairs, _ = state
+        q, value = best_two_moves(market, terms, prices, tol, beam=beam, sweeps=sweeps, **counts)
+        if compounds:
+            q2, value2 = best_compound_move(market, terms, prices, tol, count=compounds, sweeps=sweeps)
+            use = value2 > value
+            q2, value2, _ = coordinate_ascent(market, terms, q2, tol, sweeps, active=use)
+            q, value = jnp.where(use, q2, q), jnp.where(use, value2, value)
+        better = value > profit + 1e-12 * jnp.abs(profit)
+        # count 0: no single moves where the pair did not pay (a traced count, so no `lax.cond`).
+        q, value, _ = improve_by_moves(
+            market,
+            terms,
+            q[None, :],
+            tol,
+            rounds=moves,
+            sweeps=sweeps,
+            count=better.astype(jnp.int32),
+            **counts,
+        )
+        better = better & (value[0] > profit)
+        prices = jnp.where(better, q[0], prices)
+        profit = jnp.where(better, value[0], profit)
+        return prices, profit, pairs + better.astype(pairs.dtype), better
+
+    def more(state):
+        return state[3] & (state[2] < rounds)
+
+    init = (prices, profit, jnp.asarray(0, jnp.int32), jnp.asarray(rounds > 0))
+    prices, profit, pairs, _ = lax.while_loop(more, body, init)
+    return prices, profit, pairs

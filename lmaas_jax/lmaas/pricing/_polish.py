@@ -1,0 +1,88 @@
+"""IMP's second stage: classic IMP (exact coordinate ascent) from many starts."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ..._checks import check_settings, setting
+from ..robust._rsr import RobustTerms
+from ..scenarios._market import AnyMarket
+from ._ascent import Ascended, search_box
+from ._classic_imp import coordinate_ascent
+from ._profit import profit_from_terms
+
+# The probability that a random start prices a model out of the market (at price_hi).
+OUT_OF_MARKET = 0.25
+
+
+class Polish(eqx.Module):
+    """Settings of the polish: classic IMP ([`lmaas_jax.classic_imp`][]) from many starts at once.
+
+    The starts are the best `restarts` of the gradient stage's restarts (by exact profit) and
+    `random` random price vectors (each model uniform in the gradient stage's box or, with
+    probability 1/4, priced out of the market at `price_hi`): which models to offer is the
+    combinatorial part the relaxed landscape handles worst, and classic IMP from several menus
+    finds basins it hides. Every start gets `sweeps` sweeps; the best `finalists` then get
+    `max_sweeps` more (rounded up to a multiple of `sweeps`). A start stops early once a sweep
+    changes nothing. Each polished start costs O(M N log N) per sweep plus a few O(N M) exact checks
+    per model. Random starts come from one key, so a larger `random` holds the smaller one's starts.
+    """
+
+    restarts: int = setting(32, "polish the best this many gradient restarts (at most all)", lo=1)
+    random: int = setting(16, "random price vectors also polished", lo=0)
+    sweeps: int = setting(3, "coordinate-ascent sweeps every start gets", lo=1)
+    finalists: int = setting(4, "starts that get max_sweeps more sweeps", lo=1)
+    max_sweeps: int = setting(8, "further sweeps of the finalists", lo=1)
+
+    def __check_init__(self):
+        check_settings(self)
+
+
+def random_starts(market: AnyMarket, terms: RobustTerms, count: int, key) -> jax.Array:
+    """`count` random price vectors, shape `(count, M)`: each model uniform in the gradient stage's box
+    (`search_box`) or, with probability `OUT_OF_MARKET`, at `price_hi`."""
+    lo, width = search_box(market, terms)
+    k_price, k_menu = jax.random.split(key)
+    u = jax.random.uniform(k_price, (count, market.n_models), market.dtype)
+    out = jax.random.bernoulli(k_menu, OUT_OF_MARKET, u.shape)
+    return jnp.where(out, market.models.price_hi[None, :], jax.vmap(lambda x: lo + x * width)(u))
+
+
+def polish_starts(market, terms, ascended: Ascended, settings: Polish, key) -> jax.Array:
+    """The polish's starts: the gradient stage's best `settings.restarts` restarts, then the random
+    ones."""
+    _, top = lax.top_k(ascended.profit, min(settings.restarts, ascended.profit.shape[0]))
+    starts = ascended.prices[top]
+    if settings.random:
+        starts = jnp.concatenate([starts, random_starts(market, terms, settings.random, key)])
+    return starts
+
+
+def polish(market, terms, tol, starts, settings: Polish):
+    """Classic IMP from every start for `sweeps` sweeps, then the best `finalists` for `max_sweeps`
+    more, in one loop whose body polishes one start: most starts end in poor basins after a sweep or
+    two and only the finalists need every sweep, one traced copy of the line search keeps compile
+    time down, and a start that has converged skips its remaining sweeps (see `coordinate_ascent`;
+    under `jax.vmap` over markets the batch is the parallel axis).
+
+    Returns `(prices, profits, sweeps)` for every start (each start's sweeps that changed something).
+    """
+    n = starts.shape[0]
+    f = min(settings.finalists, n)
+    rounds = -(-settings.max_sweeps // settings.sweeps)
+    profit0 = jax.vmap(lambda p: profit_from_terms(market, terms, p, tol))(starts)
+
+    def body(i, state):
+        pool, profit, sweeps, finalists = state
+        # Stage 2 polishes the starts that were best when stage 1 ended, in a fixed order.
+        finalists = jnp.where(i == n, lax.top_k(profit, f)[1], finalists)
+        row = jnp.where(i < n, i, finalists[jnp.maximum(i - n, 0) % f])
+        new, value, used = coordinate_ascent(market, terms, pool[row], tol, settings.sweeps)
+        return pool.at[row].set(new), profit.at[row].set(value), sweeps.at[row].add(used), finalists
+
+    init = (starts, profit0, jnp.zeros(n, jnp.int32), jnp.zeros(f, jnp.int32))
+    pool, profit, sweeps, _ = lax.fori_loop(0, n + rounds * f, body, init)
+    return pool, profit, sweeps
