@@ -35,7 +35,7 @@ import lmaas_jax as lj
 from lmaas_jax.experiments import timed
 from lmaas_jax.lmaas.pricing._classic_imp import coordinate_ascent
 from lmaas_jax.lmaas.pricing._line_search import best_on_line
-from lmaas_jax.lmaas.robust._rsr import robust_terms, tie_tolerance
+from lmaas_jax.lmaas.robust._rsr import tie_tolerance, value_market
 from lmaas_jax.product._config import SolverChoice
 from lmaas_jax.reference import brute_force_line
 
@@ -98,7 +98,7 @@ def polish_table(sizes, dtype, repeats, starts=16, sweeps=8):
     rows = []
     for n in sizes:
         mk = market(4, n, dtype)
-        terms, tol = robust_terms(mk), tie_tolerance(mk)
+        terms, tol = value_market(mk), tie_tolerance(mk)
         u = jax.random.uniform(jax.random.PRNGKey(n), (starts, 4), mk.dtype)
         x0 = mk.models.price_lo + u * (mk.models.price_hi - mk.models.price_lo)
         out = {}
@@ -106,7 +106,7 @@ def polish_table(sizes, dtype, repeats, starts=16, sweeps=8):
             fn = jax.jit(
                 jax.vmap(
                     lambda p, mk=mk, terms=terms, tol=tol, line=line: coordinate_ascent(
-                        mk, terms, p, tol, sweeps, line=line
+                        terms, p, tol, sweeps, line=line
                     )[1]
                 )
             )

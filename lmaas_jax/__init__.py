@@ -34,9 +34,7 @@ from .lmaas.pricing._solution import PricingSolution as PricingSolution, Pricing
 from .lmaas.robust._planning import PlanOutcome as PlanOutcome, nominal_market as nominal_market, plan as plan
 from .lmaas.robust._relaxed_rsr import RelaxedResponse as RelaxedResponse, relaxed_rsr as relaxed_rsr
 from .lmaas.robust._rsr import (
-    RobustTerms as RobustTerms,
     RSRResponse as RSRResponse,
-    robust_terms as robust_terms,
     rsr as rsr,
     value_market as value_market,
     worst_case_profit as worst_case_profit,

@@ -35,7 +35,11 @@ def _no_compile():
 @pytest.mark.parametrize(
     "call, error, message",
     [
-        (lambda m: lj.classic_imp(m, [np.nan, 1.0]), ValueError, "prices must be finite; got nan at index 0."),
+        (
+            lambda m: lj.classic_imp(m, [np.nan, 1.0]),
+            ValueError,
+            "prices must be finite; got nan at index 0.",
+        ),
         (lambda m: lj.classic_imp(m, [1.0, -2.0]), ValueError, "prices must be >= 0; got -2.0 at index 1."),
         (lambda m: lj.classic_imp(m, [1.0]), ValueError, "prices must have shape (2,); got shape (1,)."),
         (lambda m: lj.classic_imp(m, max_sweeps=0), ValueError, "max_sweeps must be >= 1; got 0."),

@@ -8,7 +8,7 @@ import pytest
 
 import lmaas_jax as lj
 from lmaas_jax.lmaas.pricing._line_search import best_on_line, candidates
-from lmaas_jax.lmaas.robust._rsr import robust_terms, tie_tolerance
+from lmaas_jax.lmaas.robust._rsr import tie_tolerance, value_market
 from lmaas_jax.reference import brute_force_line
 
 # (n_models, n_customers): 36 markets each, three price vectors each, every model's line: 756 cases
@@ -52,9 +52,9 @@ def _prices(markets, keys, planted):
         u = jax.random.uniform(key, (market.n_models,), mo.price_lo.dtype)
         prices = mo.price_lo + u * (mo.price_hi - mo.price_lo)
         if planted:
-            terms = robust_terms(market)
+            terms = value_market(market)
             for j in range(market.n_models):
-                cands, _ = candidates(market, terms, prices, j)
+                cands, _ = candidates(terms, prices, j)
                 pick = jax.random.randint(jax.random.fold_in(key, j), (), 0, market.n_customers)
                 prices = prices.at[j].set(cands[pick])
         return prices
@@ -75,9 +75,9 @@ def test_line_search_equals_the_brute_force(shape, dtype):
     prices = jnp.concatenate([_prices(markets, keys, False), _prices(markets, keys, True), bottom])
 
     def both(market, p, j):
-        terms = robust_terms(market)
+        terms = value_market(market)
         tol = tie_tolerance(market)
-        return best_on_line(market, terms, p, j, tol), brute_force_line(market, terms, p, j, tol)
+        return best_on_line(terms, p, j, tol), brute_force_line(terms, p, j, tol)
 
     lines = jax.vmap(both, in_axes=(None, None, 0))
     (b_new, p_new), (b_old, p_old) = jax.jit(jax.vmap(lines, in_axes=(0, 0, None)))(
@@ -111,8 +111,8 @@ def test_classic_imp_stops_at_a_coordinatewise_optimum(dtype):
     market = lj.random_market(jax.random.PRNGKey(12345), 3, 40, budget_share=0.5, dtype=dtype)
     sol = lj.classic_imp(market, 0.5 * (market.models.price_lo + market.models.price_hi))
     assert int(sol.stats["sweeps"]) < 20
-    terms, tol = robust_terms(market), tie_tolerance(market)
-    lines = jax.jit(jax.vmap(lambda j: brute_force_line(market, terms, sol.prices, j, tol)[1]))(jnp.arange(3))
+    terms, tol = value_market(market), tie_tolerance(market)
+    lines = jax.jit(jax.vmap(lambda j: brute_force_line(terms, sol.prices, j, tol)[1]))(jnp.arange(3))
     supremum = float(sol.stats["profit_supremum"])
     rtol = 1e-12 if dtype == "float64" else 1e-6
     assert np.all(np.asarray(lines, np.float64) <= supremum * (1 + rtol) + rtol)
@@ -150,17 +150,17 @@ def test_near_ties_go_to_the_highest_price_under_any_rounding(dtype):
         rate = jnp.asarray([[5.0, 0.0], [10.0 + delta, 0.0]], dtype)
         hours = jnp.asarray([[1.0, 0.0], [1.0, 0.0]], dtype)
         market = lj.ValueMarket.from_table(rate, hours, price_hi=jnp.asarray([12.0, 7.0], dtype))
-        terms, tol = robust_terms(market), tie_tolerance(market)
+        terms, tol = value_market(market), tie_tolerance(market)
         prices = jnp.asarray([5.0, 7.0], dtype)
         for line in (best_on_line, brute_force_line):
-            price, profit = jax.jit(line, static_argnums=4)(market, terms, prices, 0, tol)
+            price, profit = jax.jit(line, static_argnums=3)(terms, prices, 0, tol)
             np.testing.assert_allclose(float(price), 10.0 + delta, rtol=4 * eps)
             np.testing.assert_allclose(float(profit), 10.0 + delta, rtol=4 * eps)
     # Model 1 (valued by nobody; the box's top 7) from the bottom of its box.
     rate = jnp.asarray([[5.0, 1.0], [10.0, 2.0]], dtype)
     market = lj.ValueMarket.from_table(rate, jnp.asarray([[1.0, 0.0], [1.0, 0.0]], dtype))
     market = eqx.tree_at(lambda mk: mk.models.price_hi, market, jnp.asarray([12.0, 7.0], dtype))
-    terms, tol = robust_terms(market), tie_tolerance(market)
+    terms, tol = value_market(market), tie_tolerance(market)
     for line in (best_on_line, brute_force_line):
-        price, _ = jax.jit(line, static_argnums=4)(market, terms, jnp.asarray([5.0, 0.0], dtype), 1, tol)
+        price, _ = jax.jit(line, static_argnums=3)(terms, jnp.asarray([5.0, 0.0], dtype), 1, tol)
         assert float(price) == 7.0

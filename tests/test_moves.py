@@ -18,8 +18,8 @@ import lmaas_jax as lj
 from lmaas_jax.lmaas.pricing import _lookahead as lk, _moves as mv
 from lmaas_jax.lmaas.pricing._assignment import keep_prices
 from lmaas_jax.lmaas.pricing._moves import best_move, improve_by_moves
-from lmaas_jax.lmaas.pricing._profit import profit_from_terms
-from lmaas_jax.lmaas.robust._rsr import choose, rental_options, robust_terms, tie_tolerance
+from lmaas_jax.lmaas.pricing._profit import exact_profit
+from lmaas_jax.lmaas.robust._rsr import choose, rental_options, tie_tolerance, value_market
 
 DATA = Path(__file__).parent / "data" / "unit-demand"
 RTOL = {"float32": 2e-5, "float64": 1e-9}
@@ -80,14 +80,14 @@ def test_keep_prices_are_the_lp_greatest_prices(unit, dtype):
         market = _table(seed, 9, 4, dtype, unit=unit)
         rng = np.random.default_rng(1000 + seed)
         # An assignment prices can keep: the choices at random prices, one customer re-assigned.
-        terms = robust_terms(market)
+        terms = value_market(market)
         prices = jnp.asarray(rng.uniform(0.0, 10.0, 4), dtype)
-        assign = np.array(choose(rental_options(market, terms, prices), tie_tolerance(market)))
+        assign = np.array(choose(rental_options(terms, prices), tie_tolerance(market)))
         if seed % 2:
             i = rng.integers(9)
             assign[i] = rng.integers(0, 5)
         expected = _lp_greatest(market, assign)
-        got, rounds = keep_prices(market, terms, jnp.asarray(assign, jnp.int32), max_rounds=400)
+        got, rounds = keep_prices(terms, jnp.asarray(assign, jnp.int32), max_rounds=400)
         if expected is None:
             continue
         checked += 1
@@ -105,17 +105,17 @@ def test_keep_prices_with_budgets_keep_everyone_and_are_tight(dtype):
     bump = {"float32": 1e-3, "float64": 1e-6}[dtype]
     for seed in range(20):
         market = _table(seed, 10, 4, dtype, budgets=True)
-        terms = robust_terms(market)
+        terms = value_market(market)
         rng = np.random.default_rng(seed)
         prices = jnp.asarray(rng.uniform(0.0, 10.0, 4), dtype)
-        assign = choose(rental_options(market, terms, prices), tie_tolerance(market))
-        got, _ = keep_prices(market, terms, assign, max_rounds=400)
+        assign = choose(rental_options(terms, prices), tie_tolerance(market))
+        got, _ = keep_prices(terms, assign, max_rounds=400)
         assert np.all(
             np.asarray(got) >= np.asarray(prices) * (1 - 100 * tol) - 100 * tol
         )  # prices kept it already
 
         def keeps(p, market=market, terms=terms, assign=assign):
-            opts = rental_options(market, terms, p)
+            opts = rental_options(terms, p)
             value = np.concatenate([np.zeros((10, 1)), np.where(opts.available, opts.value, -np.inf)], 1)
             a = np.asarray(assign)
             own = value[np.arange(10), a]
@@ -130,9 +130,9 @@ def test_keep_prices_with_budgets_keep_everyone_and_are_tight(dtype):
 def _enumerate_moves(market, prices):
     """Every single re-assignment (each customer to each other option or freed), re-priced by the
     LP and evaluated exactly: the best exact profit."""
-    terms = robust_terms(market)
+    terms = value_market(market)
     tol = tie_tolerance(market)
-    sigma = np.array(choose(rental_options(market, terms, prices), tol))
+    sigma = np.array(choose(rental_options(terms, prices), tol))
     best = -np.inf
     for i in range(market.n_customers):
         for a in range(market.n_models + 1):
@@ -142,7 +142,7 @@ def _enumerate_moves(market, prices):
             assign[i] = a
             q = _lp_greatest(market, assign)
             if q is not None:
-                best = max(best, float(profit_from_terms(market, terms, jnp.asarray(q, market.dtype), tol)))
+                best = max(best, float(exact_profit(terms, jnp.asarray(q, market.dtype), tol)))
     return best
 
 
@@ -152,9 +152,9 @@ def test_best_move_is_the_best_single_reassignment():
     prices can keep (enumerated, each re-priced by an LP), on 15 unit-demand tables in float64."""
     for seed in range(15):
         market = _table(100 + seed, 8, 4, "float64", unit=True)
-        terms = robust_terms(market)
+        terms = value_market(market)
         prices = jnp.asarray(np.random.default_rng(seed).uniform(2.0, 9.0, 4))
-        _, value = best_move(market, terms, prices, 1e-9, inserts=8 * 4, drops=8, sheds=8)
+        _, value = best_move(terms, prices, 1e-9, inserts=8 * 4, drops=8, sheds=8)
         expected = _enumerate_moves(market, prices)
         # A candidate that no price vector keeps is still priced exactly: it can only add.
         assert float(value) >= expected - 1e-9 * abs(expected)
@@ -168,10 +168,10 @@ def test_move_chunks_do_not_change_the_candidates(dtype):
     eps = float(jnp.finfo(dtype).eps)
     for seed in range(3):
         market = _table(200 + seed, 12, 5, dtype, unit=seed % 2 == 0)
-        terms = robust_terms(market)
+        terms = value_market(market)
         prices = jnp.asarray(np.random.default_rng(seed).uniform(2.0, 9.0, 5), dtype)
         counts = dict(inserts=8 * 5, drops=5, sheds=4, raises=12)
-        (q3, v3), (q64, v64) = (mv.all_moves(market, terms, prices, 1e-6, batch=b, **counts) for b in (3, 64))
+        (q3, v3), (q64, v64) = (mv.all_moves(terms, prices, 1e-6, batch=b, **counts) for b in (3, 64))
         # 40 + 5 + 4 x 4 + 12 candidates, scored in two passes (the last 4 sheds second), padded to
         # whole chunks and cut back.
         assert v3.shape == v64.shape == (73,) and np.isfinite(np.asarray(v64)).sum() >= 10
@@ -201,18 +201,18 @@ def test_raise_moves_break_a_chain_that_single_moves_cannot(tmp_path, dtype):
     import itertools
 
     market = _chain_market(tmp_path, dtype)
-    terms, tol = robust_terms(market), tie_tolerance(market)
+    terms, tol = value_market(market), tie_tolerance(market)
     exact = market.astype(jnp.float64)
     options = [[0] + [j + 1 for j in range(4) if np.asarray(market.hours)[i, j] > 0] for i in range(7)]
     best = 0.0
     for assign in itertools.product(*options):
         q = _lp_greatest(market, list(assign)) if any(assign) else None
         if q is not None:
-            best = max(best, float(profit_from_terms(exact, robust_terms(exact), jnp.asarray(q), 1e-9)))
+            best = max(best, float(exact_profit(value_market(exact), jnp.asarray(q), 1e-9)))
     start = lj.classic_imp(market, jnp.asarray([20.1, 19.52, 16.77, 12.6], dtype)).prices
     counts = dict(rounds=6, inserts=32, drops=7, sheds=7, sweeps=3)
-    _, without, _ = improve_by_moves(market, terms, start, tol, **counts)
-    prices, value, moves = improve_by_moves(market, terms, start, tol, raises=7, **counts)
+    _, without, _ = improve_by_moves(terms, start, tol, **counts)
+    prices, value, moves = improve_by_moves(terms, start, tol, raises=7, **counts)
     rtol = RTOL[dtype]
     assert float(without) < best * (1 - 1e-3)
     assert float(value) == pytest.approx(best, rel=rtol) and int(moves) >= 1
@@ -226,18 +226,18 @@ def test_moves_never_lower_the_profit_and_leave_coordinate_optima(dtype):
 
     @jax.jit  # one compilation for the 12 tables (same shapes)
     def search(market):
-        terms, tol = robust_terms(market), tie_tolerance(market)
+        terms, tol = value_market(market), tie_tolerance(market)
         start = lj.classic_imp(market, market.models.price_lo).stats["prices_supremum"]
-        before = profit_from_terms(market, terms, start, tol)
-        return before, *improve_by_moves(market, terms, start, tol, rounds=6, inserts=60, drops=12, sweeps=3)
+        before = exact_profit(terms, start, tol)
+        return before, *improve_by_moves(terms, start, tol, rounds=6, inserts=60, drops=12, sweeps=3)
 
     for seed in range(12):
         market = _table(200 + seed, 12, 5, dtype, budgets=seed % 2 == 1)
-        terms, tol = robust_terms(market), tie_tolerance(market)
+        terms, tol = value_market(market), tie_tolerance(market)
         before, prices, profit, moves = search(market)
         before = float(before)
         assert float(profit) >= before
-        assert float(profit) == pytest.approx(float(profit_from_terms(market, terms, prices, tol)), rel=1e-6)
+        assert float(profit) == pytest.approx(float(exact_profit(terms, prices, tol)), rel=1e-6)
         raised += float(profit) > before * (1 + 1e-6)
         assert (int(moves) > 0) == (float(profit) > before)
     assert raised >= 3
@@ -250,14 +250,14 @@ def test_several_starts_are_searched_one_by_one_up_to_count(dtype):
     from lmaas_jax.lmaas.pricing._classic_imp import coordinate_ascent
 
     market = _table(300, 12, 5, dtype, budgets=True)
-    terms, tol = robust_terms(market), tie_tolerance(market)
+    terms, tol = value_market(market), tie_tolerance(market)
     mo = market.models
     u = jnp.asarray(np.random.default_rng(3).uniform(size=(4, 5)), dtype)
     starts, _, _ = coordinate_ascent(
         market, terms, mo.price_lo[None, :] + u * (mo.price_hi - mo.price_lo)[None, :], tol, 6
     )
     kw = dict(rounds=4, inserts=30, drops=6, sweeps=3)
-    search = jax.jit(lambda p, c: improve_by_moves(market, terms, p, tol, count=c, **kw))
+    search = jax.jit(lambda p, c: improve_by_moves(terms, p, tol, count=c, **kw))
     prices, profit, moves = search(starts, 2)
     for s in range(2):
         alone = search(starts[s][None, :], 1)
@@ -270,7 +270,7 @@ def test_several_starts_are_searched_one_by_one_up_to_count(dtype):
     )
     np.testing.assert_array_equal(np.asarray(frozen[1::2]), np.asarray(starts[1::2]))
     assert np.all(np.asarray(used[1::2]) == 0)
-    exact = [float(profit_from_terms(market, terms, starts[k], tol)) for k in (1, 3)]
+    exact = [float(exact_profit(terms, starts[k], tol)) for k in (1, 3)]
     np.testing.assert_array_equal(np.asarray(value[1::2]), np.asarray(exact, dtype))
 
 
@@ -291,12 +291,12 @@ def test_moves_reach_the_published_optimum_where_coordinate_ascent_stops(dtype):
 
 
 def _four_models(table_seed, price_seed, dtype):
-    """A 14 x 4 unit-demand table, random prices and what they induce: `(market, terms, tol,
+    """A 14 x 4 unit-demand table, random prices and what they induce: `(terms, tol,
     prices, opts, sigma)`."""
     market = _table(table_seed, 14, 4, dtype, unit=True, sparse=0.2)
-    terms, tol = robust_terms(market), tie_tolerance(market)
+    terms, tol = value_market(market), tie_tolerance(market)
     prices = jnp.asarray(np.random.default_rng(price_seed).uniform(1.0, 6.0, 4), dtype)
-    opts = rental_options(market, terms, prices)
+    opts = rental_options(terms, prices)
     return market, terms, tol, prices, opts, choose(opts, tol)
 
 
@@ -309,7 +309,7 @@ def test_shed_candidates_move_a_prefix_of_one_models_customers(dtype):
     checked = 0
     for seed in range(10):
         market, terms, tol, prices, opts, sigma = _four_models(400 + seed, seed, dtype)
-        (customer, kind, option, valid), hood = mv._candidates(market, terms, prices, opts, sigma, 8, 4, 14)
+        (customer, kind, option, valid), hood = mv._candidates(terms, prices, opts, sigma, 8, 4, 14)
         value = np.where(np.asarray(opts.available), np.asarray(opts.value, np.float64), -np.inf)
         s = np.asarray(sigma)
         own = np.where(s > 0, value[np.arange(14), np.maximum(s - 1, 0)], 0.0)
@@ -342,8 +342,8 @@ def test_tried_sheds_re_home_where_the_insertion_scored_best(dtype):
     for seed in range(8):
         market, terms, tol, prices, opts, sigma = _four_models(500 + seed, seed, dtype)
         counts = dict(inserts=8 * 4, drops=4, sheds=14)
-        (customer, kind, _, valid), hood = mv._candidates(market, terms, prices, opts, sigma, **counts)
-        _, values = mv.all_moves(market, terms, prices, tol, **counts)
+        (customer, kind, _, valid), hood = mv._candidates(terms, prices, opts, sigma, **counts)
+        _, values = mv.all_moves(terms, prices, tol, **counts)
         customer, kind, valid, values = (np.asarray(x) for x in (customer, kind, valid, values))
         for c in np.nonzero(valid & (kind == mv.SHED_TRIED))[0]:
             i = customer[c]
@@ -368,18 +368,18 @@ def test_lookahead_never_lowers_the_profit_and_pairs_pay(dtype):
 
     @jax.jit
     def search(market):
-        terms, tol = robust_terms(market), tie_tolerance(market)
+        terms, tol = value_market(market), tie_tolerance(market)
         start = lj.classic_imp(market, market.models.price_lo).stats["prices_supremum"]
-        local, before, _ = improve_by_moves(market, terms, start, tol, rounds=8, **kw)
-        return before, *improve_by_lookahead(market, terms, local, tol, rounds=3, beam=6, moves=8, **kw)
+        local, before, _ = improve_by_moves(terms, start, tol, rounds=8, **kw)
+        return before, *improve_by_lookahead(terms, local, tol, rounds=3, beam=6, moves=8, **kw)
 
     paid = 0
     for seed in range(12):
         market = _table(500 + seed, 16, 5, dtype, unit=True)
-        terms, tol = robust_terms(market), tie_tolerance(market)
+        terms, tol = value_market(market), tie_tolerance(market)
         before, prices, profit, pairs = search(market)
         assert float(profit) >= float(before)
-        assert float(profit) == pytest.approx(float(profit_from_terms(market, terms, prices, tol)), rel=1e-6)
+        assert float(profit) == pytest.approx(float(exact_profit(terms, prices, tol)), rel=1e-6)
         assert (int(pairs) > 0) == (float(profit) > float(before))
         paid += int(pairs) > 0
     assert paid >= 1
@@ -456,21 +456,21 @@ def test_compound_moves_reach_the_optimum_where_single_moves_and_pairs_stop(dtyp
 
     @jax.jit
     def search(market):
-        terms, tol = robust_terms(market), tie_tolerance(market)
+        terms, tol = value_market(market), tie_tolerance(market)
         start = lj.classic_imp(market, market.models.price_lo).stats["prices_supremum"]
-        local, _, _ = improve_by_moves(market, terms, start, tol, rounds=8, **kw)
-        pairs = improve_by_lookahead(market, terms, local, tol, rounds=4, beam=8, moves=8, **kw)
-        both = improve_by_lookahead(market, terms, local, tol, rounds=4, beam=8, moves=8, compounds=n, **kw)
+        local, _, _ = improve_by_moves(terms, start, tol, rounds=8, **kw)
+        pairs = improve_by_lookahead(terms, local, tol, rounds=4, beam=8, moves=8, **kw)
+        both = improve_by_lookahead(terms, local, tol, rounds=4, beam=8, moves=8, compounds=n, **kw)
         return pairs[1], both
 
     for seed in (40, 74):
         market = _table(seed, n, m, dtype, unit=True, sparse=0.6)
-        terms, tol = robust_terms(market), tie_tolerance(market)
+        terms, tol = value_market(market), tie_tolerance(market)
         best = float(lj.reference.milp_pricing(market.astype(jnp.float64)).stats["profit_supremum"])
         pairs, (prices, value, steps) = search(market)
         assert float(pairs) < best * (1 - 1e-3)
         assert float(value) == pytest.approx(best, rel=RTOL[dtype]) and int(steps) >= 1
-        assert float(value) == pytest.approx(float(profit_from_terms(market, terms, prices, tol)), rel=1e-6)
+        assert float(value) == pytest.approx(float(exact_profit(terms, prices, tol)), rel=1e-6)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -487,17 +487,17 @@ def test_the_chain_lifts_the_receiving_model_and_passes_its_marginal_customer_on
     rate = jnp.asarray([[10.0, 0.0, 0.0], [8.0, 7.0, 0.0], [0.0, 6.2, 5.8]], dtype)
     hours = (rate > 0).astype(dtype)
     market = lj.ValueMarket.from_table(rate, hours, price_hi=jnp.asarray([12.0, 12.0, 12.0], dtype))
-    terms, tol = robust_terms(market), tie_tolerance(market)
+    terms, tol = value_market(market), tie_tolerance(market)
     prices = jnp.asarray([6.0, 6.0, 6.0], dtype)
-    sigma = choose(rental_options(market, terms, prices), tol)
-    model, top, _, ok = lk.raisable(market, terms, prices, sigma)
+    sigma = choose(rental_options(terms, prices), tol)
+    model, top, _, ok = lk.raisable(terms, prices, sigma)
     assert np.asarray(terms.chosen_model(sigma)).tolist() == [1, 1, 2] and bool(ok[0])
     buyers = terms.per_model(jnp.ones(3, dtype), sigma, 3, "add", jnp.zeros((), dtype))
     rtol = 4 * float(np.finfo(dtype).eps)
     for chain, want, profit in ((False, [10.0, 6.0, 6.0], 22.0), (True, [10.0, 7.0, 5.8], 22.8)):
-        got = lk.raised_and_received(market, terms, prices, sigma, model, top, buyers, tol, 0, False, chain)
+        got = lk.raised_and_received(terms, prices, sigma, model, top, buyers, tol, 0, False, chain)
         np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=rtol)
-        np.testing.assert_allclose(float(profit_from_terms(market, terms, got, tol)), profit, rtol=rtol)
+        np.testing.assert_allclose(float(exact_profit(terms, got, tol)), profit, rtol=rtol)
     # The compound moves from (6, 6, 6) find at least the chain's proposal.
-    _, value = lk.best_compound_move(market, terms, prices, tol, count=3, sweeps=3)
+    _, value = lk.best_compound_move(terms, prices, tol, count=3, sweeps=3)
     assert float(value) >= 22.8 * (1 - rtol)

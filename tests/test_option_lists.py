@@ -14,7 +14,7 @@ import lmaas_jax as lj
 from lmaas_jax.lmaas.pricing._assignment import keep_prices
 from lmaas_jax.lmaas.pricing._classic_imp import coordinate_ascent
 from lmaas_jax.lmaas.pricing._line_search import best_on_line, best_on_line_among
-from lmaas_jax.lmaas.robust._rsr import robust_terms
+from lmaas_jax.lmaas.robust._rsr import value_market
 
 
 def _market(seed, dtype, n=30, m=9, density=0.35):
@@ -86,16 +86,16 @@ def test_line_search_and_keep_prices_agree(dtype):
     the greatest prices that keep an assignment are the same."""
     rng = np.random.default_rng(2)
     tol = _tol(dtype)
-    line = jax.jit(best_on_line, static_argnums=4)
+    line = jax.jit(best_on_line, static_argnums=3)
     for seed in range(4):
         table = _market(10 + seed, dtype)
         lists = table.as_option_lists()
-        td, tl = robust_terms(table), robust_terms(lists)
+        td, tl = value_market(table), value_market(lists)
         prices = jnp.asarray(rng.uniform(0.0, 9.0, table.n_models), dtype)
         for j in range(table.n_models):
             (b1, v1), (b2, v2) = (
-                line(table, td, prices, j, tol),
-                line(lists, tl, prices, j, tol),
+                line(td, prices, j, tol),
+                line(tl, prices, j, tol),
             )
             assert float(b1) == float(b2)
             assert float(v1) == pytest.approx(float(v2), rel=4 * float(jnp.finfo(dtype).eps))
@@ -105,8 +105,8 @@ def test_line_search_and_keep_prices_agree(dtype):
             [rng.integers(0, 1 + int(np.sum(ids[i] < table.n_models))) for i in range(table.n_customers)]
         )
         model = np.where(slot > 0, ids[np.arange(table.n_customers), np.maximum(slot - 1, 0)] + 1, 0)
-        q1, _ = keep_prices(table, td, jnp.asarray(model, jnp.int32))
-        q2, _ = keep_prices(lists, tl, jnp.asarray(slot, jnp.int32))
+        q1, _ = keep_prices(td, jnp.asarray(model, jnp.int32))
+        q2, _ = keep_prices(tl, jnp.asarray(slot, jnp.int32))
         np.testing.assert_array_equal(np.asarray(q1), np.asarray(q2))
 
 
@@ -117,12 +117,12 @@ def test_line_search_over_users_equals_the_full_one(dtype):
     tol = _tol(dtype)
     eps = float(jnp.finfo(dtype).eps)
     cases = 0
-    full = jax.jit(best_on_line, static_argnums=4)
-    among = jax.jit(best_on_line_among, static_argnums=4)
+    full = jax.jit(best_on_line, static_argnums=3)
+    among = jax.jit(best_on_line_among, static_argnums=3)
     profit = jax.jit(lambda mk, p: lj.seller_profit(mk, p, tie_tol=tol))
     for seed in range(2):  # each seed's shapes compile anew: more price vectors, fewer seeds
         lists = _market(40 + seed, dtype, n=40, m=12, density=0.25).as_option_lists()
-        terms = robust_terms(lists)
+        terms = value_market(lists)
         users = lists.model_users
         for _ in range(8):
             prices = jnp.asarray(rng.uniform(0.0, 9.0, lists.n_models), dtype)
@@ -132,8 +132,8 @@ def test_line_search_over_users_equals_the_full_one(dtype):
                 if g < 0:
                     continue
                 who = users.customers[g][int(users.row[j])]
-                b1, v1 = full(lists, terms, prices, j, tol)
-                b2, gain = among(lists, terms, prices, j, tol, who)
+                b1, v1 = full(terms, prices, j, tol)
+                b2, gain = among(terms, prices, j, tol, who)
                 scale = 64 * eps * (abs(float(v1)) + abs(current) + 1.0)
                 assert float(gain) >= 0.0
                 assert float(gain) == pytest.approx(float(v1) - current, abs=scale)
@@ -148,13 +148,13 @@ def test_sweeps_over_users_end_at_a_coordinate_wise_optimum(dtype):
     tol = _tol(dtype)
     eps = float(jnp.finfo(dtype).eps)
     lists = _market(50, dtype, n=40, m=12, density=0.25).as_option_lists()
-    terms = robust_terms(lists)
-    prices, profit, used = coordinate_ascent(lists, terms, lists.models.price_lo, tol, 30)
+    terms = value_market(lists)
+    prices, profit, used = coordinate_ascent(terms, lists.models.price_lo, tol, 30)
     assert int(used) < 30
     assert float(profit) == pytest.approx(float(lj.seller_profit(lists, prices, tie_tol=tol)), rel=4 * eps)
-    full = jax.jit(best_on_line, static_argnums=4)
+    full = jax.jit(best_on_line, static_argnums=3)
     for j in range(lists.n_models):
-        _, best = full(lists, terms, prices, j, tol)
+        _, best = full(terms, prices, j, tol)
         assert float(best) <= float(profit) + 64 * eps * abs(float(profit))
 
 
@@ -228,7 +228,7 @@ def test_equilibrium_derivative_agrees():
     # `equinox.filter_grad`: option lists carry an integer field, which `jax.grad` refuses.
     g1 = eqx.filter_grad(revenue)(table)
     g2 = eqx.filter_grad(revenue)(lists)
-    dense = robust_terms(lists).to_dense(g2.rate, table.n_models)
+    dense = value_market(lists).to_dense(g2.rate, table.n_models)
     usable = np.asarray(table.hours) > 0
     np.testing.assert_allclose(np.asarray(dense)[usable], np.asarray(g1.rate)[usable], rtol=1e-9, atol=1e-12)
     assert np.any(np.asarray(g1.rate) != 0)

@@ -174,9 +174,9 @@ def test_value_market_batches_under_vmap():
 @pytest.mark.parametrize(
     "change, match",
     [
-        (dict(rate=-1.0), r"ValueMarket.rate must be >= 0; got -1.0 at index \(0, 1\)"),
-        (dict(hours=np.nan), r"ValueMarket.hours must be finite; got nan at index \(0, 1\)"),
-        (dict(rate=np.inf), r"ValueMarket.rate must be finite"),
+        (dict(rate=-1.0), r"^rate must be >= 0; got -1.0 at index \(0, 1\)"),
+        (dict(hours=np.nan), r"^hours must be finite; got nan at index \(0, 1\)"),
+        (dict(rate=np.inf), r"^rate must be finite"),
     ],
 )
 def test_value_market_validation_names_field_and_value(change, match):
@@ -186,10 +186,15 @@ def test_value_market_validation_names_field_and_value(change, match):
         {"rate": rate, "hours": hours}[name][0, 1] = v
     with pytest.raises(ValueError, match=match):
         lj.ValueMarket.from_table(rate, hours, price_hi=2.0)
+    # The constructor names its fields.
+    models = lj.ModelPrices(np.zeros(3), np.zeros(3), np.zeros(3), np.full(3, 2.0))
+    limits = lj.CustomerLimits(np.ones(2), np.full(2, np.inf))
+    with pytest.raises(ValueError, match=match.replace("^", "^ValueMarket.")):
+        lj.ValueMarket(models, limits, rate, hours)
 
 
 def test_value_market_validation_of_shapes_and_box():
-    with pytest.raises(ValueError, match=r"ValueMarket.hours must have shape \(2, 3\); got shape \(3, 2\)"):
+    with pytest.raises(ValueError, match=r"^hours must have shape \(2, 3\); got shape \(3, 2\)"):
         lj.ValueMarket.from_table(np.ones((2, 3)), np.ones((3, 2)), price_hi=2.0)
     with pytest.raises(ValueError, match=r"rate must be a 2-D"):
         lj.ValueMarket.from_table(np.ones(3), np.ones(3))

@@ -12,9 +12,9 @@ import optax
 from jax import lax
 
 from ..._checks import POSITIVE, check_settings, setting
-from ..robust._rsr import RobustTerms, rental_options
-from ..scenarios._market import AnyMarket
-from ._profit import profit_from_terms, relaxed_profit_from_terms
+from ..robust._rsr import rental_options
+from ..scenarios._market import ValueMarket
+from ._profit import exact_profit, relaxed_profit
 from ._solution import PricingTrace
 
 
@@ -67,7 +67,7 @@ class Ascent(eqx.Module):
         return self.optimiser(**dict(self.optimiser_kwargs))
 
 
-def useful_top(market: AnyMarket, terms: RobustTerms) -> jax.Array:
+def useful_top(market: ValueMarket) -> jax.Array:
     """Per model, 1% above the highest price anyone pays: min(price_hi, 1.01 max_i m_ij mu_j) >= price_lo.
 
     Above R_ij = m_ij mu_j customer i's value of model j is negative, so no customer rents j at a
@@ -77,28 +77,28 @@ def useful_top(market: AnyMarket, terms: RobustTerms) -> jax.Array:
     model out of the market altogether, which pays where near-identical models cannibalise each other.
     """
     mo = market.models
-    rate = jnp.where(terms.hours > 0, terms.rate, 0.0)
+    rate = jnp.where(market.hours > 0, market.rate, 0.0)
     # The highest rate per model: over customers (a dense table), or over their options' models.
-    ids = jnp.where(terms.hours > 0, terms.model_ids(), market.n_models)
+    ids = jnp.where(market.hours > 0, market.model_ids(), market.n_models)
     top = jnp.zeros(market.n_models, rate.dtype).at[ids.reshape(-1)].max(rate.reshape(-1), mode="drop")
     return jnp.clip(1.01 * top, mo.price_lo, mo.price_hi)
 
 
-def search_box(market: AnyMarket, terms: RobustTerms) -> tuple[jax.Array, jax.Array]:
+def search_box(market: ValueMarket) -> tuple[jax.Array, jax.Array]:
     """`(lo, width)`: the box [price_lo, useful_top] the gradient stage and the polish's random
     starts draw from, as price = lo + x width for x in [0, 1]."""
     lo = market.models.price_lo
-    return lo, useful_top(market, terms) - lo
+    return lo, useful_top(market) - lo
 
 
-def market_scale(market: AnyMarket, terms: RobustTerms) -> jax.Array:
+def market_scale(market: ValueMarket) -> jax.Array:
     """The typical customer's best robust profit at the lowest prices ($): the median over customers
     who can profit at all (1 if none can).
 
     The median, not the mean: one customer worth far more than the rest would inflate a mean, and
     with it every temperature, leaving the relaxed landscape too smooth for the others at the end.
     """
-    opts = rental_options(market, terms, market.models.price_lo)
+    opts = rental_options(market, market.models.price_lo)
     best = jnp.max(jnp.where(opts.available, jnp.maximum(opts.value, 0.0), 0.0), axis=1)
     scale = jnp.nanmedian(jnp.where(best > 0, best, jnp.nan))
     return jnp.where(jnp.isfinite(scale) & (scale > 0), scale, 1.0)
@@ -112,13 +112,13 @@ class Ascended(eqx.Module):
     trace: PricingTrace
 
 
-def ascend(market: AnyMarket, terms: RobustTerms, tol, settings: Ascent, steps: int, key) -> Ascended:
+def ascend(market: ValueMarket, tol, settings: Ascent, steps: int, key) -> Ascended:
     """Run the gradient stage for `steps` steps (rounded up to a multiple of `eval_every`; the trace
     keeps the first `steps`) from `settings.restarts` starts drawn with `key`. One `lax.scan`, the
     restarts under `jax.vmap`."""
     dtype = market.dtype
-    lo, width = search_box(market, terms)
-    scale = market_scale(market, terms)
+    lo, width = search_box(market)
+    scale = market_scale(market)
     norm = scale * market.n_customers
 
     every = min(settings.eval_every, steps)
@@ -133,10 +133,10 @@ def ascend(market: AnyMarket, terms: RobustTerms, tol, settings: Ascent, steps: 
         return lo + x * width
 
     def relaxed(x, t):
-        return relaxed_profit_from_terms(market, terms, prices_of(x), t)
+        return relaxed_profit(market, prices_of(x), t)
 
     def exact(x):
-        return profit_from_terms(market, terms, prices_of(x), tol)
+        return exact_profit(market, prices_of(x), tol)
 
     opt = settings.make_optimiser()
     grad = jax.value_and_grad(lambda x, t: -relaxed(x, t) / norm)

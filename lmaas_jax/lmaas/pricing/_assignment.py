@@ -29,8 +29,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
-from ..robust._rsr import RobustTerms, rental_options
-from ..scenarios._market import AnyMarket
+from ..robust._rsr import rental_options
+from ..scenarios._market import ValueMarket
 from ._line_search import inverse_value
 
 
@@ -40,8 +40,7 @@ def columns(assign, k):
 
 
 def keep_prices(
-    market: AnyMarket,
-    terms: RobustTerms,
+    market: ValueMarket,
     assign,
     *,
     start=None,
@@ -51,7 +50,7 @@ def keep_prices(
     """The greatest prices in the box at which every customer keeps its assigned option.
 
     `assign`: shape `(N,)`, 0 = free (the customer may do anything), k = its option k (1-based;
-    option k is model k in a dense table, see [`lmaas_jax.RobustTerms`][]).
+    option k is model k in a dense table, see [`lmaas_jax.ValueMarket`][]).
     `start`: an upper bound on the prices (default `price_hi`): the result is the greatest below it.
     `gap`: shape `(N, K + 1)`, the margin by which customer i's assigned option must beat option l
     (column 0: opting out), default 0 (weakly); `post`
@@ -67,24 +66,24 @@ def keep_prices(
     mo, cu = market.models, market.customers
     m = market.n_models
     rounds_cap = m + 2 if max_rounds is None else int(max_rounds)
-    onehot = columns(assign, terms.rate.shape[1])
+    onehot = columns(assign, market.rate.shape[1])
     j = jnp.maximum(assign - 1, 0)
     pick = lambda x: jnp.take_along_axis(x, j[:, None], axis=1)[:, 0]  # noqa: E731
-    rate = pick(terms.rate)
-    length = jnp.minimum(pick(terms.hours), cu.horizon)
+    rate = pick(market.rate)
+    length = jnp.minimum(pick(market.hours), cu.horizon)
     kept = (assign > 0) & (length > 0)
-    ninf = jnp.asarray(-jnp.inf, terms.rate.dtype)
+    ninf = jnp.asarray(-jnp.inf, market.rate.dtype)
 
-    zero = jnp.zeros((market.n_customers, terms.rate.shape[1] + 1), terms.rate.dtype)
+    zero = jnp.zeros((market.n_customers, market.rate.shape[1] + 1), market.rate.dtype)
     gap = zero if gap is None else gap
 
     def step(p):
-        opts = rental_options(market, terms, p)
+        opts = rental_options(market, p)
         others = opts.available & ~onehot
         alt = jnp.max(jnp.where(others, opts.value + gap[:, 1:], ninf), axis=1)
         alt = jnp.maximum(alt, gap[:, 0])
         bound = inverse_value(rate, length, cu.budget, alt)
-        cap = terms.per_model(bound, jnp.where(kept, assign, 0), m, "min", jnp.inf)
+        cap = market.per_model(bound, jnp.where(kept, assign, 0), m, "min", jnp.inf)
         return jnp.maximum(jnp.minimum(jnp.minimum(cap, p), mo.price_hi), mo.price_lo)
 
     def more(state):

@@ -8,16 +8,16 @@ from jax import lax
 from jaxtyping import ArrayLike, Float
 
 from ..._checks import check_prices, checked, size
-from ..robust._rsr import _as_prices, choose, rental_options, robust_terms, tie_tolerance
+from ..robust._rsr import _as_prices, choose, rental_options, tie_tolerance, value_market
 from ..scenarios._market import AnyMarket, check_market
 from ._line_search import best_on_line, best_on_line_among
 from ._posting import posted_solution
-from ._profit import profit_from_terms
+from ._profit import exact_profit
 from ._solution import PricingSolution
 
 
 def coordinate_ascent(
-    market, terms, prices, tol, sweeps: int, steepest: bool = False, line=best_on_line, active=True
+    market, prices, tol, sweeps: int, steepest: bool = False, line=best_on_line, active=True
 ):
     """Exact coordinate ascent for at most `sweeps` sweeps; a start whose sweep stops paying is frozen.
 
@@ -37,7 +37,7 @@ def coordinate_ascent(
     carried unchanged: a batch costs the sweeps its slowest market needs, at most `sweeps`, and a
     batch whose markets all converge early stops early.
 
-    `line(market, terms, prices, j, tol) -> (price, profit)` is the line search: the O(N log N) one,
+    `line(market, prices, j, tol) -> (price, profit)` is the line search: the O(N log N) one,
     or [`lmaas_jax.reference.brute_force_line`][] for comparison. `active` (a boolean, or one per
     start): starts where it is False are frozen from the outset and returned as they are (a caller
     inside a traced loop skips the sweeps without a `lax.cond`, which `jax.vmap` would turn into
@@ -48,23 +48,23 @@ def coordinate_ascent(
     """
     single = prices.ndim == 1
     starts = prices[None, :] if single else prices
-    profit0 = jax.vmap(lambda p: profit_from_terms(market, terms, p, tol))(starts)
+    profit0 = jax.vmap(lambda p: exact_profit(market, p, tol))(starts)
 
     # One traced copy of the line search per sweep (j is a loop index, not unrolled): compile time
     # stays flat in M.
     def one_sweep(prices, profit):
         if steepest:
-            b, values = jax.vmap(lambda j: line(market, terms, prices, j, tol))(jnp.arange(market.n_models))
+            b, values = jax.vmap(lambda j: line(market, prices, j, tol))(jnp.arange(market.n_models))
             j = jnp.argmax(values)
             better = values[j] > profit
             return jnp.where(better, prices.at[j].set(b[j]), prices), jnp.where(better, values[j], profit)
 
-        if line is best_on_line and terms.users is not None:
+        if line is best_on_line and market.model_users is not None:
             return users_sweep(prices)
 
         def move(j, carry):
             prices, profit = carry
-            b, p = line(market, terms, prices, j, tol)
+            b, p = line(market, prices, j, tol)
             better = p > profit
             return jnp.where(better, prices.at[j].set(b), prices), jnp.where(better, p, profit)
 
@@ -75,12 +75,10 @@ def coordinate_ascent(
         # margins do not depend on that price) and a move is taken where the users' margins rise.
         # Models in index order as above; a switch on the model's group picks the line search of
         # that group's user count. The exact profit is summed once a sweep.
-        users = terms.users
+        users = market.model_users
 
         def line(users_of_group):
-            return lambda prices, j, row: best_on_line_among(
-                market, terms, prices, j, tol, users_of_group[row]
-            )
+            return lambda prices, j, row: best_on_line_among(market, prices, j, tol, users_of_group[row])
 
         lines = [line(u) for u in users.customers]
 
@@ -90,16 +88,16 @@ def coordinate_ascent(
             return jnp.where((g >= 0) & (gain > 0), prices.at[j].set(b), prices)
 
         prices = lax.fori_loop(0, market.n_models, move, prices)
-        return prices, profit_from_terms(market, terms, prices, tol)
+        return prices, exact_profit(market, prices, tol)
 
     m = market.n_models
     price_hi = market.models.price_hi
 
     def price_out_unsold(prices, profit):
-        choice = choose(rental_options(market, terms, prices), tol)
-        sold = terms.per_model(jnp.ones(choice.shape, bool), choice, m, "max", False)
+        choice = choose(rental_options(market, prices), tol)
+        sold = market.per_model(jnp.ones(choice.shape, bool), choice, m, "max", False)
         out = jnp.where(sold, prices, price_hi)
-        value = profit_from_terms(market, terms, out, tol)
+        value = exact_profit(market, out, tol)
         take = jnp.any(out != prices) & (value >= profit)
         return jnp.where(take, out, prices), jnp.where(take, value, profit)
 
@@ -181,6 +179,6 @@ def classic_imp(
     differentiable, market = market, lax.stop_gradient(market)
     prices = market.models.price_lo if prices is None else lax.stop_gradient(_as_prices(market, prices))
     tol = tie_tolerance(market, tie_tol)
-    terms = robust_terms(market)
-    prices, _, sweeps = coordinate_ascent(market, terms, prices, tol, int(max_sweeps))
-    return posted_solution(differentiable, terms, prices, tol, stats={"sweeps": sweeps})
+    values = value_market(market)
+    prices, _, sweeps = coordinate_ascent(values, prices, tol, int(max_sweeps))
+    return posted_solution(differentiable, values, prices, tol, stats={"sweeps": sweeps})

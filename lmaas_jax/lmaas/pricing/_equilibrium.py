@@ -36,9 +36,9 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Bool, Int
 
-from ..robust._rsr import RobustTerms, choose, rental_options, robust_terms
-from ..scenarios._market import AnyMarket
-from ._profit import relaxed_profit_from_terms
+from ..robust._rsr import choose, rental_options, value_market
+from ..scenarios._market import AnyMarket, ValueMarket
+from ._profit import relaxed_profit
 
 CUSTOMER, LOW, HIGH, UNSOLD = 0, 1, 2, 3
 PIN_KINDS = ("customer", "price_lo", "price_hi", "unsold")
@@ -93,7 +93,7 @@ def _implicit_tangent(residual, theta, prices, t_theta):
     return -jnp.linalg.solve(f_p, f_theta)
 
 
-def pin_pattern(market: AnyMarket, terms: RobustTerms, prices, tie_tol) -> PinPattern:
+def pin_pattern(market: ValueMarket, prices, tie_tol) -> PinPattern:
     """The pin of every price at `prices` (a solution; ties decided as in [`lmaas_jax.rsr`][]).
 
     A customer counts as tied when its chosen option and another one are within 4 times the tie
@@ -101,8 +101,8 @@ def pin_pattern(market: AnyMarket, terms: RobustTerms, prices, tie_tol) -> PinPa
     """
     mo = market.models
     n, m = market.n_customers, market.n_models
-    opts = rental_options(market, terms, prices)
-    choice = choose(opts, tie_tol)  # options (see RobustTerms); models where reported
+    opts = rental_options(market, prices)
+    choice = choose(opts, tie_tol)  # options (see ValueMarket); models where reported
     value = _with_opt_out(opts.value, 0.0)
     available = _with_opt_out(opts.available, True)
     scale = jnp.max(jnp.where(opts.available, opts.gross, 0.0), axis=1)
@@ -117,7 +117,7 @@ def pin_pattern(market: AnyMarket, terms: RobustTerms, prices, tie_tol) -> PinPa
     alt = jnp.argmin(jnp.abs(gap), axis=1).astype(choice.dtype)  # the nearest other option
     tied = n_near >= 1
     closeness = jnp.where(tied, jnp.abs(gap[rows, alt]), jnp.inf)
-    chosen, alt_model = terms.chosen_model(choice), terms.chosen_model(alt)
+    chosen, alt_model = market.chosen_model(choice), market.chosen_model(alt)
 
     # Per model: a tied customer of that model (it would leave if the price rose) first, else a
     # tied customer whose alternative is that model; the smallest gap within each class, then the
@@ -126,21 +126,21 @@ def pin_pattern(market: AnyMarket, terms: RobustTerms, prices, tie_tol) -> PinPa
     of_key = jnp.where(tied, closeness, inf)
     to_key = jnp.where(tied & (choice > 0), 1e30 + closeness, inf)
     best_key = jnp.minimum(
-        terms.per_model(of_key, choice, m, "min", inf),
-        terms.per_model(to_key, jnp.where(choice > 0, alt, 0), m, "min", inf),
+        market.per_model(of_key, choice, m, "min", inf),
+        market.per_model(to_key, jnp.where(choice > 0, alt, 0), m, "min", inf),
     )
     has = jnp.isfinite(best_key)
     j_of, j_to = jnp.maximum(chosen - 1, 0), jnp.maximum(alt_model - 1, 0)
     first_of = jnp.where(tied & (chosen > 0) & (of_key == best_key[j_of]), rows, n)
     first_to = jnp.where(tied & (choice > 0) & (alt_model > 0) & (to_key == best_key[j_to]), rows, n)
-    pick_of = terms.per_model(first_of, choice, m, "min", n)
-    pick_to = terms.per_model(first_to, jnp.where(choice > 0, alt, 0), m, "min", n)
+    pick_of = market.per_model(first_of, choice, m, "min", n)
+    pick_to = market.per_model(first_to, jnp.where(choice > 0, alt, 0), m, "min", n)
     via_choice = pick_of <= pick_to
     best = jnp.minimum(jnp.minimum(pick_of, pick_to), n - 1).astype(choice.dtype)
     other = jnp.where(via_choice, alt_model[best], chosen[best])
 
     at_lo, at_hi = _at_box_ends(prices, mo)
-    sold = terms.per_model(jnp.ones(n, bool), choice, m, "max", False)
+    sold = market.per_model(jnp.ones(n, bool), choice, m, "max", False)
     kind = jnp.where(at_hi, HIGH, jnp.where(at_lo, LOW, jnp.where(has, CUSTOMER, UNSOLD)))
     pinned = kind == CUSTOMER
     customer = jnp.where(pinned, best, -1).astype(jnp.int32)
@@ -161,13 +161,13 @@ def pin_pattern(market: AnyMarket, terms: RobustTerms, prices, tie_tol) -> PinPa
 def _residual(market: AnyMarket, prices, pins: PinPattern):
     """F(p, theta) of the module docstring, one row per model."""
     mo = market.models
-    terms = robust_terms(market)
-    value = _with_opt_out(rental_options(market, terms, prices).value, 0.0)
+    values = value_market(market)
+    value = _with_opt_out(rental_options(values, prices).value, 0.0)
     i = jnp.maximum(pins.customer, 0)
     # Models -> the pinning customer's options (1-based; 0 = no rental).
-    own = value[i, 1 + terms.slot(i, jnp.arange(market.n_models))]
+    own = value[i, 1 + values.slot(i, jnp.arange(market.n_models))]
     other = jnp.maximum(pins.other, 0)
-    alt = value[i, jnp.where(other > 0, 1 + terms.slot(i, jnp.maximum(other - 1, 0)), 0)]
+    alt = value[i, jnp.where(other > 0, 1 + values.slot(i, jnp.maximum(other - 1, 0)), 0)]
     return jnp.select(
         [pins.kind == CUSTOMER, pins.kind == LOW, pins.kind == HIGH],
         [own - alt, prices - mo.price_lo, prices - mo.price_hi],
@@ -205,7 +205,8 @@ def _equilibrium_prices_jvp(primals, tangents):
 def _relaxed_residual(market: AnyMarket, prices, temperature, at_lo, at_hi):
     """The relaxed equilibrium's conditions: zero price gradient, or the price at its box end."""
     mo = market.models
-    grad = jax.grad(lambda p: relaxed_profit_from_terms(market, robust_terms(market), p, temperature))(prices)
+    values = value_market(market)
+    grad = jax.grad(lambda p: relaxed_profit(values, p, temperature))(prices)
     return jnp.where(at_lo, prices - mo.price_lo, jnp.where(at_hi, prices - mo.price_hi, grad))
 
 
@@ -255,8 +256,8 @@ def relaxed_equilibrium(market: AnyMarket, temperature, start, *, iterations: in
     fixed = lax.stop_gradient(market)
     t = lax.stop_gradient(jnp.asarray(temperature, fixed.dtype))
     mo = fixed.models
-    terms = robust_terms(fixed)
-    f = lambda p: relaxed_profit_from_terms(fixed, terms, p, t)  # noqa: E731
+    values = value_market(fixed)
+    f = lambda p: relaxed_profit(values, p, t)  # noqa: E731
     width = mo.price_hi - mo.price_lo
 
     def step(_, p):

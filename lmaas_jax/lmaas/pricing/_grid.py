@@ -7,10 +7,10 @@ import jax.numpy as jnp
 from jax import lax
 
 from ..._checks import checked, size
-from ..robust._rsr import robust_terms, tie_tolerance
+from ..robust._rsr import tie_tolerance, value_market
 from ..scenarios._market import AnyMarket, check_market
 from ._posting import posted_solution
-from ._profit import profit_from_terms
+from ._profit import exact_profit
 from ._solution import PricingSolution
 
 
@@ -33,7 +33,7 @@ def grid_search(
     """The best of all `points_per_model ** M` price vectors on a uniform grid of the price box.
 
     Every vector's exact profit is evaluated (O(N M) each after the price-free
-    [`lmaas_jax.robust_terms`][]), `chunk_size` vectors at a time inside one `lax.map`, so memory
+    [`lmaas_jax.value_market`][]), `chunk_size` vectors at a time inside one `lax.map`, so memory
     stays O(chunk_size N M) whatever the grid's size. Works under `jax.jit` (with
     `points_per_model` and `chunk_size` static) and `jax.vmap` over markets. The yardstick for "near
     optimal" on any market; on a grid, ties go to the first vector in lexicographic order.
@@ -58,7 +58,7 @@ def grid_search(
     total = g**m
     chunk = min(int(chunk_size), total)
     n_chunks = -(-total // chunk)
-    terms = robust_terms(market)
+    values = value_market(market)
     steps = jnp.linspace(0.0, 1.0, g, dtype=market.dtype)
     radix = jnp.asarray([g ** (m - 1 - k) for k in range(m)], jnp.int64 if total > 2**31 else jnp.int32)
 
@@ -68,7 +68,7 @@ def grid_search(
 
     def evaluate(c):
         index = c * chunk + jnp.arange(chunk, dtype=radix.dtype)
-        profit = jax.vmap(lambda i: profit_from_terms(market, terms, prices_of(i), tol))(index)
+        profit = jax.vmap(lambda i: exact_profit(values, prices_of(i), tol))(index)
         profit = jnp.where(index < total, profit, -jnp.inf)
         k = jnp.argmax(profit)
         return profit[k], index[k]
@@ -76,4 +76,4 @@ def grid_search(
     profits, indices = lax.map(evaluate, jnp.arange(n_chunks, dtype=radix.dtype))
     best = jnp.argmax(profits)
     stats = {"evaluations": jnp.asarray(total)}
-    return posted_solution(market, terms, prices_of(indices[best]), tol, stats=stats)
+    return posted_solution(market, values, prices_of(indices[best]), tol, stats=stats)

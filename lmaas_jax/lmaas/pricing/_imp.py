@@ -12,7 +12,7 @@ from jax import lax
 from jaxtyping import PRNGKeyArray
 
 from ..._checks import check_fits, checked, size
-from ..robust._rsr import robust_terms, tie_tolerance
+from ..robust._rsr import tie_tolerance, value_market
 from ..scenarios._market import AnyMarket, check_market
 from ._ascent import Ascent, ascend
 from ._lookahead import COMPOUND_KINDS, LookAhead, improve_by_lookahead
@@ -186,20 +186,20 @@ def imp(
     # The search never sees the market's derivative; the solution carries the equilibrium's.
     differentiable, market = market, lax.stop_gradient(market)
     tol = tie_tolerance(market, tie_tol)
-    terms = robust_terms(market)
+    values = value_market(market)
 
     key_starts, key_polish = jax.random.split(key)
-    ascended = ascend(market, terms, tol, solver.ascent, steps, key_starts)
+    ascended = ascend(values, tol, solver.ascent, steps, key_starts)
     before = jnp.max(ascended.profit)
     sweeps = moves = pairs = jnp.asarray(0, jnp.int32)
     if solver.polish is None:
         prices = ascended.prices[jnp.argmax(ascended.profit)]
     else:
-        starts = polish_starts(market, terms, ascended, solver.polish, key_polish)
-        prices, profit, sweeps = polish(market, terms, tol, starts, solver.polish)
+        starts = polish_starts(values, ascended, solver.polish, key_polish)
+        prices, profit, sweeps = polish(values, tol, starts, solver.polish)
         if solver.moves.rounds:
             prices, profit, moves = search_moves(
-                market, terms, prices, profit, tol, solver.moves, solver.polish.sweeps
+                values, prices, profit, tol, solver.moves, solver.polish.sweeps
             )
             moves = moves[jnp.argmax(profit)]
         r = jnp.argmax(profit)
@@ -207,8 +207,7 @@ def imp(
         if solver.moves.rounds and solver.lookahead.rounds:
             look = solver.lookahead
             prices, profit, pairs = improve_by_lookahead(
-                market,
-                terms,
+                values,
                 prices,
                 tol,
                 rounds=look.rounds,
@@ -227,5 +226,5 @@ def imp(
         "move_pairs": pairs,
     }
     return posted_solution(
-        differentiable, terms, prices, tol, trace=ascended.trace, stats=stats, settings=solver
+        differentiable, values, prices, tol, trace=ascended.trace, stats=stats, settings=solver
     )

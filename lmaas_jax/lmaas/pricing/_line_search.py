@@ -26,7 +26,7 @@ the exact profit at all N + 3 candidates costs O(N^2 M) (that is
    in O(N log N).
 
 2. **Exact checks in bound order.** Candidates are then evaluated exactly, with the same
-   `profit_from_terms` as the brute force (so at a given price the two agree to the last bit),
+   `exact_profit` as the brute force (so at a given price the two agree to the last bit),
    `chunk` at a time (default 2) in decreasing order of the bound, until the best exact profit found
    exceeds every remaining bound by more than twice the rounding slack. Profits within the slack of
    the best are ties, and ties go to the highest price (`highest_near_best`: which of two such
@@ -52,12 +52,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ..robust._rsr import RobustTerms, choose, chosen_margin, rental_options
-from ..scenarios._market import AnyMarket
-from ._profit import profit_from_terms
+from ..robust._rsr import choose, chosen_margin, rental_options
+from ..scenarios._market import ValueMarket
+from ._profit import exact_profit
 
 
-def candidates(market: AnyMarket, terms: RobustTerms, prices, j):
+def candidates(market: ValueMarket, prices, j):
     """Model j's candidate prices: every customer's breakpoint, the box ends and the current price.
 
     Returns `(candidates, parts)` where `parts` holds the per-customer quantities the bound needs.
@@ -65,11 +65,11 @@ def candidates(market: AnyMarket, terms: RobustTerms, prices, j):
     b = R B / (A + B); customers who can never use j get `price_lo`. Clipped to the price box.
     """
     mo, cu = market.models, market.customers
-    opts = rental_options(market, terms, prices)
-    others = ~terms.is_model(j) & opts.available  # options, dense or lists (see RobustTerms)
+    opts = rental_options(market, prices)
+    others = ~market.is_model(j) & opts.available  # options, dense or lists (see ValueMarket)
     alt = jnp.maximum(jnp.max(jnp.where(others, opts.value, 0.0), axis=1), 0.0)
-    rate = terms.column(terms.rate, j)
-    length = jnp.minimum(terms.column(terms.hours, j), cu.horizon)
+    rate = market.column(market.rate, j)
+    length = jnp.minimum(market.column(market.hours, j), cu.horizon)
     usable = length > 0
     lo, hi = mo.price_lo[j], mo.price_hi[j]
     breakpoint = jnp.where(usable, inverse_value(rate, length, cu.budget, alt), lo)
@@ -123,7 +123,7 @@ def _count_sum(positions, deltas, queries, order):
     return jnp.zeros_like(csum).at[order].set(csum), jnp.max(hist[:c, -1])
 
 
-def profit_bounds(market: AnyMarket, terms: RobustTerms, prices, j, tol, cands, parts):
+def profit_bounds(market: ValueMarket, prices, j, tol, cands, parts):
     """An upper bound on the exact profit at every candidate price of model j, and its slack.
 
     Returns `(bound, slack, by_price)`: exact(c) <= bound(c) + slack for every candidate c, in exact
@@ -221,8 +221,7 @@ def profit_bounds(market: AnyMarket, terms: RobustTerms, prices, j, tol, cands, 
 
 
 def best_on_line(
-    market: AnyMarket,
-    terms: RobustTerms,
+    market: ValueMarket,
     prices,
     j,
     tol,
@@ -240,8 +239,8 @@ def best_on_line(
     documented difference: beyond `chunk * max_chunks` near-best candidates, the highest of those
     checked).
     """
-    cands, parts = candidates(market, terms, prices, j)
-    bound, slack, by_price = profit_bounds(market, terms, prices, j, tol, cands, parts)
+    cands, parts = candidates(market, prices, j)
+    bound, slack, by_price = profit_bounds(market, prices, j, tol, cands, parts)
     c = cands.shape[0]
     k = min(chunk, c)
     n_chunks = min(max_chunks, -(-c // k))
@@ -256,7 +255,7 @@ def best_on_line(
     sorted_bound = jnp.concatenate([top_bound, jnp.full((pad,), -jnp.inf, bound.dtype)])
 
     def exact(index):
-        return profit_from_terms(market, terms, prices.at[j].set(cands[index]), tol)
+        return exact_profit(market, prices.at[j].set(cands[index]), tol)
 
     def body(state):
         r, best_p, seen = state
@@ -294,7 +293,7 @@ def highest_near_best(prices, profits, slack):
     return jnp.argmax(jnp.where(near, prices, -jnp.inf))
 
 
-def best_on_line_among(market: AnyMarket, terms: RobustTerms, prices, j, tol, users):
+def best_on_line_among(market: ValueMarket, prices, j, tol, users):
     """`best_on_line` reading only `users` (shape `(D,)`, padded with N): the customers who have
     model j as an option; every other customer's choice, and so its margin, does not depend on
     beta_j. Costs O(D (K + log D)) instead of O(N (K + log N)) (option lists, see
@@ -306,6 +305,6 @@ def best_on_line_among(market: AnyMarket, terms: RobustTerms, prices, j, tol, us
     `best_on_line`'s does (the non-users' candidates, all `price_lo`, are never above the users'
     lowest); the slack is the users' own, so near-ties can resolve differently.
     """
-    sub, sub_terms = terms.restrict(market, users)
-    price, value = best_on_line(sub, sub_terms, prices, j, tol)
-    return price, value - profit_from_terms(sub, sub_terms, prices, tol)
+    sub = market.restrict(users)
+    price, value = best_on_line(sub, prices, j, tol)
+    return price, value - exact_profit(sub, prices, tol)

@@ -25,12 +25,12 @@ import jax.numpy as jnp
 from jax import lax
 
 from ..._checks import check_settings, setting
-from ..robust._rsr import RobustTerms, choose, rental_options
-from ..scenarios._market import AnyMarket
+from ..robust._rsr import choose, rental_options
+from ..scenarios._market import ValueMarket
 from ._classic_imp import coordinate_ascent
 from ._line_search import inverse_value
 from ._moves import all_moves, best_move, improve_by_moves, raisable, raised_prices
-from ._profit import profit_from_terms
+from ._profit import exact_profit
 
 # Compound moves per candidate customer: received by any model, by unsold models only, by the chain.
 COMPOUND_KINDS = 3
@@ -53,29 +53,27 @@ class LookAhead(eqx.Module):
         check_settings(self)
 
 
-def best_two_moves(market: AnyMarket, terms: RobustTerms, prices, tol, *, beam: int, sweeps: int, **counts):
+def best_two_moves(market: ValueMarket, prices, tol, *, beam: int, sweeps: int, **counts):
     """Look two moves ahead: from each of the `beam` best candidates that lower the profit (called
     where no single move pays), the best next move, then at most `sweeps` sweeps of coordinate
     ascent; the best of those `(new_prices, new_profit)`. The pair can pay where neither move alone
     does (one customer's move that costs a little makes room for another's that earns more)."""
-    base = profit_from_terms(market, terms, prices, tol)
-    qs, values = all_moves(market, terms, prices, tol, **counts)
+    base = exact_profit(market, prices, tol)
+    qs, values = all_moves(market, prices, tol, **counts)
     # Only moves that lose something: at a local optimum many candidates re-price to the same
     # profit (the same prices, or a plateau of equal profits), which would fill the beam with one
     # point; in float32 those profits differ from `base` by rounding only.
     below = values < base - 64 * jnp.finfo(prices.dtype).eps * jnp.abs(base)
     first, pick = lax.top_k(jnp.where(below, values, -jnp.inf), min(beam, values.shape[0]))
-    second, value = lax.map(lambda q: best_move(market, terms, q, tol, **counts), qs[pick])
+    second, value = lax.map(lambda q: best_move(market, q, tol, **counts), qs[pick])
     value = jnp.where(first > -jnp.inf, value, -jnp.inf)
-    second, value, _ = coordinate_ascent(market, terms, second, tol, sweeps, active=value > -jnp.inf)
+    second, value, _ = coordinate_ascent(market, second, tol, sweeps, active=value > -jnp.inf)
     value = jnp.where(first > -jnp.inf, value, -jnp.inf)
     k = jnp.argmax(value)
     return second[k], value[k]
 
 
-def raised_and_received(
-    market: AnyMarket, terms: RobustTerms, prices, sigma, model, top, buyers, tol, customer, unsold, chain
-):
+def raised_and_received(market: ValueMarket, prices, sigma, model, top, buyers, tol, customer, unsold, chain):
     """The prices a compound move proposes (see `best_compound_move`): customer i's model j priced at
     i's value of it (where that value falls to 0), the models its customers who can pay that would
     rather rent priced up until they stay (`raised_prices`, as a raise), and every customer who then
@@ -99,37 +97,37 @@ def raised_and_received(
     mo, cu = market.models, market.customers
     m = market.n_models
     ninf = jnp.asarray(-jnp.inf, prices.dtype)
-    length = jnp.minimum(terms.hours, cu.horizon[:, None])
-    raised, _ = raised_prices(market, terms, prices, sigma, model, top, customer)
-    at_raised = rental_options(market, terms, raised)
+    length = jnp.minimum(market.hours, cu.horizon[:, None])
+    raised, _ = raised_prices(market, prices, sigma, model, top, customer)
+    at_raised = rental_options(market, raised)
     new = choose(at_raised, tol)
     # The chain: newcomers' models (not raised) lifted to their newcomers' second best.
     moved = (sigma > 0) & (new != sigma) & (new > 0) & jnp.asarray(chain)
     slot = jnp.maximum(new - 1, 0)[:, None]
-    options = jnp.arange(terms.rate.shape[1], dtype=slot.dtype)[None, :]
+    options = jnp.arange(market.rate.shape[1], dtype=slot.dtype)[None, :]
     second = jnp.where(at_raised.available & (options != slot), at_raised.value, ninf)
     second = jnp.maximum(jnp.max(second, axis=1), 0.0)
-    rate, hours = (jnp.take_along_axis(x, slot, axis=1)[:, 0] for x in (terms.rate, length))
+    rate, hours = (jnp.take_along_axis(x, slot, axis=1)[:, 0] for x in (market.rate, length))
     lift = inverse_value(rate, hours, cu.budget, second)
-    to = jnp.maximum(terms.chosen_model(new) - 1, 0)
+    to = jnp.maximum(market.chosen_model(new) - 1, 0)
     lift = jnp.where(moved & (raised[to] == prices[to]) & (lift > raised[to]), lift, jnp.inf)
     lifts = jnp.full((m,), jnp.inf, prices.dtype).at[to].min(lift)
     lifted = jnp.isfinite(lifts)
     raised = jnp.where(lifted, jnp.minimum(lifts, mo.price_hi), raised)
-    at_raised = rental_options(market, terms, raised)
+    at_raised = rental_options(market, raised)
     # A newcomer its model's lift keeps is placed, not a customer to receive.
     again = choose(at_raised, tol)
     new = jnp.where(moved & lifted[to] & (again == new), sigma, again)
     leaves = (sigma > 0) & (new != sigma)
     elsewhere = jnp.maximum(jnp.max(jnp.where(at_raised.available, at_raised.value, ninf), axis=1), 0.0)
-    win = inverse_value(terms.rate, length, cu.budget[:, None], elsewhere[:, None])
-    now = terms.per_option(raised)
-    ids = terms.model_ids()
-    kept = terms.per_option(jnp.where(raised > prices, 0.0, 1.0).astype(prices.dtype)) > 0  # not raised
+    win = inverse_value(market.rate, length, cu.budget[:, None], elsewhere[:, None])
+    now = market.per_option(raised)
+    ids = market.model_ids()
+    kept = market.per_option(jnp.where(raised > prices, 0.0, 1.0).astype(prices.dtype)) > 0  # not raised
     ok = leaves[:, None] & at_raised.available & kept & (win < now)
-    empty = terms.per_option(buyers) == 0
-    ok = ok & (win >= terms.per_option(mo.price_lo)) & (~jnp.asarray(unsold) | empty)
-    net = win - terms.per_option(mo.serving_cost) - (now - win) * terms.per_option(buyers)
+    empty = market.per_option(buyers) == 0
+    ok = ok & (win >= market.per_option(mo.price_lo)) & (~jnp.asarray(unsold) | empty)
+    net = win - market.per_option(mo.serving_cost) - (now - win) * market.per_option(buyers)
     net = jnp.where(ok, net, ninf)
     pick = jnp.argmax(net, axis=1)
     take = jnp.max(net, axis=1) > 0
@@ -139,7 +137,7 @@ def raised_and_received(
     return jnp.minimum(raised, cuts)
 
 
-def best_compound_move(market: AnyMarket, terms: RobustTerms, prices, tol, *, count: int, sweeps: int):
+def best_compound_move(market: ValueMarket, prices, tol, *, count: int, sweeps: int):
     """The best compound move from `prices`: `(new_prices, new_profit)` (profit -inf where there is
     no candidate), each candidate scored by the exact profit after at most `sweeps` sweeps of
     coordinate ascent from the prices it proposes (`raised_and_received`, receiving by any model, by
@@ -160,9 +158,9 @@ def best_compound_move(market: AnyMarket, terms: RobustTerms, prices, tol, *, co
     On c-n=200 .4 the chain (see `raised_and_received`) took imp from 0.99977 to 0.99998.
     """
     n, m = market.n_customers, market.n_models
-    sigma = choose(rental_options(market, terms, prices), tol)
-    model, top, rise, ok = raisable(market, terms, prices, sigma)
-    buyers = terms.per_model(jnp.ones(n, prices.dtype), sigma, m, "add", jnp.zeros((), prices.dtype))
+    sigma = choose(rental_options(market, prices), tol)
+    model, top, rise, ok = raisable(market, prices, sigma)
+    buyers = market.per_model(jnp.ones(n, prices.dtype), sigma, m, "add", jnp.zeros((), prices.dtype))
     k = min(count, n)
     score, customer = lax.top_k(jnp.where(ok, -rise, -jnp.inf), k)
     customer = jnp.tile(customer, COMPOUND_KINDS)
@@ -171,20 +169,19 @@ def best_compound_move(market: AnyMarket, terms: RobustTerms, prices, tol, *, co
 
     def propose(i, kind):
         unsold, chain = kind == 1, kind == 2
-        return raised_and_received(market, terms, prices, sigma, model, top, buyers, tol, i, unsold, chain)
+        return raised_and_received(market, prices, sigma, model, top, buyers, tol, i, unsold, chain)
 
     starts = jax.vmap(propose)(customer, kind)
     # One batch: coordinate ascent's line searches serve all starts at once (on p-n=150 .2, 150
     # starts in 0.5 s a sweep, against 7 s as `lax.map` chunks of a vmapped single start).
-    qs, values, _ = coordinate_ascent(market, terms, starts, tol, sweeps, active=valid)
+    qs, values, _ = coordinate_ascent(market, starts, tol, sweeps, active=valid)
     values = jnp.where(valid, values, -jnp.inf)
     best = jnp.argmax(values)
     return qs[best], values[best]
 
 
 def improve_by_lookahead(
-    market: AnyMarket,
-    terms: RobustTerms,
+    market: ValueMarket,
     prices,
     tol,
     *,
@@ -203,21 +200,20 @@ def improve_by_lookahead(
 
     Returns `(prices, profit, pairs)`, `pairs` the number of steps taken (pairs or compound moves).
     """
-    profit = profit_from_terms(market, terms, prices, tol)
+    profit = exact_profit(market, prices, tol)
 
     def body(state):
         prices, profit, pairs, _ = state
-        q, value = best_two_moves(market, terms, prices, tol, beam=beam, sweeps=sweeps, **counts)
+        q, value = best_two_moves(market, prices, tol, beam=beam, sweeps=sweeps, **counts)
         if compounds:
-            q2, value2 = best_compound_move(market, terms, prices, tol, count=compounds, sweeps=sweeps)
+            q2, value2 = best_compound_move(market, prices, tol, count=compounds, sweeps=sweeps)
             use = value2 > value
-            q2, value2, _ = coordinate_ascent(market, terms, q2, tol, sweeps, active=use)
+            q2, value2, _ = coordinate_ascent(market, q2, tol, sweeps, active=use)
             q, value = jnp.where(use, q2, q), jnp.where(use, value2, value)
         better = value > profit + 1e-12 * jnp.abs(profit)
         # count 0: no single moves where the pair did not pay (a traced count, so no `lax.cond`).
         q, value, _ = improve_by_moves(
             market,
-            terms,
             q[None, :],
             tol,
             rounds=moves,

@@ -74,12 +74,12 @@ import jax.numpy as jnp
 from jax import lax
 
 from ..._checks import check_settings, setting
-from ..robust._rsr import RobustTerms, choose, rental_options
-from ..scenarios._market import AnyMarket
+from ..robust._rsr import choose, rental_options
+from ..scenarios._market import ValueMarket
 from ._assignment import columns, keep_prices
 from ._classic_imp import coordinate_ascent
 from ._line_search import inverse_value
-from ._profit import profit_from_terms
+from ._profit import exact_profit
 
 # Kinds of candidate (see the module docstring).
 INSERT, DROP, SHED_BINDING, FREE_BINDING, SHED_CHEAPEST, SHED_TRIED, RAISE = range(7)
@@ -105,22 +105,21 @@ def _rank_within(model, key):
     return position - first
 
 
-def raisable(market: AnyMarket, terms: RobustTerms, prices, sigma):
+def raisable(market: ValueMarket, prices, sigma):
     """Per customer, for a raise of its model to where its value of its option falls to 0:
     `(model, top, rise, ok)`: the chosen model (1-based, 0 = none), that price (R of the option,
     -inf where it rents nothing), how far it lies above the model's price, and whether the raise is
     possible (the customer rents, the rise is positive and the price within the box)."""
-    model = terms.chosen_model(sigma)
+    model = market.chosen_model(sigma)
     j = jnp.maximum(model - 1, 0)
     own = jnp.maximum(sigma - 1, 0)
-    top = jnp.where(sigma > 0, jnp.take_along_axis(terms.rate, own[:, None], axis=1)[:, 0], -jnp.inf)
+    top = jnp.where(sigma > 0, jnp.take_along_axis(market.rate, own[:, None], axis=1)[:, 0], -jnp.inf)
     rise = top - prices[j]
     return model, top, rise, (sigma > 0) & (rise > 0) & (top <= market.models.price_hi[j])
 
 
 def _candidates(
-    market: AnyMarket,
-    terms: RobustTerms,
+    market: ValueMarket,
     prices,
     opts,
     sigma,
@@ -133,19 +132,19 @@ def _candidates(
     `inserts` + `drops` + 4 `sheds` + `raises` of them (`opts`: the options at `prices`, `sigma` the choices
     they induce), and the `_Neighbourhood` that `assignment` turns them into assignments with."""
     mo, cu = market.models, market.customers
-    n, k = market.n_customers, terms.rate.shape[1]  # k: options per customer (M if dense)
+    n, k = market.n_customers, market.rate.shape[1]  # k: options per customer (M if dense)
     m = market.n_models
     dtype = prices.dtype
     onehot = columns(sigma, k)
     ninf = jnp.asarray(-jnp.inf, dtype)
     current = jnp.maximum(jnp.max(jnp.where(onehot & opts.available, opts.value, ninf), axis=1), 0.0)
-    length = jnp.minimum(terms.hours, cu.horizon[:, None])
+    length = jnp.minimum(market.hours, cu.horizon[:, None])
     # Insert (i, j): the price of j at which i's value of j reaches its current value.
-    win = inverse_value(terms.rate, length, cu.budget[:, None], current[:, None])
+    win = inverse_value(market.rate, length, cu.budget[:, None], current[:, None])
     room = jnp.maximum(prices - mo.serving_cost, jnp.finfo(dtype).tiny)
-    cut = (terms.per_option(prices) - win) / terms.per_option(room)
+    cut = (market.per_option(prices) - win) / market.per_option(room)
     others = opts.available & ~onehot
-    insert_ok = others & (win >= terms.per_option(mo.price_lo))
+    insert_ok = others & (win >= market.per_option(mo.price_lo))
     insert_score = jnp.where(insert_ok, -cut, ninf).reshape(-1)
     k_ins = min(inserts, n * k)
     ins_score, ins_flat = lax.top_k(insert_score, k_ins)
@@ -153,9 +152,9 @@ def _candidates(
     # Drop i: the room its own price has before i leaves it (binding customers have none).
     alt_value = jnp.maximum(jnp.max(jnp.where(others, opts.value, ninf), axis=1), 0.0)
     own = jnp.maximum(sigma - 1, 0)
-    model = terms.chosen_model(sigma)
+    model = market.chosen_model(sigma)
     own_model = jnp.maximum(model - 1, 0)
-    own_rate = jnp.take_along_axis(terms.rate, own[:, None], axis=1)[:, 0]
+    own_rate = jnp.take_along_axis(market.rate, own[:, None], axis=1)[:, 0]
     own_length = jnp.take_along_axis(length, own[:, None], axis=1)[:, 0]
     slack = (inverse_value(own_rate, own_length, cu.budget, alt_value) - prices[own_model]) / room[own_model]
     sold = sigma > 0
@@ -163,16 +162,16 @@ def _candidates(
     drop_score, drop_customer = lax.top_k(jnp.where(sold, -slack, ninf), k_drop)
     # Shed: where would each customer go? The option whose winning price, less what cutting that
     # model's price to it costs on the model's current customers, earns the most.
-    buyers = terms.per_model(jnp.ones(n, dtype), sigma, m, "add", jnp.zeros((), dtype))
-    lost = (terms.per_option(prices) - win) * terms.per_option(buyers)
-    net = win - terms.per_option(mo.serving_cost) - lost
+    buyers = market.per_model(jnp.ones(n, dtype), sigma, m, "add", jnp.zeros((), dtype))
+    lost = (market.per_option(prices) - win) * market.per_option(buyers)
+    net = win - market.per_option(mo.serving_cost) - lost
     net = jnp.where(insert_ok, net, ninf)
     best_net = jnp.max(net, axis=1)
     alt = jnp.where(best_net > ninf, jnp.argmax(net, axis=1) + 1, 0).astype(sigma.dtype)
     # What re-homing it costs: its margin now less the best net (freeing it: the whole margin).
     cost = (prices - mo.serving_cost)[own_model] - jnp.maximum(best_net, 0.0)
     big = jnp.asarray(jnp.inf, dtype)
-    _, top, rise, raise_ok = raisable(market, terms, prices, sigma)
+    _, top, rise, raise_ok = raisable(market, prices, sigma)
     hood = _Neighbourhood(
         sigma=sigma,
         model=model,
@@ -234,7 +233,7 @@ def assignment(hood: _Neighbourhood, customer, kind, option):
     return jnp.where(moved, target, hood.sigma)
 
 
-def raised_prices(market: AnyMarket, terms: RobustTerms, prices, sigma, model, top, customer):
+def raised_prices(market: ValueMarket, prices, sigma, model, top, customer):
     """Customer i's model j priced at t = `top[i]` (i's value of it falls to 0 there), and every
     other model k at least where each of j's customers who can pay t still weakly prefers j
     (V_ik(beta_k) <= V_ij(t)), capped at `price_hi`: `(raised prices, who stays)`. `sigma`, `model`
@@ -246,17 +245,17 @@ def raised_prices(market: AnyMarket, terms: RobustTerms, prices, sigma, model, t
     t = top[customer]
     stays = mine & (top >= t)
     own = jnp.maximum(sigma - 1, 0)[:, None]
-    at_t = rental_options(market, terms, prices.at[j].set(t))
+    at_t = rental_options(market, prices.at[j].set(t))
     value_t = jnp.take_along_axis(at_t.value, own, axis=1)[:, 0]
-    length = jnp.minimum(terms.hours, market.customers.horizon[:, None])
-    need = inverse_value(terms.rate, length, market.customers.budget[:, None], value_t[:, None])
-    others = stays[:, None] & (terms.hours > 0) & ~columns(sigma, terms.rate.shape[1])
-    ids = jnp.where(others, terms.model_ids(), m)
+    length = jnp.minimum(market.hours, market.customers.horizon[:, None])
+    need = inverse_value(market.rate, length, market.customers.budget[:, None], value_t[:, None])
+    others = stays[:, None] & (market.hours > 0) & ~columns(sigma, market.rate.shape[1])
+    ids = jnp.where(others, market.model_ids(), m)
     floor = jnp.full((m,), -jnp.inf, prices.dtype).at[ids.reshape(-1)].max(need.reshape(-1), mode="drop")
     return jnp.minimum(jnp.maximum(prices, floor), market.models.price_hi).at[j].set(t), stays
 
 
-def raised_assignment(market: AnyMarket, terms: RobustTerms, prices, tol, hood: _Neighbourhood, customer):
+def raised_assignment(market: ValueMarket, prices, tol, hood: _Neighbourhood, customer):
     """The assignment a raise candidate proposes (see the module docstring): customer i's model j
     priced at t = `hood.top[i]`, where i's value of it falls to 0.
 
@@ -270,8 +269,8 @@ def raised_assignment(market: AnyMarket, terms: RobustTerms, prices, tol, hood: 
     re-assignment lifts it; this moves the customers at both ends at once.
     """
     mine = hood.model == hood.model[customer]
-    raised, stays = raised_prices(market, terms, prices, hood.sigma, hood.model, hood.top, customer)
-    sigma = choose(rental_options(market, terms, raised), tol)
+    raised, stays = raised_prices(market, prices, hood.sigma, hood.model, hood.top, customer)
+    sigma = choose(rental_options(market, raised), tol)
     # Customers the raised prices move (and j's who cannot pay t) go where their insertion re-priced
     # best, if any was scored: their choice at the raised prices may be nothing where cutting a
     # model's price would win them.
@@ -281,8 +280,7 @@ def raised_assignment(market: AnyMarket, terms: RobustTerms, prices, tol, hood: 
 
 
 def all_moves(
-    market: AnyMarket,
-    terms: RobustTerms,
+    market: ValueMarket,
     prices,
     tol,
     *,
@@ -302,19 +300,19 @@ def all_moves(
     6x to 11x the rounds the candidates needed and chunks of 8 made a round of moves 2.1x to 2.5x
     faster (p-n=150, c-n=200); on small markets one chunk is one sequential step fewer.
     """
-    opts = rental_options(market, terms, prices)
+    opts = rental_options(market, prices)
     sigma = choose(opts, tol)
-    cands, hood = _candidates(market, terms, prices, opts, sigma, inserts, drops, sheds, raises)
+    cands, hood = _candidates(market, prices, opts, sigma, inserts, drops, sheds, raises)
 
     def score_all(cands, hood, raising):
         def score(c):
             i, kind, a, ok = c
             proposed = assignment(hood, i, kind, a)
             if raising:
-                raised = raised_assignment(market, terms, prices, tol, hood, i)
+                raised = raised_assignment(market, prices, tol, hood, i)
                 proposed = jnp.where(kind == RAISE, raised, proposed)
-            q, _ = keep_prices(market, terms, proposed)
-            value = profit_from_terms(market, terms, q, tol)
+            q, _ = keep_prices(market, proposed)
+            value = exact_profit(market, q, tol)
             return q, jnp.where(ok, value, -jnp.inf)
 
         # Equal chunks of at most `batch`, padded with invalid candidates (cut off again): lax.map
@@ -335,7 +333,7 @@ def all_moves(
     q, value = score_all(tuple(x[:first] for x in cands), hood, False)
     if not second:
         return q, value
-    k_ins = min(inserts, market.n_customers * terms.rate.shape[1])
+    k_ins = min(inserts, market.n_customers * market.rate.shape[1])
     who, where, tried = cands[0][:k_ins], cands[2][:k_ins], value[:k_ins]
     best = jnp.full(market.n_customers, -jnp.inf, tried.dtype).at[who].max(tried)
     top = (tried == best[who]) & (tried > -jnp.inf)
@@ -345,17 +343,16 @@ def all_moves(
     return jnp.concatenate([q, q2]), jnp.concatenate([value, value2])
 
 
-def best_move(market: AnyMarket, terms: RobustTerms, prices, tol, **counts):
+def best_move(market: ValueMarket, prices, tol, **counts):
     """The best candidate move from `prices`: `(new_prices, new_profit)` (profit -inf where there
     is no candidate). `counts`: `inserts`, `drops`, `sheds` as in `all_moves`."""
-    qs, values = all_moves(market, terms, prices, tol, **counts)
+    qs, values = all_moves(market, prices, tol, **counts)
     k = jnp.argmax(values)
     return qs[k], values[k]
 
 
 def improve_by_moves(
-    market: AnyMarket,
-    terms: RobustTerms,
+    market: ValueMarket,
     prices,
     tol,
     *,
@@ -391,14 +388,14 @@ def improve_by_moves(
     single = prices.ndim == 1
     starts = prices[None, :] if single else prices
     count = starts.shape[0] if count is None else jnp.minimum(jnp.asarray(count, jnp.int32), starts.shape[0])
-    profit = jax.vmap(lambda p: profit_from_terms(market, terms, p, tol))(starts)
+    profit = jax.vmap(lambda p: exact_profit(market, p, tol))(starts)
 
     def body(state):
         pool, profit, moves, s, r = state
         counts = dict(inserts=inserts, drops=drops, sheds=sheds, raises=raises, batch=batch)
-        q, value = best_move(market, terms, pool[s], tol, **counts)
+        q, value = best_move(market, pool[s], tol, **counts)
         better = value > profit[s] + 1e-12 * jnp.abs(profit[s])
-        q, value, _ = coordinate_ascent(market, terms, q, tol, sweeps, active=better)
+        q, value, _ = coordinate_ascent(market, q, tol, sweeps, active=better)
         better = better & (value > profit[s])
         pool = pool.at[s].set(jnp.where(better, q, pool[s]))
         profit = profit.at[s].set(jnp.where(better, value, profit[s]))
@@ -462,7 +459,7 @@ class Moves(eqx.Module):
         return {"inserts": inserts, "drops": drops, "sheds": sheds, "raises": raises, "batch": self.batch}
 
 
-def search_moves(market: AnyMarket, terms: RobustTerms, prices, profit, tol, settings: Moves, sweeps: int):
+def search_moves(market: ValueMarket, prices, profit, tol, settings: Moves, sweeps: int):
     """The moves stage: from the polished starts `prices` `(S, M)` with exact profits `profit`, the
     best `settings.starts` of distinct profits are improved by `improve_by_moves` (each round polished
     for `sweeps` sweeps). Starts that polished to one optimum would repeat one search, so only one
@@ -474,7 +471,6 @@ def search_moves(market: AnyMarket, terms: RobustTerms, prices, profit, tol, set
     top = order[pos]
     return improve_by_moves(
         market,
-        terms,
         prices[top],
         tol,
         rounds=settings.rounds,

@@ -8,11 +8,10 @@ import jax.numpy as jnp
 from jax import lax
 
 from ..._checks import check_settings, setting
-from ..robust._rsr import RobustTerms
-from ..scenarios._market import AnyMarket
+from ..scenarios._market import ValueMarket
 from ._ascent import Ascended, search_box
 from ._classic_imp import coordinate_ascent
-from ._profit import profit_from_terms
+from ._profit import exact_profit
 
 # The probability that a random start prices a model out of the market (at price_hi).
 OUT_OF_MARKET = 0.25
@@ -41,27 +40,27 @@ class Polish(eqx.Module):
         check_settings(self)
 
 
-def random_starts(market: AnyMarket, terms: RobustTerms, count: int, key) -> jax.Array:
+def random_starts(market: ValueMarket, count: int, key) -> jax.Array:
     """`count` random price vectors, shape `(count, M)`: each model uniform in the gradient stage's box
     (`search_box`) or, with probability `OUT_OF_MARKET`, at `price_hi`."""
-    lo, width = search_box(market, terms)
+    lo, width = search_box(market)
     k_price, k_menu = jax.random.split(key)
     u = jax.random.uniform(k_price, (count, market.n_models), market.dtype)
     out = jax.random.bernoulli(k_menu, OUT_OF_MARKET, u.shape)
     return jnp.where(out, market.models.price_hi[None, :], jax.vmap(lambda x: lo + x * width)(u))
 
 
-def polish_starts(market, terms, ascended: Ascended, settings: Polish, key) -> jax.Array:
+def polish_starts(market, ascended: Ascended, settings: Polish, key) -> jax.Array:
     """The polish's starts: the gradient stage's best `settings.restarts` restarts, then the random
     ones."""
     _, top = lax.top_k(ascended.profit, min(settings.restarts, ascended.profit.shape[0]))
     starts = ascended.prices[top]
     if settings.random:
-        starts = jnp.concatenate([starts, random_starts(market, terms, settings.random, key)])
+        starts = jnp.concatenate([starts, random_starts(market, settings.random, key)])
     return starts
 
 
-def polish(market, terms, tol, starts, settings: Polish):
+def polish(market, tol, starts, settings: Polish):
     """Classic IMP from every start for `sweeps` sweeps, then the best `finalists` for `max_sweeps`
     more, in one loop whose body polishes one start: most starts end in poor basins after a sweep or
     two and only the finalists need every sweep, one traced copy of the line search keeps compile
@@ -73,14 +72,14 @@ def polish(market, terms, tol, starts, settings: Polish):
     n = starts.shape[0]
     f = min(settings.finalists, n)
     rounds = -(-settings.max_sweeps // settings.sweeps)
-    profit0 = jax.vmap(lambda p: profit_from_terms(market, terms, p, tol))(starts)
+    profit0 = jax.vmap(lambda p: exact_profit(market, p, tol))(starts)
 
     def body(i, state):
         pool, profit, sweeps, finalists = state
         # Stage 2 polishes the starts that were best when stage 1 ended, in a fixed order.
         finalists = jnp.where(i == n, lax.top_k(profit, f)[1], finalists)
         row = jnp.where(i < n, i, finalists[jnp.maximum(i - n, 0) % f])
-        new, value, used = coordinate_ascent(market, terms, pool[row], tol, settings.sweeps)
+        new, value, used = coordinate_ascent(market, pool[row], tol, settings.sweeps)
         return pool.at[row].set(new), profit.at[row].set(value), sweeps.at[row].add(used), finalists
 
     init = (starts, profit0, jnp.zeros(n, jnp.int32), jnp.zeros(f, jnp.int32))

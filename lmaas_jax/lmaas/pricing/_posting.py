@@ -45,8 +45,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ..robust._rsr import RobustTerms, _respond, choose, chosen_margin, rental_options, robust_terms
-from ..scenarios._market import AnyMarket
+from ..robust._rsr import choose, chosen_margin, rental_options, respond, value_market
+from ..scenarios._market import AnyMarket, ValueMarket
 from ._assignment import keep_prices
 from ._equilibrium import equilibrium_prices, pin_pattern
 from ._solution import PricingSolution
@@ -65,26 +65,26 @@ def _ladder(dtype) -> jax.Array:
     return jnp.asarray(values, dtype)
 
 
-def _gaps(market: AnyMarket, terms: RobustTerms, opts, prices) -> jax.Array:
+def _gaps(market: ValueMarket, opts, prices) -> jax.Array:
     """Each option's share of the required strict gap, (N, K): its rounding sensitivity."""
     eps = jnp.finfo(prices.dtype).eps
-    scale = jnp.abs(terms.rate) + terms.cancellation + terms.per_option(jnp.abs(prices))
+    scale = jnp.abs(market.rate) + market.rounding + market.per_option(jnp.abs(prices))
     return 16.0 * eps * scale * opts.duration
 
 
-def _required(market: AnyMarket, terms: RobustTerms, opts, prices, intended):
+def _required(market: ValueMarket, opts, prices, intended):
     """The gap, (N, K + 1), by which each customer's intended option must beat option l (0: none)."""
     n = opts.value.shape[0]
     zero = jnp.zeros((n, 1), opts.value.dtype)
-    share = jnp.concatenate([zero, _gaps(market, terms, opts, prices)], axis=1)
+    share = jnp.concatenate([zero, _gaps(market, opts, prices)], axis=1)
     scale = jnp.max(jnp.where(opts.available, opts.gross, 0.0), axis=1)
     own = jnp.take_along_axis(share, intended[:, None], axis=1)
     return own + share + _POST_TIE_TOL * (1.0 + scale)[:, None]
 
 
-def _shortfall(market: AnyMarket, terms: RobustTerms, prices, intended):
+def _shortfall(market: ValueMarket, prices, intended):
     """Per customer, how much value its intended option lacks to hold (<= 0: it holds), and tau."""
-    opts = rental_options(market, terms, prices)
+    opts = rental_options(market, prices)
     n, m = opts.value.shape
     zero = jnp.zeros((n, 1), opts.value.dtype)
     value = jnp.concatenate([zero, opts.value], axis=1)
@@ -92,20 +92,20 @@ def _shortfall(market: AnyMarket, terms: RobustTerms, prices, intended):
     duration = jnp.concatenate([zero, opts.duration], axis=1)
     available = jnp.concatenate([jnp.ones((n, 1), bool), opts.available], axis=1)
     pick = lambda x: jnp.take_along_axis(x, intended[:, None], axis=1)[:, 0]  # noqa: E731
-    need = _required(market, terms, opts, prices, intended)
+    need = _required(market, opts, prices, intended)
     others = available & (jnp.arange(m + 1, dtype=intended.dtype)[None, :] != intended[:, None])
     lack = jnp.max(jnp.where(others, need - (pick(value)[:, None] - value), -jnp.inf), axis=1)
     lack = jnp.where(pick(available), lack, jnp.inf)
     return lack, pick(margin), pick(duration)
 
 
-def held_profit(market: AnyMarket, terms: RobustTerms, prices, intended):
+def held_profit(market: ValueMarket, prices, intended):
     """The profit from customers who strictly prefer their `intended` option (0 = none) at `prices`."""
-    lack, margin, _ = _shortfall(market, terms, prices, intended)
+    lack, margin, _ = _shortfall(market, prices, intended)
     return jnp.sum(jnp.where(lack <= 0, margin, 0.0)) - jnp.sum(market.models.training_cost)
 
 
-def _targeted(market: AnyMarket, terms: RobustTerms, prices, intended, rounds: int):
+def _targeted(market: ValueMarket, prices, intended, rounds: int):
     """Lower each price by what its worst unheld customer lacks, repeatedly (capped at 1%).
 
     Lowering beta_j by d raises the value of renting j by at least d tau_ij, so a customer of j
@@ -119,23 +119,23 @@ def _targeted(market: AnyMarket, terms: RobustTerms, prices, intended, rounds: i
 
     def round_(_, cut):
         p = jnp.clip(prices - cut, mo.price_lo, mo.price_hi)
-        lack, _, tau = _shortfall(market, terms, p, intended)
+        lack, _, tau = _shortfall(market, p, intended)
         want = jnp.where((intended > 0) & (lack > 0) & (tau > 0), lack / jnp.where(tau > 0, tau, 1.0), 0.0)
-        step = terms.per_model(want, intended, m, "max", jnp.zeros((), want.dtype))
+        step = market.per_model(want, intended, m, "max", jnp.zeros((), want.dtype))
         return jnp.minimum(cut + step, cap)
 
     cut = jax.lax.fori_loop(0, rounds, round_, jnp.zeros_like(prices))
     return jnp.clip(prices - cut, mo.price_lo, mo.price_hi)
 
 
-def post(market: AnyMarket, terms: RobustTerms, prices, tol):
+def post(market: ValueMarket, prices, tol):
     """Prices moved off the breakpoints so the intended customers hold (see the module docstring).
 
     Returns `(posted_prices, stats)`, `stats` with `profit_supremum` (exact profit at `prices`, ties
     to the seller), `prices_supremum` (`prices`) and `price_shift` (the largest relative cut).
     """
     mo = market.models
-    opts = rental_options(market, terms, prices)
+    opts = rental_options(market, prices)
     intended = choose(opts, tol)
     supremum = jnp.sum(chosen_margin(opts, intended)) - jnp.sum(mo.training_cost)
     ladder = _ladder(prices.dtype)
@@ -144,14 +144,14 @@ def post(market: AnyMarket, terms: RobustTerms, prices, tol):
         return jnp.clip(mo.serving_cost + (1.0 - eps) * (prices - mo.serving_cost), mo.price_lo, mo.price_hi)
 
     uniform = jax.vmap(moved)(ladder)
-    targeted = _targeted(market, terms, prices, intended, 3 * market.n_models + 2)
+    targeted = _targeted(market, prices, intended, 3 * market.n_models + 2)
     # The greatest prices below these at which every intended customer wins by its gap (see
     # `_assignment.keep_prices`: the set of such prices is closed under the componentwise maximum);
     # the gap doubled, so that rounding in the iteration cannot eat it.
-    need = 2.0 * _required(market, terms, opts, prices, intended)
-    kept, _ = keep_prices(market, terms, intended, start=prices, gap=need, max_rounds=3 * market.n_models + 2)
+    need = 2.0 * _required(market, opts, prices, intended)
+    kept, _ = keep_prices(market, intended, start=prices, gap=need, max_rounds=3 * market.n_models + 2)
     options = jnp.concatenate([uniform, targeted[None, :], kept[None, :]])
-    held = jax.vmap(lambda p: held_profit(market, terms, p, intended))(options)
+    held = jax.vmap(lambda p: held_profit(market, p, intended))(options)
     # The first best: unmoved prices if every customer already holds, else the smallest uniform
     # shift, the targeted cut only where it holds more.
     k = jnp.argmax(held)
@@ -167,20 +167,21 @@ def post(market: AnyMarket, terms: RobustTerms, prices, tol):
 
 
 def posted_solution(
-    market: AnyMarket, terms: RobustTerms, prices, tol, *, trace=None, stats=None, settings=None
+    market: AnyMarket, values: ValueMarket, prices, tol, *, trace=None, stats=None, settings=None
 ):
     """The [`lmaas_jax.PricingSolution`][] every solver returns: posted prices and their exact profit.
 
     Differentiable in `market`: the prices carry the equilibrium's implicit derivative
     ([`lmaas_jax.equilibrium_prices`][], with the pins of `prices`), the posting move is a constant,
     and the profit and response are those of the fixed choices at the posted prices. `prices` and
-    `terms` are never differentiated (solvers search on `lax.stop_gradient(market)`).
+    `values` (the value table the solver searched, `value_market` of the stopped market) are never
+    differentiated.
     """
-    fixed, terms, prices = lax.stop_gradient((market, terms, prices))
-    pins = pin_pattern(fixed, terms, prices, tol)
-    posted, extra = post(fixed, terms, prices, tol)
+    values, prices = lax.stop_gradient((values, prices))
+    pins = pin_pattern(values, prices, tol)
+    posted, extra = post(values, prices, tol)
     posted = equilibrium_prices(market, prices, pins) + (posted - prices)
-    response = _respond(market, robust_terms(market), posted, tol)
+    response = respond(market, value_market(market), posted, tol)
     return PricingSolution(
         prices=posted,
         profit=jnp.sum(response.seller_margin) - jnp.sum(market.models.training_cost),

@@ -8,32 +8,27 @@ from jaxtyping import Array, ArrayLike, Float
 from ..._checks import checked
 from ..robust._relaxed_rsr import _relaxed_respond, check_relaxed, checked_temperature
 from ..robust._rsr import (
-    RobustTerms,
     _as_prices,
     _check_evaluation,
     choose,
     chosen_margin,
     rental_options,
-    robust_terms,
     tie_tolerance,
+    value_market,
 )
-from ..scenarios._market import AnyMarket
+from ..scenarios._market import AnyMarket, ValueMarket
 
 
-def profit_from_terms(
-    market: AnyMarket, terms: RobustTerms, prices: Float[Array, " models"], tie_tol: float
-) -> Float[Array, ""]:
-    """Exact seller profit from precomputed [`lmaas_jax.RobustTerms`][]: O(N M) per price vector."""
-    options = rental_options(market, terms, prices)
+def exact_profit(market: ValueMarket, prices: Float[Array, " models"], tie_tol: float) -> Float[Array, ""]:
+    """Exact seller profit on a value table ([`lmaas_jax.value_market`][]): O(N K) per price vector."""
+    options = rental_options(market, prices)
     margin = chosen_margin(options, choose(options, tie_tol))
     return jnp.sum(margin) - jnp.sum(market.models.training_cost)
 
 
-def relaxed_profit_from_terms(
-    market: AnyMarket, terms: RobustTerms, prices: Float[Array, " models"], temperature
-) -> Float[Array, ""]:
-    """Relaxed seller profit from precomputed [`lmaas_jax.RobustTerms`][]."""
-    response = _relaxed_respond(market, terms, prices, temperature)
+def relaxed_profit(market: ValueMarket, prices: Float[Array, " models"], temperature) -> Float[Array, ""]:
+    """Relaxed seller profit on a value table ([`lmaas_jax.value_market`][])."""
+    response = _relaxed_respond(market, prices, temperature)
     return jnp.sum(response.expected_margin) - jnp.sum(market.models.training_cost)
 
 
@@ -49,7 +44,7 @@ def seller_profit(
     """
     prices = _as_prices(market, prices)
     tol = tie_tolerance(market, tie_tol)
-    return profit_from_terms(market, robust_terms(market), prices, tol)
+    return exact_profit(value_market(market), prices, tol)
 
 
 @checked(check_relaxed)
@@ -62,4 +57,4 @@ def relaxed_seller_profit(
     """
     prices = _as_prices(market, prices)
     temperature = checked_temperature(temperature)
-    return relaxed_profit_from_terms(market, robust_terms(market), prices, temperature)
+    return relaxed_profit(value_market(market), prices, temperature)

@@ -84,7 +84,6 @@ def sensitivities(market: AnyMarket, pricing: Callable[[AnyMarket], PricingSolut
     total worst case moves per task/h more of model j, the seller re-pricing.
     """
 
-
     def both(mk):
         sol = pricing(mk)
         if not isinstance(sol, PricingSolution):

@@ -9,10 +9,10 @@ from __future__ import annotations
 import jax
 
 from ..pricing._line_search import candidates, highest_near_best, profit_bounds
-from ..pricing._profit import profit_from_terms
+from ..pricing._profit import exact_profit
 
 
-def brute_force_line(market, terms, prices, j, tol):
+def brute_force_line(market, prices, j, tol):
     """Best exact profit over model j's breakpoints and box ends, the other prices fixed.
 
     Evaluates [`lmaas_jax.seller_profit`][]'s exact profit at all N + 3 candidates (every customer's
@@ -21,8 +21,8 @@ def brute_force_line(market, terms, prices, j, tol):
     (the line search's tie rule, `_line_search.highest_near_best`; the slack is the rounding bound
     of `_line_search.profit_bounds`). Memory and time O(N^2 M).
     """
-    cands, parts = candidates(market, terms, prices, j)
-    _, slack, _ = profit_bounds(market, terms, prices, j, tol, cands, parts)
-    profits = jax.vmap(lambda b: profit_from_terms(market, terms, prices.at[j].set(b), tol))(cands)
+    cands, parts = candidates(market, prices, j)
+    _, slack, _ = profit_bounds(market, prices, j, tol, cands, parts)
+    profits = jax.vmap(lambda b: exact_profit(market, prices.at[j].set(b), tol))(cands)
     k = highest_near_best(cands, profits, slack)
     return cands[k], profits[k]

@@ -16,8 +16,8 @@ from scipy.sparse import coo_array
 from ..pricing._classic_imp import coordinate_ascent
 from ..pricing._posting import posted_solution
 from ..pricing._solution import PricingSolution
-from ..robust._rsr import robust_terms, tie_tolerance
-from ..scenarios._market import AnyMarket
+from ..robust._rsr import tie_tolerance, value_market
+from ..scenarios._market import AnyMarket, ValueMarket
 
 
 @contextlib.contextmanager
@@ -40,11 +40,11 @@ def quiet_stdout():
         os.close(saved)
 
 
-def _budget_free(market: AnyMarket, terms) -> tuple[np.ndarray, np.ndarray]:
+def _budget_free(market: ValueMarket) -> tuple[np.ndarray, np.ndarray]:
     """Rental lengths L_ij = min(hours_ij, H_i) and rates R_ij = m_ij mu_j; errors if a budget binds."""
     mo, cu = market.models, market.customers
     hours = np.asarray(
-        terms.to_dense(terms.hours, market.n_models), np.float64
+        market.to_dense(market.hours, market.n_models), np.float64
     )  # (N, M) for option lists too
     length = np.minimum(hours, np.asarray(cu.horizon, np.float64)[:, None])
     budget = np.asarray(cu.budget, np.float64)
@@ -58,7 +58,7 @@ def _budget_free(market: AnyMarket, terms) -> tuple[np.ndarray, np.ndarray]:
             f"not depend on prices); Customers.budget got {float(budget[i])!r} at index {i}, below the "
             f"{float(spend[i])!r} this customer could spend. Use grid_search or imp for such markets."
         )
-    rate = np.asarray(terms.to_dense(terms.rate, market.n_models), np.float64)
+    rate = np.asarray(market.to_dense(market.rate, market.n_models), np.float64)
     return length, rate
 
 
@@ -102,8 +102,8 @@ def milp_pricing(
     `dual_bound`, `optimal`, `seconds`, `raw_prices` (HiGHS's) and `assignment` (each customer's
     option in the MILP, 0 = none).
     """
-    terms = robust_terms(market)
-    length, rate = _budget_free(market, terms)
+    values = value_market(market)
+    length, rate = _budget_free(values)
     mo = market.models
     lo, hi = np.asarray(mo.price_lo, np.float64), np.asarray(mo.price_hi, np.float64)
     cost = np.asarray(mo.serving_cost, np.float64)
@@ -199,7 +199,7 @@ def milp_pricing(
     # Then move them off the breakpoints so they hold when posted, as every solver does.
     # The stats are merged outside the compiled function: as static Python values they would
     # recompile it on every call (2.8 s per call at 2 x 8).
-    sol = _snap_and_post(market, terms, raw_prices, tol)
+    sol = _snap_and_post(market, values, raw_prices, tol)
     return eqx.tree_at(
         lambda s: s.stats,
         sol,
@@ -219,6 +219,6 @@ def milp_pricing(
 
 
 @eqx.filter_jit
-def _snap_and_post(market, terms, raw_prices, tol):
-    prices, _, _ = coordinate_ascent(market, terms, raw_prices, tol, 4 * market.n_models, steepest=True)
-    return posted_solution(market, terms, prices, tol)
+def _snap_and_post(market, values, raw_prices, tol):
+    prices, _, _ = coordinate_ascent(values, raw_prices, tol, 4 * market.n_models, steepest=True)
+    return posted_solution(market, values, prices, tol)

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from ..._checks import check_prices, checked, in_range
-from ..scenarios._market import AnyMarket, check_market
-from ._rsr import Options, RobustTerms, _as_prices, rental_options, robust_terms
+from ..scenarios._market import AnyMarket, ValueMarket, check_market
+from ._rsr import Options, _as_prices, rental_options, value_market
 
 
 class RelaxedResponse(eqx.Module):
@@ -36,10 +36,8 @@ class RelaxedResponse(eqx.Module):
     expected_margin: Float[Array, " customers"]
 
 
-def _relaxed_respond(
-    market: AnyMarket, terms: RobustTerms, prices: Float[Array, " models"], temperature
-) -> RelaxedResponse:
-    opts: Options = rental_options(market, terms, prices)
+def _relaxed_respond(market: ValueMarket, prices: Float[Array, " models"], temperature) -> RelaxedResponse:
+    opts: Options = rental_options(market, prices)
     n = market.n_customers
     zero = jnp.zeros((n, 1), opts.value.dtype)
     value = jnp.concatenate([zero, opts.value], axis=1)
@@ -95,13 +93,13 @@ def relaxed_rsr(
     """
     prices = _as_prices(market, prices)
     temperature = checked_temperature(temperature)
-    terms = robust_terms(market)
-    response = _relaxed_respond(market, terms, prices, temperature)
-    if terms.dense:
+    values = value_market(market)
+    response = _relaxed_respond(values, prices, temperature)
+    if values.dense:
         return response
 
     def by_model(x):  # option lists -> (N, M + 1); a model that is no option has 0 everywhere
-        return jnp.concatenate([x[:, :1], terms.to_dense(x[:, 1:], market.n_models)], axis=1)
+        return jnp.concatenate([x[:, :1], values.to_dense(x[:, 1:], market.n_models)], axis=1)
 
     return eqx.tree_at(
         lambda r: (r.probabilities, r.option_values, r.option_durations),

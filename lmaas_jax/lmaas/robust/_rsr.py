@@ -12,7 +12,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from ..._checks import check_prices, check_shape, checked
@@ -24,133 +23,33 @@ from ..scenarios._market import (
     CustomerLimits,
     Market,
     ModelPrices,
-    ModelUsers,
     ValueMarket,
     check_market,
 )
 
 
-class RobustTerms(eqx.Module):
-    """The price-free part of every customer's robust problem, per (customer, option): the value table.
+def value_market(market: AnyMarket) -> ValueMarket:
+    """The value table of `market`: every customer's scenario set reduced to two numbers per model.
 
-    Everything the seller's side of the game reads of a market (scenarios -> robust terms ->
-    pricing): a [`lmaas_jax.ValueMarket`][] is given by it, a scenario [`lmaas_jax.Market`][]
-    reduces to it.
+    Everything the seller's side of the game reads of a market (scenarios -> robust values ->
+    pricing) is this [`lmaas_jax.ValueMarket`][]; a `ValueMarket` is returned as it is. Per
+    (customer i, model j):
 
-    **Layout.** Dense (`model` is None): option k of every customer is model k, shape `(N, M)`.
-    Option lists (`model` given, shape `(N, K)`): option k of customer i is model `model[i, k]`,
-    each customer's models distinct and ascending, padding (model index M, zero hours) at the end;
-    a market where each customer values K << M models (the unit-demand benchmark: about 8 of up to
-    3000) then costs O(N K) per price vector instead of O(N M). Every solver works on options and
-    maps them to models only where a price or a per-model total needs it (the methods below).
-
-    **Fields:**
-
-    - `rate`: R_ik = m_ij mu_j, the worst-case value per rented hour ($/h) up to `hours`, where
-      m_ij = min_s max(v_s a_j - c_i s_j, 0) is the worst-case margin per task ($/task), j the
-      option's model.
+    - `rate`: R_ij = m_ij mu_j, the worst-case value per rented hour ($/h) up to `hours`, where
+      m_ij = min_s max(v_s a_j - c_i s_j, 0) is the worst-case margin per task ($/task);
     - `hours`: Q_ij / mu_j, the rental at which the worst case stops improving (h), where
       Q_ij = V_ij / m_ij, V_ij = min_s max(v_s a_j - c_i s_j, 0) min(D_s, W_s / s_j) the worst-case
-      attainable value ($); 0 where m_ij = 0 (model j is no option for customer i).
-    - `cancellation`: the magnitude of what cancels in `rate` (2 c_i s_j mu_j; 0 for a value
-      table): rounding in `rate` scales with it, which posting prices that hold must allow for.
-    - `model`: None (dense), or shape `(N, K)` int: each option's model (0-based; M = padding).
-    - `users`: None, or each model's users ([`lmaas_jax.ModelUsers`][], with option lists).
-    """
+      attainable value ($); 0 where m_ij = 0 (model j is no option for customer i);
+    - `cancellation`: 2 c_i s_j mu_j, the magnitude of what cancels in `rate`;
 
-    rate: Float[Array, "customers options"]
-    hours: Float[Array, "customers options"]
-    cancellation: Float[Array, "customers options"]
-    model: Int[Array, "customers options"] | None = None
-    users: ModelUsers | None = None
-
-    @property
-    def dense(self) -> bool:
-        return self.model is None
-
-    def model_ids(self) -> Int[Array, "customers options"]:
-        """Each option's model (0-based), shape `(N, K)` (M on padding)."""
-        if self.model is None:
-            return jnp.broadcast_to(jnp.arange(self.rate.shape[1], dtype=jnp.int32), self.rate.shape)
-        return self.model
-
-    def is_model(self, j) -> Bool[Array, "customers options"]:
-        """Which options are model `j` (0-based), shape `(N, K)`."""
-        ids = self.model_ids()
-        return ids == jnp.asarray(j).astype(ids.dtype)
-
-    def per_option(self, x: Float[Array, " models"]) -> Float[Array, "customers options"]:
-        """A per-model vector (prices, costs) at every option, shape `(N, K)` (broadcast if dense)."""
-        if self.model is None:
-            return x[None, :]
-        return jnp.take(x, self.model, mode="clip")
-
-    def column(self, x: Float[Array, "customers options"], j) -> Float[Array, " customers"]:
-        """Each customer's entry of option array `x` at model `j` (0 where j is not its option)."""
-        if self.model is None:
-            return lax.dynamic_index_in_dim(x, j, axis=1, keepdims=False)
-        return jnp.sum(jnp.where(self.is_model(j), x, jnp.zeros((), x.dtype)), axis=1)
-
-    def slot(self, customer, j):
-        """The option (0-based) of model `j` in `customer`'s list (arrays of one shape; the last
-        option where j is not in the list)."""
-        if self.model is None:
-            return j
-        rows = self.model[customer]
-        hit = rows == jnp.asarray(j).astype(rows.dtype)[..., None]
-        return jnp.where(jnp.any(hit, axis=-1), jnp.argmax(hit, axis=-1), rows.shape[-1] - 1)
-
-    def chosen_model(self, choice: Int[Array, " customers"]) -> Int[Array, " customers"]:
-        """Options chosen (0 = none, k = option k, 1-based) as models (0 = none, j = model j)."""
-        if self.model is None:
-            return choice
-        k = jnp.maximum(choice - 1, 0)
-        j = jnp.take_along_axis(self.model, k[:, None], axis=1)[:, 0]
-        return jnp.where(choice > 0, j + 1, 0).astype(choice.dtype)
-
-    def per_model(self, values, choice, n_models: int, reduce: str, fill):
-        """`values` (one per customer) reduced (`"min"`, `"max"` or `"add"`) over the customers
-        who chose each model (`choice` in option terms, 0 = none), `fill` where none did: `(M,)`."""
-        j = self.chosen_model(choice)
-        index = jnp.where(j > 0, j - 1, n_models)
-        out = jnp.full((n_models,), fill, jnp.result_type(values))
-        return getattr(out.at[index], reduce)(values, mode="drop")
-
-    def restrict(self, market: ValueMarket, customers) -> tuple[ValueMarket, RobustTerms]:
-        """The market and terms of `customers` only (shape `(D,)`, N = padding: a customer with no
-        option), for a line search that reads one model's users (option lists only)."""
-        n = market.n_customers
-        valid = (customers < n)[:, None]
-        i = jnp.minimum(customers, n - 1)
-        hours = jnp.where(valid, self.hours[i], jnp.zeros((), self.hours.dtype))
-        terms = RobustTerms(self.rate[i], hours, self.cancellation[i], self.model[i])
-        cu = market.customers
-        limits = CustomerLimits(cu.horizon[i], cu.budget[i])
-        return ValueMarket(market.models, limits, terms.rate, hours, terms.model), terms
-
-    def to_dense(self, x, n_models: int, fill=0.0):
-        """An option array `(N, K)` as a model array `(N, M)`, `fill` where a model is no option."""
-        if self.model is None:
-            return x
-        rows = jnp.arange(x.shape[0])[:, None]
-        out = jnp.full((x.shape[0], n_models), fill, x.dtype)
-        return out.at[rows, self.model].set(x, mode="drop")
-
-
-def robust_terms(market: AnyMarket) -> RobustTerms:
-    """Reduce every customer's scenario set to two numbers per model (see [`lmaas_jax.rsr`][]).
-
-    Costs O(N M S); everything price-dependent afterwards costs O(N M). Solvers that evaluate many
-    price vectors on one market compute this once. A [`lmaas_jax.ValueMarket`][] is its own table.
+    with the models' costs and price boxes and the customers' horizons and budgets (see
+    [`lmaas_jax.rsr`][] for why this is exact). Every response and price is the same on both
+    markets (`tests/test_value_market.py`); only the per-scenario detail (`RSRResponse.served`) and
+    the planners' nominal markets need the scenarios. Costs O(N M S); everything price-dependent
+    afterwards costs O(N M). Differentiable in the scenario market's floating fields.
     """
     if isinstance(market, ValueMarket):
-        return RobustTerms(
-            rate=market.rate,
-            hours=market.hours,
-            cancellation=jnp.zeros_like(market.rate),
-            model=market.option_model,
-            users=market.model_users,
-        )
+        return market
     m, c = market.models, market.customers
     sc, mask = market.scenarios, market.scenario_mask
     demand, channel, value = sc[..., DEMAND], sc[..., CHANNEL], sc[..., VALUE]
@@ -168,39 +67,20 @@ def robust_terms(market: AnyMarket) -> RobustTerms:
     positive = worst_margin > 0
     tasks = jnp.where(positive, worst_value / jnp.where(positive, worst_margin, 1.0), 0.0)
     mu = m.throughput[None, :]
-    return RobustTerms(
-        rate=worst_margin * mu,
-        hours=tasks / mu,
-        cancellation=2.0 * c.comm_price[:, None] * (m.payload * m.throughput)[None, :],
-    )
-
-
-def value_market(market: AnyMarket) -> ValueMarket:
-    """The [`lmaas_jax.ValueMarket`][] equivalent to `market`: its robust terms as a value table.
-
-    rate_ij = m_ij mu_j and hours_ij = Q_ij / mu_j from [`lmaas_jax.robust_terms`][], with the
-    models' costs and price boxes and the customers' horizons and budgets. Every response and price
-    is the same in both (`tests/test_value_market.py`); only the per-scenario detail
-    (`RSRResponse.served`) and the planners' nominal markets need the scenarios. A `ValueMarket` is
-    returned as it is. Differentiable in the scenario market's floating fields.
-    """
-    if isinstance(market, ValueMarket):
-        return market
-    terms = robust_terms(market)
-    mo, cu = market.models, market.customers
     return ValueMarket(
-        ModelPrices(mo.serving_cost, mo.training_cost, mo.price_lo, mo.price_hi),
-        CustomerLimits(cu.horizon, cu.budget),
-        terms.rate,
-        terms.hours,
+        ModelPrices(m.serving_cost, m.training_cost, m.price_lo, m.price_hi),
+        CustomerLimits(c.horizon, c.budget),
+        worst_margin * mu,
+        tasks / mu,
+        cancellation=2.0 * c.comm_price[:, None] * (m.payload * m.throughput)[None, :],
     )
 
 
 class Options(eqx.Module):
     """Each customer's best rental of each option at given prices (internal, shared by solvers).
 
-    Shaped like the [`lmaas_jax.RobustTerms`][] it comes from: `(N, M)` dense, `(N, K)` for option
-    lists (option k of customer i is model `terms.model[i, k]`).
+    Shaped like the [`lmaas_jax.ValueMarket`][] it comes from: `(N, M)` dense, `(N, K)` for option
+    lists (option k of customer i is model `market.option_model[i, k]`).
 
     **Fields:**
 
@@ -219,23 +99,23 @@ class Options(eqx.Module):
     gross: Float[Array, "customers models"]
 
 
-def rental_options(market: AnyMarket, terms: RobustTerms, prices: Float[Array, " models"]) -> Options:
+def rental_options(market: ValueMarket, prices: Float[Array, " models"]) -> Options:
     """Price-dependent part of RSR: each customer's best duration and value for every model."""
     m, c = market.models, market.customers
-    beta = terms.per_option(prices)
+    beta = market.per_option(prices)
     # Longest affordable rental, min(H, B / beta), written so gradients stay finite when B = inf
     # or beta = 0 (double `where`).
     affordable = jnp.isfinite(c.budget)[:, None] & (beta > 0)
     budget = jnp.where(jnp.isfinite(c.budget), c.budget, 1.0)[:, None]
     by_budget = budget / jnp.where(affordable, beta, 1.0)
     longest = jnp.where(affordable, jnp.minimum(c.horizon[:, None], by_budget), c.horizon[:, None])
-    duration = jnp.minimum(terms.hours, longest)
-    gross_rate = terms.rate  # $/h of worst-case value while tau <= hours
+    duration = jnp.minimum(market.hours, longest)
+    gross_rate = market.rate  # $/h of worst-case value while tau <= hours
     return Options(
         duration=duration,
         value=(gross_rate - beta) * duration,
-        seller_margin=(beta - terms.per_option(m.serving_cost)) * duration,
-        available=terms.hours > 0,
+        seller_margin=(beta - market.per_option(m.serving_cost)) * duration,
+        available=market.hours > 0,
         gross=gross_rate * duration,
     )
 
@@ -284,7 +164,7 @@ def choose(options: Options, tie_tol: float) -> Int[Array, " customers"]:
     """Each customer's choice (0 = none, k = option k, 1-based) with the strong-Stackelberg tie rule.
 
     Options are in model order (dense: option k is model k; option lists are ascending), so the
-    lowest option is the lowest model. `RobustTerms.chosen_model` maps options to models.
+    lowest option is the lowest model. `ValueMarket.chosen_model` maps options to models.
     """
     n = options.value.shape[0]
     zero = jnp.zeros((n, 1), options.value.dtype)
@@ -321,11 +201,14 @@ def _realised(market: Market, j, duration):
     return margin, served
 
 
-def _respond(
-    market: AnyMarket, terms: RobustTerms, prices: Float[Array, " models"], tie_tol: float
+def respond(
+    market: AnyMarket, values: ValueMarket, prices: Float[Array, " models"], tie_tol: float
 ) -> RSRResponse:
-    options = rental_options(market, terms, prices)
-    choice = choose(options, tie_tol)  # an option; the model is terms.chosen_model(choice)
+    """The customers' exact responses at `prices`, on `values` (`value_market(market)`, computed
+    once by a caller that evaluates many prices); `market` only for the tasks served per scenario."""
+    values = values
+    options = rental_options(values, prices)
+    choice = choose(options, tie_tol)  # an option; the model is values.chosen_model(choice)
     rented = choice > 0
     j = jnp.maximum(choice - 1, 0)
 
@@ -340,11 +223,11 @@ def _respond(
         served = jnp.where(market.scenario_mask & (margin > 0) & rented[:, None], served, 0.0)
     m = market.n_models
     return RSRResponse(
-        choice=terms.chosen_model(choice),
+        choice=values.chosen_model(choice),
         duration=duration,
         worst_profit=pick(options.value),
-        robust_values=terms.to_dense(jnp.maximum(options.value, 0.0), m),
-        model_durations=terms.to_dense(options.duration, m),
+        robust_values=values.to_dense(jnp.maximum(options.value, 0.0), m),
+        model_durations=values.to_dense(options.duration, m),
         seller_margin=pick(options.seller_margin),
         served=served,
     )
@@ -417,7 +300,7 @@ def rsr(
     """
     prices = _as_prices(market, prices)
     tol = tie_tolerance(market, tie_tol)
-    return _respond(market, robust_terms(market), prices, tol)
+    return respond(market, value_market(market), prices, tol)
 
 
 def worst_case_profit(

@@ -378,7 +378,7 @@ class ValueMarket(eqx.Module):
     rental is tau = min(hours_ij, horizon_i, budget_i / beta_j); `hours_ij = 0` means model j is
     of no use to customer i (not an option). A scenario market's table is rate_ij = m_ij mu_j
     (worst-case margin per task times throughput) and hours_ij = Q_ij / mu_j (see
-    [`lmaas_jax.RobustTerms`][]); the two markets then give identical responses and prices.
+    [`lmaas_jax.value_market`][]); the two markets then give identical responses and prices.
 
     **Fields:**
 
@@ -390,11 +390,19 @@ class ValueMarket(eqx.Module):
     - `option_model`: None (a dense table), or shape `(N, K)` int: option lists, the model of each
       customer's k-th option, ascending and distinct per customer, padded at the end with M (whose
       `hours` must be 0). A market where each customer values a few of many models is then priced
-      in O(N K) per price vector instead of O(N M) (see [`lmaas_jax.RobustTerms`][]); convert with
+      in O(N K) per price vector instead of O(N M) (see Layout below); convert with
       `as_option_lists()` and `as_table()`. Responses, profits and prices are the same in both
       layouts (`tests/test_option_lists.py`).
     - `model_users`: None, or a [`lmaas_jax.ModelUsers`][] (built by `as_option_lists()`): each
       model's users, which classic IMP's line search then reads instead of every customer.
+    - `cancellation`: None (0: a table of values), or shaped like `rate`: the magnitude of what
+      cancels in computing `rate` from scenarios (2 c_i s_j mu_j, see [`lmaas_jax.value_market`][]).
+      Rounding in `rate` scales with it, which posting prices that hold must allow for.
+
+    **Layout.** Dense (`option_model` None): option k of every customer is model k, shape `(N, M)`.
+    Option lists: option k of customer i is model `option_model[i, k]`. Every solver works on
+    options and maps them to models only where a price or a per-model total needs it (the methods
+    `model_ids`, `per_option`, `column`, `slot`, `chosen_model`, `per_model`, `to_dense`).
     """
 
     models: ModelPrices
@@ -403,6 +411,7 @@ class ValueMarket(eqx.Module):
     hours: Float[Array, "customers options"] = eqx.field(converter=as_float)
     option_model: Int[Array, "customers options"] | None = None
     model_users: ModelUsers | None = None
+    cancellation: Float[Array, "customers options"] | None = None
 
     def __check_init__(self):
         leaves = jax.tree_util.tree_leaves(self)
@@ -435,8 +444,10 @@ class ValueMarket(eqx.Module):
                     index,
                     "must list each customer's models ascending and distinct, padding (M) at the end",
                 )
-        for name in ("rate", "hours"):
+        for name in ("rate", "hours", "cancellation"):
             x = getattr(self, name)
+            if x is None:
+                continue
             check_shape(f"ValueMarket.{name}", x, shape)
             check_finite(f"ValueMarket.{name}", x)
             fail_where(f"ValueMarket.{name}", np.asarray(x) < 0, x, "must be >= 0")
@@ -489,6 +500,84 @@ class ValueMarket(eqx.Module):
         """This market with every float array cast to `dtype`."""
         return _cast_floats(self, dtype)
 
+    @property
+    def dense(self) -> bool:
+        """Whether option k of every customer is model k (no option lists)."""
+        return self.option_model is None
+
+    @property
+    def rounding(self) -> Float[Array, "customers options"]:
+        """`cancellation`, or zeros for a table of values."""
+        return jnp.zeros_like(self.rate) if self.cancellation is None else self.cancellation
+
+    def model_ids(self) -> Int[Array, "customers options"]:
+        """Each option's model (0-based), shape `(N, K)` (M on padding)."""
+        if self.option_model is None:
+            return jnp.broadcast_to(jnp.arange(self.rate.shape[1], dtype=jnp.int32), self.rate.shape)
+        return self.option_model
+
+    def is_model(self, j) -> Bool[Array, "customers options"]:
+        """Which options are model `j` (0-based), shape `(N, K)`."""
+        ids = self.model_ids()
+        return ids == jnp.asarray(j).astype(ids.dtype)
+
+    def per_option(self, x: Float[Array, " models"]) -> Float[Array, "customers options"]:
+        """A per-model vector (prices, costs) at every option, shape `(N, K)` (broadcast if dense)."""
+        if self.option_model is None:
+            return x[None, :]
+        return jnp.take(x, self.option_model, mode="clip")
+
+    def column(self, x: Float[Array, "customers options"], j) -> Float[Array, " customers"]:
+        """Each customer's entry of option array `x` at model `j` (0 where j is not its option)."""
+        if self.option_model is None:
+            return jax.lax.dynamic_index_in_dim(x, j, axis=1, keepdims=False)
+        return jnp.sum(jnp.where(self.is_model(j), x, jnp.zeros((), x.dtype)), axis=1)
+
+    def slot(self, customer, j):
+        """The option (0-based) of model `j` in `customer`'s list (arrays of one shape; the last
+        option where j is not in the list)."""
+        if self.option_model is None:
+            return j
+        rows = self.option_model[customer]
+        hit = rows == jnp.asarray(j).astype(rows.dtype)[..., None]
+        return jnp.where(jnp.any(hit, axis=-1), jnp.argmax(hit, axis=-1), rows.shape[-1] - 1)
+
+    def chosen_model(self, choice: Int[Array, " customers"]) -> Int[Array, " customers"]:
+        """Options chosen (0 = none, k = option k, 1-based) as models (0 = none, j = model j)."""
+        if self.option_model is None:
+            return choice
+        k = jnp.maximum(choice - 1, 0)
+        j = jnp.take_along_axis(self.option_model, k[:, None], axis=1)[:, 0]
+        return jnp.where(choice > 0, j + 1, 0).astype(choice.dtype)
+
+    def per_model(self, values, choice, n_models: int, reduce: str, fill):
+        """`values` (one per customer) reduced (`"min"`, `"max"` or `"add"`) over the customers
+        who chose each model (`choice` in option terms, 0 = none), `fill` where none did: `(M,)`."""
+        j = self.chosen_model(choice)
+        index = jnp.where(j > 0, j - 1, n_models)
+        out = jnp.full((n_models,), fill, jnp.result_type(values))
+        return getattr(out.at[index], reduce)(values, mode="drop")
+
+    def restrict(self, customers) -> ValueMarket:
+        """The market of `customers` only (shape `(D,)`, N = padding: a customer with no option),
+        for a line search that reads one model's users (option lists only)."""
+        n = self.n_customers
+        valid = (customers < n)[:, None]
+        i = jnp.minimum(customers, n - 1)
+        hours = jnp.where(valid, self.hours[i], jnp.zeros((), self.hours.dtype))
+        limits = CustomerLimits(self.customers.horizon[i], self.customers.budget[i])
+        return ValueMarket(
+            self.models, limits, self.rate[i], hours, self.option_model[i], cancellation=self.rounding[i]
+        )
+
+    def to_dense(self, x, n_models: int, fill=0.0):
+        """An option array `(N, K)` as a model array `(N, M)`, `fill` where a model is no option."""
+        if self.option_model is None:
+            return x
+        rows = jnp.arange(x.shape[0])[:, None]
+        out = jnp.full((x.shape[0], n_models), fill, x.dtype)
+        return out.at[rows, self.option_model].set(x, mode="drop")
+
     def as_table(self) -> ValueMarket:
         """This market as a dense `(N, M)` table (itself if it is one)."""
         if self.option_model is None:
@@ -499,7 +588,10 @@ class ValueMarket(eqx.Module):
         def dense(x):
             return jnp.zeros((n, m), x.dtype).at[rows, self.option_model].set(x, mode="drop")
 
-        return ValueMarket(self.models, self.customers, dense(self.rate), dense(self.hours))
+        cancellation = None if self.cancellation is None else dense(self.cancellation)
+        return ValueMarket(
+            self.models, self.customers, dense(self.rate), dense(self.hours), cancellation=cancellation
+        )
 
     def as_option_lists(self, n_options: int | None = None, max_users: int | None = None) -> ValueMarket:
         """This market as option lists: each customer's usable models (hours > 0), ascending.
@@ -534,6 +626,9 @@ class ValueMarket(eqx.Module):
             jnp.asarray(pick(hours), self.dtype),
             jnp.asarray(index),
             ModelUsers.of(usable, max_users),
+            None
+            if self.cancellation is None
+            else jnp.asarray(pick(np.asarray(table.cancellation)), self.dtype),
         )
 
     @classmethod
