@@ -33,10 +33,9 @@ from lmaas_jax.reference import milp_pricing
 
 def compare(sizes, n_markets, grid_points, repeats, milp_limit, dtype):
     rows = []
-    solver = lj.GradientIMP()
     for m, n in sizes:
         batch, keys = market_batch(n_markets, m, n, seed=m * 1000 + n, dtype=dtype, gamma=2, budget_share=0.0)
-        imp = jax.jit(jax.vmap(lambda mk, k: lj.imp(mk, solver, key=k).profit))
+        imp = jax.jit(jax.vmap(lambda mk, k: lj.imp(mk, key=k).profit))  # the size rule's defaults
         classic = jax.jit(jax.vmap(lambda mk: lj.classic_imp(mk).profit))
         g = grid_points[m]
         grid = jax.jit(jax.vmap(lambda mk, g=g: lj.grid_search(mk, g).profit))
@@ -90,8 +89,7 @@ def quality(sizes, n_markets, milp_limit, dtypes, seed=50000, save=lambda rows: 
     `save(rows)` is called after every size, so an interrupted run keeps what it computed.
     """
     rows = []
-    solver = lj.GradientIMP()
-    imp = jax.jit(jax.vmap(lambda mk, k: lj.imp(mk, solver, key=k)))
+    imp = jax.jit(jax.vmap(lambda mk, k: lj.imp(mk, key=k)))  # the size rule's defaults
     posted = jax.jit(jax.vmap(lambda mk, p: lj.seller_profit(mk, p, tie_tol=1e-9)))
     for m, n in sizes:
         batch, keys = market_batch(

@@ -41,8 +41,7 @@ DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "unit-de
 def run(folder, dtype, milp_limit, max_n, only=None, save=lambda rows: None, milp_max_n=None):
     published = lj.datasets.read_published(Path(folder) / "published.csv")
     rows = []
-    solver = lj.GradientIMP()
-    fn = jax.jit(lambda m, k: lj.imp(m, solver, key=k))
+    fn = jax.jit(lambda m, k: lj.imp(m, key=k))  # default: GradientIMP.for_market(m)
     post = jax.jit(lambda m, p: lj.seller_profit(m, p, tie_tol=1e-9))
     compiled = {}
     for name, pub in sorted(published.items(), key=lambda kv: (len(kv[0]), kv[0])):

@@ -1,6 +1,8 @@
 """The `lmaas-jax` command: every subcommand on a tiny config, and bad configs named key by key."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -264,3 +266,20 @@ def test_a_full_disk_mid_sweep_is_named_and_the_resume_finishes(tmp_path, monkey
     result = invoke("sweep", cfg, "--no-progress")
     assert result.exit_code == 0, result.output
     assert len(pd.read_parquet(tmp_path / "s" / "results.parquet")) == 4
+
+
+def test_the_command_keeps_what_it_compiles(tmp_path):
+    # In a fresh interpreter (the compilation cache's folder is fixed at a process's first compile):
+    # the command's cache set-up makes JAX write every compiled program to the folder, so the same
+    # command run again reads them back.
+    code = (
+        "import sys, jax\n"
+        "from lmaas_jax.product._cli import use_compilation_cache\n"
+        "use_compilation_cache(sys.argv[1])\n"
+        "jax.block_until_ready(jax.jit(lambda x: x * 2.0 + 1.0)(3.0))\n"
+    )
+    folder = tmp_path / "cache"
+    subprocess.run([sys.executable, "-c", code, str(folder)], check=True, capture_output=True)
+    assert any(folder.iterdir()), "nothing was written to the compilation cache"
+    help_text = invoke("--help").output
+    assert "--cache-dir" in help_text and "--no-cache" in help_text

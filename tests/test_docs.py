@@ -36,3 +36,16 @@ def test_every_docs_page_is_in_the_navigation():
     listed = set(re.findall(r":\s*([\w/-]+\.md)\s*$", nav, flags=re.M))
     pages = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")}
     assert pages == listed, (pages - listed, listed - pages)
+
+
+def test_history_lives_in_the_changelog_and_git():
+    # The README is for users; library code states contracts: no round numbers anywhere, no
+    # benchmark instance names in library code outside the datasets reader, one current result per
+    # benchmark.
+    round_number = re.compile(r"\b[Rr]ound \d+\b|_r\d\d\b")
+    instance = re.compile(r"\b[pc]-n=\d+")
+    code = [p for p in (ROOT / "lmaas_jax").rglob("*.py") if "datasets" not in p.parts]
+    assert not [str(p) for p in [*PAGES, *code] if round_number.search(p.read_text(encoding="utf-8"))]
+    assert not [str(p) for p in code if instance.search(p.read_text(encoding="utf-8"))]
+    assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 200
+    assert len(list((ROOT / "benchmarks" / "results").iterdir())) <= 15

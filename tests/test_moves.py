@@ -277,7 +277,7 @@ def test_several_starts_are_searched_one_by_one_up_to_count(dtype):
 @pytest.mark.slow  # four 50 x 50 solves (about 30 s); CI runs it in its slow step
 def test_moves_reach_the_published_optimum_where_coordinate_ascent_stops(dtype):
     """c-n=50 .0 of the unit-demand benchmark: the polish alone stops at 0.99759 of the published
-    optimum (every start and dtype, see the README); with the moves default imp reaches it (the
+    optimum (every start and dtype, see docs/imp.md); with the moves default imp reaches it (the
     published value has five significant digits)."""
     name = "c-n=50-c=14-p=7-o=8-l=1-h=100-d=0.25.0"
     best = lj.datasets.read_published(DATA / "published.csv")[name]["best_value"]

@@ -283,10 +283,9 @@ def highest_near_best(prices, profits, slack):
 
     Profits closer than the rounding slack are ties: which of them rounds higher depends on the
     summation order XLA compiles, and that changes with the batch shape (a batch of 150 starts or of
-    300), the backend and the fusion. On the unit-demand benchmark's p-n=150 .2 one compound move's
-    coordinate ascent (float32) ended at the optimum in a batch of 150 starts and 0.045% below it in
-    a batch of 300, after two models took the other of two prices whose profits differ by rounding.
-    Taking the highest price of the near-best ones makes the choice hold under any order (unless a
+    300), the backend and the fusion, so without a rule one search's end point could depend on the
+    size of the batch it ran in (seen on the unit-demand benchmark, see the docs). Taking the highest
+    price of the near-best ones makes the choice hold under any order (unless a
     profit lies right at the window's edge) and prices a model nobody buys at the top of its box.
     """
     near = profits >= jnp.max(profits) - slack

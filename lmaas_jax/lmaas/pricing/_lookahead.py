@@ -89,9 +89,8 @@ def raised_and_received(market: ValueMarket, prices, sigma, model, top, buyers, 
 
     `chain`: first, each model not raised that a leaving customer now chooses is itself raised to
     where that customer's second best would tie (the lowest such price over its newcomers), and the
-    customers that raise moves are received as above. On c-n=200 .4 (imp at 0.99977) the optimum's
-    step is such a chain: model 178 raised to a customer's value, model 138 raised to 84.8 where it
-    keeps customer 88 (who left 178) and loses customer 17, and model 118 cut to receive 17.
+    customers that raise moves are received as above: a step where one raise makes a customer
+    move, its new model is raised to keep it, and a third model is cut to receive whom that loses.
     `unsold` and `chain`: booleans, traced or not.
     """
     mo, cu = market.models, market.customers
@@ -147,15 +146,8 @@ def best_compound_move(market: ValueMarket, prices, tol, *, count: int, sweeps: 
     Candidates: the `count` sold customers whose model's price is below their value of it, the
     smallest rises first. A move that only re-assigns (scored at `keep_prices`) keeps everyone else's
     choice; this one moves prices, and coordinate ascent takes whatever else those prices make
-    possible. On the unit-demand benchmark's p-n=200 .0, imp stopped where model 53 (price 13.44)
-    served four customers and model 77 nobody: a raise of 53 to 13.48 with 77 cut to 11.47, which
-    receives customer 12 (who leaves 53), lets coordinate ascent raise 53 to 26.31 for the one
-    customer who values it most and fill 77 and a third model with six others (+2.80, to within
-    1e-5 of the optimum with a pair of moves), where every re-assignment of those customers alone
-    or in pairs loses. On p-n=150 .2 (imp at 0.99957): model 36 raised to its best customer's
-    value, the model whose low price capped it raised too, its two other customers received by two
-    unsold models cut to their values: the optimum after three sweeps (one sweep does not show it).
-    On c-n=200 .4 the chain (see `raised_and_received`) took imp from 0.99977 to 0.99998.
+    possible, where every re-assignment of the same customers alone or in pairs can lose. Where
+    these moves took imp on the unit-demand benchmark is in the docs (how IMP works).
     """
     n, m = market.n_customers, market.n_models
     sigma = choose(rental_options(market, prices), tol)
@@ -172,8 +164,8 @@ def best_compound_move(market: ValueMarket, prices, tol, *, count: int, sweeps: 
         return raised_and_received(market, prices, sigma, model, top, buyers, tol, i, unsold, chain)
 
     starts = jax.vmap(propose)(customer, kind)
-    # One batch: coordinate ascent's line searches serve all starts at once (on p-n=150 .2, 150
-    # starts in 0.5 s a sweep, against 7 s as `lax.map` chunks of a vmapped single start).
+    # One batch: coordinate ascent's line searches serve all starts at once (an order of magnitude
+    # faster than `lax.map` chunks of a vmapped single start).
     qs, values, _ = coordinate_ascent(market, starts, tol, sweeps, active=valid)
     values = jnp.where(valid, values, -jnp.inf)
     best = jnp.argmax(values)

@@ -8,9 +8,8 @@ neighbourhood exactly, through the allocation the prices induce.
 
 The moves re-price through `keep_prices`, the greatest prices at which every customer keeps an
 assigned option (`_assignment`): they maximise the profit of that assignment, and the exact profit
-there is at least that. (The same lift of a coordinate-wise optimum's own allocation changes
-nothing: measured on the benchmark's n <= 100 instances, those prices are already the greatest that
-keep it. What pays is changing the allocation.)
+there is at least that. What pays is changing the allocation: a coordinate-wise optimum's own
+allocation is usually already priced at those greatest prices.
 
 **The moves.** From prices beta with induced choices sigma (the tie rule's), seven kinds of candidate
 assignment, each re-priced by `keep_prices` and scored by the exact profit there:
@@ -22,46 +21,24 @@ assignment, each re-priced by `keep_prices` and scored by the exact profit there
 - shed (j, t), three kinds: model j loses its t most binding customers, each re-homed or each
   freed, or its t customers cheapest to re-home, re-homed. A customer is re-homed to the option
   whose winning price, less what cutting that model's price to it costs on the model's current
-  customers, earns the most (freed where none is worth anything). This is a move no sequence of
-  single moves makes without first losing money: on the benchmark's p-n=50 .0 the best model should
-  give three of its five customers to three other models, and each re-homing alone costs more than
-  it earns until the model's price rises for the two that stay, which only shedding all three at
-  once allows. Ranked by t (the smallest sheds first where their number is capped).
+  customers, earns the most (freed where none is worth anything). No sequence of single moves makes
+  this move without first losing money: each re-homing alone can cost more than it earns until the
+  model's price rises for the customers that stay, which only shedding them together allows.
+  Ranked by t (the smallest sheds first where their number is capped).
 - shed (j, t), re-homed as tried: as the first kind, but each customer goes where its insertion
-  re-priced best among the inserts just scored (scored after them). The rule above guesses from
-  one model's price cut; on p-n=100 .1 it sent both of a model's two most binding customers to a
-  model that many others then buy, where their best insertions (each losing 1.0 and 1.3 alone)
-  together earn 0.7 and lead to the optimum (0.99960 -> 0.99999).
+  re-priced best among the inserts just scored (scored after them): the rule above guesses from
+  one model's price cut, the inserts have measured each destination.
 - raise (i): customer i's model j priced at i's value of it (`raised_assignment`): j's customers
   who can pay that stay, the other models they would rather rent are priced up until they do not,
   and every customer those prices move is re-assigned at once, each to its insertion that
   re-priced best (scored after the inserts, as the tried sheds). Where a chain of indifferences
   pins j's price (j's customer envies model k, whose own price k's customer pins by envying a
-  third) no single re-assignment lifts it. On p-n=150 .0, imp (key 2) stopped at 0.99912 of the
-  optimum two re-assignments from it: a raise reaches it.
+  third) no single re-assignment lifts it.
 
 `improve_by_moves` takes the best candidate if it raises the exact profit, runs classic IMP's
 coordinate ascent from it, and repeats until no candidate pays, for at most a fixed number of
-rounds (the cap bounds a `jax.vmap` batch's cost too). On the unit-demand benchmark's
-n = 50 characteristics instances this turned coordinate-wise optima at 0.9976 to 0.9993 of the
-published optimum into the optimum (see the README's "Markets from data").
-
-**Looking two moves ahead.** Where no single move pays, a pair can: on c-n=100 .0 one customer's
-insertion costs 0.33 and makes room for another's that earns 6.2. `best_two_moves` extends each of
-the `beam` best losing moves by its best next move (then coordinate ascent), and
-`improve_by_lookahead` takes the best pair where it pays, then single moves again. It costs `beam`
-+ 1 rounds of single moves per pair, so imp runs it from its best start only.
-
-**Compound moves.** Every move above proposes an assignment and re-prices it at `keep_prices`, which
-keeps everyone else's choice; where a cut price should also draw other customers, that re-pricing
-cuts their models instead and the move scores as a loss. A compound move proposes prices: customer
-i's model priced at i's value of it (with the models its staying customers would rather rent, as a
-raise), each customer who then leaves its model received by an option cut to what that customer
-gets elsewhere (`raised_and_received`), and coordinate ascent takes whatever else those prices make
-possible; it is scored after a few sweeps of it (`best_compound_move`). On p-n=200 .0 imp stopped
-0.00078 below the optimum where pairs and every subset of up to three of the optimum's
-re-assignments lose; one compound move (+2.80) takes it to 0.99991. The look-ahead takes the best
-compound move where it pays more than the best pair.
+rounds (the cap bounds a `jax.vmap` batch's cost too). What each kind of move is worth on the
+unit-demand benchmark is in the docs (how IMP works).
 """
 
 from __future__ import annotations
@@ -295,10 +272,9 @@ def all_moves(
 
     Candidates are evaluated `batch` at a time (`lax.map`), so memory is `batch` copies of the
     (N, K) option arrays whatever the number of candidates. Each chunk's re-pricing runs until its
-    slowest candidate converges: on the unit-demand benchmark a median candidate needs 4 rounds of
-    `keep_prices` and a few (assignments no prices keep) run to the cap, M + 2, so chunks of 64 ran
-    6x to 11x the rounds the candidates needed and chunks of 8 made a round of moves 2.1x to 2.5x
-    faster (p-n=150, c-n=200); on small markets one chunk is one sequential step fewer.
+    slowest candidate converges: most candidates need a few rounds of `keep_prices` and a few
+    (assignments no prices keep) run to the cap, M + 2, so on many-model markets small chunks waste
+    fewer rounds; on small markets one chunk is one sequential step fewer.
     """
     opts = rental_options(market, prices)
     sigma = choose(opts, tol)
@@ -373,7 +349,7 @@ def improve_by_moves(
     coordinate ascent from there; a start is done at its first round that finds no such move or
     after `rounds` rounds, and the next start begins. Never lowers the exact profit. (Leaving a
     local optimum of this neighbourhood by its best non-improving move, an iterated local search,
-    found nothing more on the unit-demand benchmark at three times the cost, so it is not offered.)
+    is not offered: see the docs, how IMP works.)
     `count` (traced or not): improve only the first `count` starts, return the others as they are.
 
     All starts' rounds run in one loop, one round per iteration, which ends when the last start is

@@ -20,8 +20,8 @@ breakpoints by the smallest margin that makes each intended customer strictly pr
   seller margins nearly agree, which a uniform pull separates only slowly;
 - kept: the greatest prices below the solution's at which every intended customer beats each other
   option by twice its required gap (`_assignment.keep_prices` with a gap; the allocation's best
-  posting). This wins where long chains of customers pin each other's prices (unit demand: a
-  float32 solve of p-n=50 .3 at the optimum lost 0.1% to the other two, 1e-5 with this one).
+  posting). This wins where long chains of customers pin each other's prices (unit demand, where
+  the other two can lose a thousand times more in float32).
 
 **How far.** A customer i with intended option j "holds" at some prices when its value of j exceeds
 that of every other option l (opting out included) by at least

@@ -1,6 +1,6 @@
 """The customers' robust selecting and renting (RSR): exact best responses, in closed form.
 
-This is our formulation of the customer's two-stage robust problem (see `docs` in the README), not
+This is our formulation of the customer's two-stage robust problem (`docs/models/lmaas.md`), not
 the LMaaS paper's equations, which are not public.
 """
 

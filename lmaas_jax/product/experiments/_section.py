@@ -31,7 +31,7 @@ def lmaas_section(
         f"budgets for half the customers); sellers price with gradient IMP ({settings.ascent.steps} "
         f"steps, {settings.ascent.restarts} restarts, polish {'on' if settings.polish else 'off'}); "
         f"scale {cfg['scale']}. "
-        "Our formulation of the LMaaS game (see the README), not the paper's equations. "
+        "Our formulation of the LMaaS game (docs/models/lmaas.md), not the paper's equations. "
         "Every table below is also in this folder as CSV and Parquet.",
         "",
         "Time per experiment (s, compile included): "
