@@ -296,10 +296,10 @@ def ttc_command(out, sweep_points, progress):
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    from ._run import _progress
+    from ._run import progress_bar
     from .experiments._ttc import ttc_report
 
-    table = ttc_report(out, n_sweep=sweep_points, progress=_progress(progress))
+    table = ttc_report(out, n_sweep=sweep_points, progress=progress_bar(progress))
     cols = [
         "benchmark",
         "method",

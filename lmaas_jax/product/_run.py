@@ -19,7 +19,7 @@ from .experiments import _figures, _tables
 from .experiments._section import e6_section, lmaas_section
 
 
-def _progress(enabled: bool):
+def progress_bar(enabled: bool):
     from tqdm.auto import tqdm
 
     return lambda it, desc="": tqdm(it, desc=desc, disable=not enabled, leave=False)
@@ -106,7 +106,7 @@ def run_experiments(
     out = Path(cfg["out"])
     _open_folder(out, cfg, solver, seed)
     jax.config.update("jax_enable_x64", True)
-    bar = _progress(progress)
+    bar = progress_bar(progress)
     scale, dtype = cfg["scale"], cfg["dtype"]
     m, n = cfg["n_models"], cfg["n_customers"]
     seconds = {}

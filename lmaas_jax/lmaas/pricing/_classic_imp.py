@@ -8,12 +8,18 @@ from jax import lax
 from jaxtyping import ArrayLike, Float
 
 from ..._checks import check_prices, checked, size
-from ..robust._rsr import _as_prices, choose, rental_options, tie_tolerance, value_market
+from ..robust._rsr import as_prices, choose, rental_options, tie_tolerance, value_market
 from ..scenarios._market import AnyMarket, check_market
 from ._line_search import best_on_line, best_on_line_among
 from ._posting import posted_solution
 from ._profit import exact_profit
 from ._solution import PricingSolution
+
+
+def improves(new, old):
+    """Whether profit `new` beats `old` by more than a relative 1e-12: the test every stage uses
+    before it takes a step, so that rounding alone never counts as progress."""
+    return new > old + 1e-12 * jnp.abs(old)
 
 
 def coordinate_ascent(
@@ -104,7 +110,7 @@ def coordinate_ascent(
     def run(carry):
         prices, profit, done, used = carry
         new_prices, new_profit = jax.vmap(lambda p, v: one_sweep(*price_out_unsold(p, v)))(prices, profit)
-        improved = new_profit > profit + 1e-12 * jnp.abs(profit)
+        improved = improves(new_profit, profit)
         # A sweep never lowers the profit, but summed once a sweep (`users_sweep`) rounding could say
         # it did: then the start keeps its prices (and stops, as `improved` is False).
         keep = done | (new_profit < profit)
@@ -177,7 +183,7 @@ def classic_imp(
     """
     # The search never sees the market's derivative; the solution carries the equilibrium's.
     differentiable, market = market, lax.stop_gradient(market)
-    prices = market.models.price_lo if prices is None else lax.stop_gradient(_as_prices(market, prices))
+    prices = market.models.price_lo if prices is None else lax.stop_gradient(as_prices(market, prices))
     tol = tie_tolerance(market, tie_tol)
     values = value_market(market)
     prices, _, sweeps = coordinate_ascent(values, prices, tol, int(max_sweeps))

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Bool, Int
 
-from ..robust._rsr import choose, rental_options, value_market
+from ..robust._rsr import choose, rental_options, value_market, with_opt_out
 from ..scenarios._market import AnyMarket, ValueMarket
 from ._profit import relaxed_profit
 
@@ -60,10 +60,6 @@ class PinPattern(eqx.Module):
     customer: Int[Array, " models"]
     other: Int[Array, " models"]
     stable: Bool[Array, ""]
-
-
-def _with_opt_out(x, fill):
-    return jnp.concatenate([jnp.full((x.shape[0], 1), fill, x.dtype), x], axis=1)
 
 
 def _at_box_ends(prices, models):
@@ -103,8 +99,8 @@ def pin_pattern(market: ValueMarket, prices, tie_tol) -> PinPattern:
     n, m = market.n_customers, market.n_models
     opts = rental_options(market, prices)
     choice = choose(opts, tie_tol)  # options (see ValueMarket); models where reported
-    value = _with_opt_out(opts.value, 0.0)
-    available = _with_opt_out(opts.available, True)
+    value = with_opt_out(opts.value, 0.0)
+    available = with_opt_out(opts.available, True)
     scale = jnp.max(jnp.where(opts.available, opts.gross, 0.0), axis=1)
     window = 4.0 * tie_tol * (1.0 + scale)
     rows = jnp.arange(n)
@@ -162,7 +158,7 @@ def _residual(market: AnyMarket, prices, pins: PinPattern):
     """F(p, theta) of the module docstring, one row per model."""
     mo = market.models
     values = value_market(market)
-    value = _with_opt_out(rental_options(values, prices).value, 0.0)
+    value = with_opt_out(rental_options(values, prices).value, 0.0)
     i = jnp.maximum(pins.customer, 0)
     # Models -> the pinning customer's options (1-based; 0 = no rental).
     own = value[i, 1 + values.slot(i, jnp.arange(market.n_models))]

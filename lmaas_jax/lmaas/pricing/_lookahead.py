@@ -27,7 +27,7 @@ from jax import lax
 from ..._checks import check_settings, setting
 from ..robust._rsr import choose, rental_options
 from ..scenarios._market import ValueMarket
-from ._classic_imp import coordinate_ascent
+from ._classic_imp import coordinate_ascent, improves
 from ._line_search import inverse_value
 from ._moves import all_moves, best_move, improve_by_moves, raisable, raised_prices
 from ._profit import exact_profit
@@ -96,7 +96,7 @@ def raised_and_received(market: ValueMarket, prices, sigma, model, top, buyers, 
     mo, cu = market.models, market.customers
     m = market.n_models
     ninf = jnp.asarray(-jnp.inf, prices.dtype)
-    length = jnp.minimum(market.hours, cu.horizon[:, None])
+    length = market.lengths()
     raised, _ = raised_prices(market, prices, sigma, model, top, customer)
     at_raised = rental_options(market, raised)
     new = choose(at_raised, tol)
@@ -202,7 +202,7 @@ def improve_by_lookahead(
             use = value2 > value
             q2, value2, _ = coordinate_ascent(market, q2, tol, sweeps, active=use)
             q, value = jnp.where(use, q2, q), jnp.where(use, value2, value)
-        better = value > profit + 1e-12 * jnp.abs(profit)
+        better = improves(value, profit)
         # count 0: no single moves where the pair did not pay (a traced count, so no `lax.cond`).
         q, value, _ = improve_by_moves(
             market,

@@ -54,7 +54,7 @@ from ..._checks import check_settings, setting
 from ..robust._rsr import choose, rental_options
 from ..scenarios._market import ValueMarket
 from ._assignment import columns, keep_prices
-from ._classic_imp import coordinate_ascent
+from ._classic_imp import coordinate_ascent, improves
 from ._line_search import inverse_value
 from ._profit import exact_profit
 
@@ -115,7 +115,7 @@ def _candidates(
     onehot = columns(sigma, k)
     ninf = jnp.asarray(-jnp.inf, dtype)
     current = jnp.maximum(jnp.max(jnp.where(onehot & opts.available, opts.value, ninf), axis=1), 0.0)
-    length = jnp.minimum(market.hours, cu.horizon[:, None])
+    length = market.lengths()
     # Insert (i, j): the price of j at which i's value of j reaches its current value.
     win = inverse_value(market.rate, length, cu.budget[:, None], current[:, None])
     room = jnp.maximum(prices - mo.serving_cost, jnp.finfo(dtype).tiny)
@@ -224,7 +224,7 @@ def raised_prices(market: ValueMarket, prices, sigma, model, top, customer):
     own = jnp.maximum(sigma - 1, 0)[:, None]
     at_t = rental_options(market, prices.at[j].set(t))
     value_t = jnp.take_along_axis(at_t.value, own, axis=1)[:, 0]
-    length = jnp.minimum(market.hours, market.customers.horizon[:, None])
+    length = market.lengths()
     need = inverse_value(market.rate, length, market.customers.budget[:, None], value_t[:, None])
     others = stays[:, None] & (market.hours > 0) & ~columns(sigma, market.rate.shape[1])
     ids = jnp.where(others, market.model_ids(), m)
@@ -370,7 +370,7 @@ def improve_by_moves(
         pool, profit, moves, s, r = state
         counts = dict(inserts=inserts, drops=drops, sheds=sheds, raises=raises, batch=batch)
         q, value = best_move(market, pool[s], tol, **counts)
-        better = value > profit[s] + 1e-12 * jnp.abs(profit[s])
+        better = improves(value, profit[s])
         q, value, _ = coordinate_ascent(market, q, tol, sweeps, active=better)
         better = better & (value > profit[s])
         pool = pool.at[s].set(jnp.where(better, q, pool[s]))

@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ..robust._rsr import choose, chosen_margin, rental_options, respond, value_market
+from ..robust._rsr import choose, chosen_margin, rental_options, respond, value_market, with_opt_out
 from ..scenarios._market import AnyMarket, ValueMarket
 from ._assignment import keep_prices
 from ._equilibrium import equilibrium_prices, pin_pattern
@@ -85,12 +85,11 @@ def _required(market: ValueMarket, opts, prices, intended):
 def _shortfall(market: ValueMarket, prices, intended):
     """Per customer, how much value its intended option lacks to hold (<= 0: it holds), and tau."""
     opts = rental_options(market, prices)
-    n, m = opts.value.shape
-    zero = jnp.zeros((n, 1), opts.value.dtype)
-    value = jnp.concatenate([zero, opts.value], axis=1)
-    margin = jnp.concatenate([zero, opts.seller_margin], axis=1)
-    duration = jnp.concatenate([zero, opts.duration], axis=1)
-    available = jnp.concatenate([jnp.ones((n, 1), bool), opts.available], axis=1)
+    m = opts.value.shape[1]
+    value = with_opt_out(opts.value, 0.0)
+    margin = with_opt_out(opts.seller_margin, 0.0)
+    duration = with_opt_out(opts.duration, 0.0)
+    available = with_opt_out(opts.available, True)
     pick = lambda x: jnp.take_along_axis(x, intended[:, None], axis=1)[:, 0]  # noqa: E731
     need = _required(market, opts, prices, intended)
     others = available & (jnp.arange(m + 1, dtype=intended.dtype)[None, :] != intended[:, None])

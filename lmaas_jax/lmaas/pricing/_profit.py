@@ -6,10 +6,10 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from ..._checks import checked
-from ..robust._relaxed_rsr import _relaxed_respond, check_relaxed, checked_temperature
+from ..robust._relaxed_rsr import check_relaxed, checked_temperature, relaxed_respond
 from ..robust._rsr import (
-    _as_prices,
-    _check_evaluation,
+    as_prices,
+    check_evaluation,
     choose,
     chosen_margin,
     rental_options,
@@ -28,11 +28,11 @@ def exact_profit(market: ValueMarket, prices: Float[Array, " models"], tie_tol: 
 
 def relaxed_profit(market: ValueMarket, prices: Float[Array, " models"], temperature) -> Float[Array, ""]:
     """Relaxed seller profit on a value table ([`lmaas_jax.value_market`][])."""
-    response = _relaxed_respond(market, prices, temperature)
+    response = relaxed_respond(market, prices, temperature)
     return jnp.sum(response.expected_margin) - jnp.sum(market.models.training_cost)
 
 
-@checked(_check_evaluation)
+@checked(check_evaluation)
 def seller_profit(
     market: AnyMarket, prices: Float[ArrayLike, " models"], *, tie_tol: float | None = None
 ) -> Float[Array, ""]:
@@ -42,7 +42,7 @@ def seller_profit(
     Stackelberg ties). Piecewise smooth and discontinuous in the prices; use
     [`lmaas_jax.relaxed_seller_profit`][] for gradients.
     """
-    prices = _as_prices(market, prices)
+    prices = as_prices(market, prices)
     tol = tie_tolerance(market, tie_tol)
     return exact_profit(value_market(market), prices, tol)
 
@@ -55,6 +55,6 @@ def relaxed_seller_profit(
 
     Smooth in the prices; tends to [`lmaas_jax.seller_profit`][] as temperature -> 0 away from ties.
     """
-    prices = _as_prices(market, prices)
+    prices = as_prices(market, prices)
     temperature = checked_temperature(temperature)
     return relaxed_profit(value_market(market), prices, temperature)

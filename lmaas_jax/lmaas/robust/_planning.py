@@ -13,7 +13,7 @@ from jaxtyping import Array, ArrayLike, Float, Int
 
 from ..._checks import checked
 from ..scenarios._market import Market
-from ._rsr import RSRResponse, _as_prices, _check_evaluation, rsr, worst_case_profit
+from ._rsr import RSRResponse, as_prices, check_evaluation, rsr, worst_case_profit
 
 RULES = ("rsr", "nominal", "most_accurate", "cheapest")
 
@@ -53,7 +53,7 @@ def _nominal_for_model(nominal: RSRResponse, j: Int[Array, " customers"]):
     return jnp.where(rent, j + 1, 0).astype(jnp.int32), jnp.where(rent, hours, 0.0)
 
 
-@checked(_check_evaluation)
+@checked(check_evaluation)
 def plan(
     market: Market, prices: Float[ArrayLike, " models"], rule: str = "rsr", *, tie_tol: float | None = None
 ) -> PlanOutcome:
@@ -81,7 +81,7 @@ def plan(
     """
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}; got {rule!r}.")
-    prices = _as_prices(market, prices)
+    prices = as_prices(market, prices)
     if rule == "rsr":
         response = rsr(market, prices, tie_tol=tie_tol)
         choice, duration = response.choice, response.duration

@@ -11,7 +11,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from ..._checks import check_prices, checked, in_range
 from ..scenarios._market import AnyMarket, ValueMarket, check_market
-from ._rsr import Options, _as_prices, rental_options, value_market
+from ._rsr import Options, as_prices, rental_options, value_market, with_opt_out
 
 
 class RelaxedResponse(eqx.Module):
@@ -36,14 +36,12 @@ class RelaxedResponse(eqx.Module):
     expected_margin: Float[Array, " customers"]
 
 
-def _relaxed_respond(market: ValueMarket, prices: Float[Array, " models"], temperature) -> RelaxedResponse:
+def relaxed_respond(market: ValueMarket, prices: Float[Array, " models"], temperature) -> RelaxedResponse:
     opts: Options = rental_options(market, prices)
-    n = market.n_customers
-    zero = jnp.zeros((n, 1), opts.value.dtype)
-    value = jnp.concatenate([zero, opts.value], axis=1)
-    duration = jnp.concatenate([zero, opts.duration], axis=1)
-    margin = jnp.concatenate([zero, opts.seller_margin], axis=1)
-    available = jnp.concatenate([jnp.ones((n, 1), bool), opts.available], axis=1)
+    value = with_opt_out(opts.value, 0.0)
+    duration = with_opt_out(opts.duration, 0.0)
+    margin = with_opt_out(opts.seller_margin, 0.0)
+    available = with_opt_out(opts.available, True)
     # A model a customer can never profit from (tau_ij = 0 at every price) is no option at all.
     logits = jnp.where(available, value / temperature, -jnp.inf)
     p = jax.nn.softmax(logits, axis=1)
@@ -91,10 +89,10 @@ def relaxed_rsr(
 
     A [`lmaas_jax.RelaxedResponse`][].
     """
-    prices = _as_prices(market, prices)
+    prices = as_prices(market, prices)
     temperature = checked_temperature(temperature)
     values = value_market(market)
-    response = _relaxed_respond(values, prices, temperature)
+    response = relaxed_respond(values, prices, temperature)
     if values.dense:
         return response
 

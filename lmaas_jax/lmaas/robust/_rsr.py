@@ -160,17 +160,21 @@ def tie_tolerance(market: AnyMarket, tie_tol: float | None = None) -> float:
     return 1e-9 if jnp.dtype(market.dtype) == jnp.float64 else 1e-5
 
 
+def with_opt_out(x, fill):
+    """An option array `(N, K)` with the opt-out column first, `(N, K + 1)`: column 0 is not renting
+    (`fill`: its value 0, its availability True), column k option k."""
+    return jnp.concatenate([jnp.full((x.shape[0], 1), fill, x.dtype), x], axis=1)
+
+
 def choose(options: Options, tie_tol: float) -> Int[Array, " customers"]:
     """Each customer's choice (0 = none, k = option k, 1-based) with the strong-Stackelberg tie rule.
 
     Options are in model order (dense: option k is model k; option lists are ascending), so the
     lowest option is the lowest model. `ValueMarket.chosen_model` maps options to models.
     """
-    n = options.value.shape[0]
-    zero = jnp.zeros((n, 1), options.value.dtype)
-    value = jnp.concatenate([zero, options.value], axis=1)
-    margin = jnp.concatenate([zero, options.seller_margin], axis=1)
-    available = jnp.concatenate([jnp.ones((n, 1), bool), options.available], axis=1)
+    value = with_opt_out(options.value, 0.0)
+    margin = with_opt_out(options.seller_margin, 0.0)
+    available = with_opt_out(options.available, True)
     ninf = jnp.asarray(-jnp.inf, value.dtype)
     best = jnp.max(jnp.where(available, value, ninf), axis=1, keepdims=True)
     scale = jnp.max(jnp.where(options.available, options.gross, 0.0), axis=1, keepdims=True)
@@ -233,7 +237,7 @@ def respond(
     )
 
 
-def _as_prices(market: AnyMarket, prices) -> Float[Array, " models"]:
+def as_prices(market: AnyMarket, prices) -> Float[Array, " models"]:
     """`prices` in the market's dtype; NaN, infinite or negative prices are refused when the compiled
     code runs (`equinox.error_if`; public entry points also check concrete prices in Python first)."""
     prices = jnp.asarray(prices)
@@ -242,13 +246,13 @@ def _as_prices(market: AnyMarket, prices) -> Float[Array, " models"]:
     return eqx.error_if(prices, ~(jnp.isfinite(prices) & (prices >= 0)), "prices must be finite and >= 0")
 
 
-def _check_evaluation(market, prices, *rest, tie_tol=None, **_):
+def check_evaluation(market, prices, *rest, tie_tol=None, **_):
     check_market(market)
     check_prices("prices", prices, market.n_models)
     tie_tolerance(market, tie_tol)
 
 
-@checked(_check_evaluation)
+@checked(check_evaluation)
 def rsr(
     market: AnyMarket, prices: Float[ArrayLike, " models"], *, tie_tol: float | None = None
 ) -> RSRResponse:
@@ -298,7 +302,7 @@ def rsr(
 
     An [`lmaas_jax.RSRResponse`][].
     """
-    prices = _as_prices(market, prices)
+    prices = as_prices(market, prices)
     tol = tie_tolerance(market, tie_tol)
     return respond(market, value_market(market), prices, tol)
 
@@ -313,7 +317,7 @@ def worst_case_profit(
 
     Padding scenarios get +inf so a minimum over the scenario axis ignores them.
     """
-    prices = _as_prices(market, prices)
+    prices = as_prices(market, prices)
     choice = jnp.asarray(choice)
     duration = jnp.asarray(duration, market.dtype)
     j = jnp.maximum(choice - 1, 0)

@@ -510,6 +510,11 @@ class ValueMarket(eqx.Module):
         """`cancellation`, or zeros for a table of values."""
         return jnp.zeros_like(self.rate) if self.cancellation is None else self.cancellation
 
+    def lengths(self) -> Float[Array, "customers options"]:
+        """The hours of each option worth renting within the horizon, min(hours_ik, horizon_i)
+        (budgets aside: those depend on the price)."""
+        return jnp.minimum(self.hours, self.customers.horizon[:, None])
+
     def model_ids(self) -> Int[Array, "customers options"]:
         """Each option's model (0-based), shape `(N, K)` (M on padding)."""
         if self.option_model is None:
