@@ -194,9 +194,13 @@ for n in sizes:
     for seed in seeds:
         mk = lj.random_market(jax.random.PRNGKey(seed + n), 4, n, dtype=dtype)
         p = float(jax.block_until_ready(f(mk, jax.random.PRNGKey(0))))
-        t0 = time.perf_counter()
-        jax.block_until_ready(f(mk, jax.random.PRNGKey(0)))
-        out.append(dict(N=n, seed=seed, seconds=time.perf_counter() - t0, profit=p, version=lj.__file__))
+        runs = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            jax.block_until_ready(f(mk, jax.random.PRNGKey(0)))
+            runs.append(time.perf_counter() - t0)
+        seconds = sorted(runs)[2]
+        out.append(dict(N=n, seed=seed, seconds=seconds, profit=p, version=lj.__file__))
 print("BASELINE" + json.dumps(out))
 """
 
@@ -204,7 +208,7 @@ BASELINE_SEEDS = [SEED, SEED + 1, SEED + 2, SEED + 3]  # four markets per size: 
 
 
 def baseline_table(path, sizes, dtype):
-    """Both versions' default `imp` on the same markets, one call each after a compile call."""
+    """Both versions' default `imp` on the same markets: medians of 5 calls after a compile call."""
     env = dict(os.environ, PYTHONPATH=str(path))
     res = subprocess.run(
         [sys.executable, "-c", BASELINE_SCRIPT, json.dumps(sizes), json.dumps(BASELINE_SEEDS), dtype],
@@ -219,7 +223,7 @@ def baseline_table(path, sizes, dtype):
     rows = []
     for o in old:
         mk = lj.random_market(jax.random.PRNGKey(o["seed"] + o["N"]), 4, o["N"], dtype=dtype)
-        _, t, profit = timed(fn, mk, jax.random.PRNGKey(0), repeats=1)
+        _, t, profit = timed(fn, mk, jax.random.PRNGKey(0), repeats=5)
         rows.append(
             dict(
                 N=o["N"],
