@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -283,3 +284,50 @@ def test_the_command_keeps_what_it_compiles(tmp_path):
     assert any(folder.iterdir()), "nothing was written to the compilation cache"
     help_text = invoke("--help").output
     assert "--cache-dir" in help_text and "--no-cache" in help_text
+
+
+@pytest.mark.parametrize(
+    "name, sections",
+    [
+        ("solve-default.toml", ("market", "solver")),
+        ("solve-budget-free.toml", ("market", "solver")),
+        ("sweep-gamma-deviation.toml", ("sweep", "solver")),
+        ("run-gpu.toml", ("run", "solver")),
+    ],
+)
+def test_the_example_configurations_load(name, sections):
+    from lmaas_jax.product._config import gradient_imp, load_config
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(root / "examples" / name, sections)
+    settings = gradient_imp(cfg["solver"])(4, 60)  # the size rule, with the file's keys in place
+    for key, value in cfg["solver"].items():
+        if "." in key and key != "polish.enabled" and value is not None:
+            stage, field = key.split(".")
+            assert getattr(getattr(settings, stage), field) == value, key
+
+
+def test_the_solver_schema_is_the_stage_settings():
+    # One source: every setting of every stage Module is a [solver] key with its range and help, and
+    # a value the Module would refuse is refused by the configuration, naming the key.
+    import dataclasses
+
+    import lmaas_jax as lj
+    from lmaas_jax.product._config import SCHEMA, ConfigError, check_config
+
+    for stage, cls in (
+        ("ascent", lj.Ascent),
+        ("polish", lj.Polish),
+        ("moves", lj.Moves),
+        ("lookahead", lj.LookAhead),
+    ):
+        for f in dataclasses.fields(cls):
+            if "help" not in f.metadata:
+                continue
+            key = SCHEMA["solver"][f"{stage}.{f.name}"]
+            assert (key.kind, key.lo, key.hi) == (type(f.default), f.metadata["lo"], f.metadata["hi"])
+            assert f.metadata["help"] in key.help
+    with pytest.raises(ConfigError, match=r"solver.moves.starts = 0: must lie in \[1, inf\]"):
+        check_config({"solver": {"moves": {"starts": 0}}}, ("solver",))
+    with pytest.raises(ConfigError, match="unknown key solver.moves.start "):
+        check_config({"solver": {"moves.start": 3}}, ("solver",))
