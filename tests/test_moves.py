@@ -254,7 +254,7 @@ def test_several_starts_are_searched_one_by_one_up_to_count(dtype):
     mo = market.models
     u = jnp.asarray(np.random.default_rng(3).uniform(size=(4, 5)), dtype)
     starts, _, _ = coordinate_ascent(
-        market, terms, mo.price_lo[None, :] + u * (mo.price_hi - mo.price_lo)[None, :], tol, 6
+        terms, mo.price_lo[None, :] + u * (mo.price_hi - mo.price_lo)[None, :], tol, 6
     )
     kw = dict(rounds=4, inserts=30, drops=6, sweeps=3)
     search = jax.jit(lambda p, c: improve_by_moves(terms, p, tol, count=c, **kw))
@@ -266,7 +266,7 @@ def test_several_starts_are_searched_one_by_one_up_to_count(dtype):
     np.testing.assert_array_equal(np.asarray(prices[2:]), np.asarray(starts[2:]))
     assert np.all(np.asarray(moves[2:]) == 0)
     frozen, value, used = coordinate_ascent(
-        market, terms, starts, tol, 6, active=jnp.asarray([True, False, True, False])
+        terms, starts, tol, 6, active=jnp.asarray([True, False, True, False])
     )
     np.testing.assert_array_equal(np.asarray(frozen[1::2]), np.asarray(starts[1::2]))
     assert np.all(np.asarray(used[1::2]) == 0)
