@@ -44,6 +44,7 @@ from .lmaas.scenarios._generator import (
     family_models as family_models,
     random_market as random_market,
     stress_market as stress_market,
+    unit_demand_market as unit_demand_market,
 )
 from .lmaas.scenarios._market import (
     AnyMarket as AnyMarket,

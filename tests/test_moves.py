@@ -211,8 +211,8 @@ def test_raise_moves_break_a_chain_that_single_moves_cannot(tmp_path, dtype):
             best = max(best, float(exact_profit(value_market(exact), jnp.asarray(q), 1e-9)))
     start = lj.classic_imp(market, jnp.asarray([20.1, 19.52, 16.77, 12.6], dtype)).prices
     counts = dict(rounds=6, inserts=32, drops=7, sheds=7, sweeps=3)
-    _, without, _ = improve_by_moves(terms, start, tol, **counts)
-    prices, value, moves = improve_by_moves(terms, start, tol, raises=7, **counts)
+    _, without, _, _ = improve_by_moves(terms, start, tol, **counts)
+    prices, value, moves, _ = improve_by_moves(terms, start, tol, raises=7, **counts)
     rtol = RTOL[dtype]
     assert float(without) < best * (1 - 1e-3)
     assert float(value) == pytest.approx(best, rel=rtol) and int(moves) >= 1
@@ -229,7 +229,7 @@ def test_moves_never_lower_the_profit_and_leave_coordinate_optima(dtype):
         terms, tol = value_market(market), tie_tolerance(market)
         start = lj.classic_imp(market, market.models.price_lo).stats["prices_supremum"]
         before = exact_profit(terms, start, tol)
-        return before, *improve_by_moves(terms, start, tol, rounds=6, inserts=60, drops=12, sweeps=3)
+        return before, *improve_by_moves(terms, start, tol, rounds=6, inserts=60, drops=12, sweeps=3)[:3]
 
     for seed in range(12):
         market = _table(200 + seed, 12, 5, dtype, budgets=seed % 2 == 1)
@@ -258,7 +258,7 @@ def test_several_starts_are_searched_one_by_one_up_to_count(dtype):
     )
     kw = dict(rounds=4, inserts=30, drops=6, sweeps=3)
     search = jax.jit(lambda p, c: improve_by_moves(terms, p, tol, count=c, **kw))
-    prices, profit, moves = search(starts, 2)
+    prices, profit, moves, _ = search(starts, 2)
     for s in range(2):
         alone = search(starts[s][None, :], 1)
         np.testing.assert_array_equal(np.asarray(prices[s]), np.asarray(alone[0][0]))
@@ -370,8 +370,8 @@ def test_lookahead_never_lowers_the_profit_and_pairs_pay(dtype):
     def search(market):
         terms, tol = value_market(market), tie_tolerance(market)
         start = lj.classic_imp(market, market.models.price_lo).stats["prices_supremum"]
-        local, before, _ = improve_by_moves(terms, start, tol, rounds=8, **kw)
-        return before, *improve_by_lookahead(terms, local, tol, rounds=3, beam=6, moves=8, **kw)
+        local, before, _, _ = improve_by_moves(terms, start, tol, rounds=8, **kw)
+        return before, *improve_by_lookahead(terms, local, tol, rounds=3, beam=6, moves=8, **kw)[:3]
 
     paid = 0
     for seed in range(12):
@@ -408,15 +408,23 @@ def test_shed_moves_reach_the_published_optimum_where_single_moves_stop(dtype):
 
 def test_larger_neighbourhoods_default_on_from_many_models():
     """`GradientIMP.for_size`: below 16 models the class defaults; from 16 models sheds, raises, the
-    look-ahead and batches of 8; of those, up to 256 customers 48 random polish starts, 48 move
-    starts and compound moves for every customer, else 16, 8 and none. The larger pool of random
-    starts holds the smaller one (same key), so the moves' best over more starts is never lower
-    before the look-ahead."""
+    look-ahead and batches of 8; of those, markets of at most 8192 option entries (N K) 48 random
+    polish starts, 48 move starts and compound moves for every customer, else 16, 8 and none: a
+    sparse market of 512 customers gets the larger pools, a dense table of 100 x 300 does not. The
+    larger pool of random starts holds the smaller one (same key), so the moves' best over more
+    starts is never lower before the look-ahead."""
     assert lj.GradientIMP.for_size(15, 64) == lj.GradientIMP() == lj.GradientIMP.for_size(4, 10**6)
-    few, many = lj.GradientIMP.for_size(16, 256), lj.GradientIMP.for_size(16, 257)
-    assert (few.polish.random, few.moves.starts, few.lookahead.compounds) == (48, 48, 256)
+    few, many = lj.GradientIMP.for_size(300, 512, 16), lj.GradientIMP.for_size(300, 513, 16)
+    assert (few.polish.random, few.moves.starts, few.lookahead.compounds) == (48, 48, 512)
     assert (many.polish.random, many.moves.starts, many.lookahead.compounds) == (16, 8, 0)
-    for s, n in ((few, 256), (many, 257)):
+    assert lj.GradientIMP.for_size(300, 100) == replace(
+        lj.GradientIMP.for_size(300, 513, 16), moves=replace(many.moves, raises=100)
+    )  # a dense table: K = M
+    table = lj.unit_demand_market(jax.random.PRNGKey(0), 30, 40, density=None)
+    lists = lj.unit_demand_market(jax.random.PRNGKey(0), 30, 40, density=4)
+    assert lj.GradientIMP.for_market(table) == lj.GradientIMP.for_size(40, 30, 40)
+    assert lj.GradientIMP.for_market(lists) == lj.GradientIMP.for_size(40, 30, lists.n_options)
+    for s, n in ((few, 512), (many, 513)):
         assert (s.moves.sheds, s.moves.raises, s.moves.batch, s.lookahead.rounds) == (4, n, 8, 4)
     assert lj.GradientIMP().lookahead.rounds == 0 and lj.GradientIMP().moves.sheds == 0
     key = jax.random.PRNGKey(3)
@@ -434,6 +442,9 @@ def test_larger_neighbourhoods_default_on_from_many_models():
     capped = lj.Moves(inserts=8, sheds=4, raises=3000, max_candidates=2048).counts(3000, 3000)
     assert capped["inserts"] + capped["drops"] + 4 * capped["sheds"] + capped["raises"] <= 2048
     assert capped["inserts"] >= 1
+    # Insertions per model or per customer, whichever are fewer; drops at most N.
+    assert lj.Moves().counts(300, 100)["inserts"] == 800 and lj.Moves().counts(100, 300)["inserts"] == 800
+    assert lj.Moves().counts(300, 100)["drops"] == 100
     explicit = lj.Moves(sheds=2, raises=5, batch=16)
     assert explicit.counts(4, 64) == {"inserts": 32, "drops": 4, "sheds": 8, "raises": 5, "batch": 16}
     with pytest.raises(ValueError, match=re.escape("LookAhead.rounds must be >= 0; got -1.")):
@@ -458,10 +469,10 @@ def test_compound_moves_reach_the_optimum_where_single_moves_and_pairs_stop(dtyp
     def search(market):
         terms, tol = value_market(market), tie_tolerance(market)
         start = lj.classic_imp(market, market.models.price_lo).stats["prices_supremum"]
-        local, _, _ = improve_by_moves(terms, start, tol, rounds=8, **kw)
+        local, _, _, _ = improve_by_moves(terms, start, tol, rounds=8, **kw)
         pairs = improve_by_lookahead(terms, local, tol, rounds=4, beam=8, moves=8, **kw)
         both = improve_by_lookahead(terms, local, tol, rounds=4, beam=8, moves=8, compounds=n, **kw)
-        return pairs[1], both
+        return pairs[1], both[:3]
 
     for seed in (40, 74):
         market = _table(seed, n, m, dtype, unit=True, sparse=0.6)
@@ -499,5 +510,5 @@ def test_the_chain_lifts_the_receiving_model_and_passes_its_marginal_customer_on
         np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=rtol)
         np.testing.assert_allclose(float(exact_profit(terms, got, tol)), profit, rtol=rtol)
     # The compound moves from (6, 6, 6) find at least the chain's proposal.
-    _, value = lk.best_compound_move(terms, prices, tol, count=3, sweeps=3)
+    _, value, _ = lk.best_compound_move(terms, prices, tol, count=3, sweeps=3)
     assert float(value) >= 22.8 * (1 - rtol)

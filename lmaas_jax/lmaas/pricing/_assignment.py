@@ -59,13 +59,16 @@ def keep_prices(
     Models nobody is assigned to end at `price_hi`; where no price vector in the box keeps the
     assignment, some price ends at `price_lo` or the rounds run out, and some assigned
     customer does not keep its option there (the caller evaluates exactly). `max_rounds` caps the
-    iteration (default M + 2: unit demand, Bellman-Ford, needs at most M + 1 where the assignment can
-    be kept at all; with hours and budgets the iteration can converge only in the limit, and prices
-    cut short are higher than the greatest ones, which the exact evaluation then prices as they are).
+    iteration (default min(M, N) + 2: only models with an assigned customer ever move, at most
+    min(M, N) of them, and for unit demand, Bellman-Ford over those, the iteration ends within one
+    round more than their number where the assignment can be kept at all; with hours and budgets
+    the iteration can converge only in the limit, and prices cut short are higher than the greatest
+    ones, which the exact evaluation then prices as they are).
     """
     mo, cu = market.models, market.customers
     m = market.n_models
-    rounds_cap = m + 2 if max_rounds is None else int(max_rounds)
+    # Only models with an assigned customer move, at most min(M, N) of them (see the docstring).
+    rounds_cap = min(m, market.n_customers) + 2 if max_rounds is None else int(max_rounds)
     onehot = columns(assign, market.rate.shape[1])
     j = jnp.maximum(assign - 1, 0)
     pick = lambda x: jnp.take_along_axis(x, j[:, None], axis=1)[:, 0]  # noqa: E731

@@ -9,12 +9,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jaxtyping import PRNGKeyArray
+from jaxtyping import ArrayLike, Int, PRNGKeyArray
 
-from ..._checks import check_fits, checked, size
+from ..._checks import check_fits, checked, is_concrete, size
 from ..robust._rsr import tie_tolerance, value_market
 from ..scenarios._market import AnyMarket, check_market
 from ._ascent import Ascent, ascend
+from ._budget import Budget
 from ._lookahead import COMPOUND_KINDS, LookAhead, improve_by_lookahead
 from ._moves import Moves, search_moves
 from ._polish import Polish, polish, polish_starts
@@ -24,8 +25,9 @@ from ._solution import PricingSolution
 # The size rule of `GradientIMP.for_market` (see there): markets of at least this many models get
 # the larger neighbourhoods ...
 MANY_MODELS = 16
-# ... and, of those, markets of at most this many customers the larger pools of starts.
-MANY_STARTS_CUSTOMERS = 256
+# ... and, of those, markets whose option table (customers x options per customer) has at most this
+# many entries the larger pools of starts.
+SMALL_TABLE = 8192
 
 
 class GradientIMP(eqx.Module):
@@ -62,27 +64,33 @@ class GradientIMP(eqx.Module):
 
     @classmethod
     def for_market(cls, market: AnyMarket) -> GradientIMP:
-        """The default settings for `market` (what `lj.imp(market)` uses): see `for_size`."""
-        return cls.for_size(market.n_models, market.n_customers)
+        """The default settings for `market` (what `lj.imp(market)` uses): see `for_size`, with K the
+        market's options per customer (M for a table, `n_options` for option lists)."""
+        k = getattr(market, "n_options", market.n_models)
+        return cls.for_size(market.n_models, market.n_customers, k)
 
     @classmethod
-    def for_size(cls, n_models: int, n_customers: int) -> GradientIMP:
-        """The default settings for a market of `n_models` models and `n_customers` customers.
+    def for_size(cls, n_models: int, n_customers: int, n_options: int | None = None) -> GradientIMP:
+        """The default settings for a market of M = `n_models` models, N = `n_customers` customers
+        and K = `n_options` options per customer (default M: every customer may rent every model).
 
         Markets of fewer than 16 models get `GradientIMP()`. Where there are many models, which
         models each customer is allocated to is the hard part of the problem, so markets of at least
         16 models also get the larger neighbourhoods: four shed moves per model and kind, a raise
-        move per customer, re-pricing in batches of 8 (a few candidates there take M + 2 rounds,
-        most take 4), and four look-ahead steps. Of those, markets of at most 256 customers also
-        get larger pools of starts (48 random polish starts and 48 move starts, of which the
-        defaults' 16 and 8 are the first) and compound moves for every customer; larger markets keep
-        the default pools, so their cost grows about linearly in N. How these were chosen and what
-        they cost is in the docs (how IMP works).
+        move per customer, re-pricing in batches of 8 (a few candidates there take many rounds of
+        re-pricing, most take 4), and four look-ahead steps. Of those, markets whose option table
+        has at most 8192 entries (N K <= 8192) also get larger pools of starts (48 random polish
+        starts and 48 move starts, of which the defaults' 16 and 8 are the first) and compound moves
+        for every customer. Every step of the exact stages costs a few passes over the N K options,
+        so the pools are sized by the table, not by N alone: a dense table of 100 customers and 300
+        models (30,000 entries) keeps the default pools, as a sparse market of 1000 customers does.
+        How these were chosen and what they cost is in the docs (how IMP works).
         """
         m, n = int(n_models), int(n_customers)
+        k = m if n_options is None else int(n_options)
         if m < MANY_MODELS:
             return cls()
-        few = n <= MANY_STARTS_CUSTOMERS
+        few = n * k <= SMALL_TABLE
         return cls(
             polish=Polish(random=48 if few else 16),
             moves=Moves(starts=48 if few else 8, sheds=4, raises=n, batch=8),
@@ -124,7 +132,7 @@ def memory_need(market: AnyMarket, solver: GradientIMP, steps: int) -> int:
     return held * jnp.dtype(market.dtype).itemsize
 
 
-def _check_imp(market, solver=None, *, key, max_steps=None, tie_tol=None):
+def _check_imp(market, solver=None, *, key, max_steps=None, tie_tol=None, max_work=None):
     check_market(market)
     if solver is not None and not isinstance(solver, GradientIMP):
         raise TypeError(f"solver must be a GradientIMP or None; got {solver!r} ({type(solver).__name__}).")
@@ -132,6 +140,11 @@ def _check_imp(market, solver=None, *, key, max_steps=None, tie_tol=None):
         raise TypeError(f"key must be a JAX PRNG key (jax.random.key or PRNGKey); got {key!r}.")
     if max_steps is not None:
         size("max_steps", max_steps)
+    if max_work is not None and is_concrete(max_work):
+        if not jnp.issubdtype(jnp.asarray(max_work).dtype, jnp.integer) or jnp.ndim(max_work) != 0:
+            raise TypeError(f"max_work must be an int or an integer scalar array; got {max_work!r}.")
+        if int(max_work) < 1:
+            raise ValueError(f"max_work must be >= 1; got {int(max_work)}.")
     tie_tolerance(market, tie_tol)
 
 
@@ -143,6 +156,7 @@ def imp(
     key: PRNGKeyArray,
     max_steps: int | None = None,
     tie_tol: float | None = None,
+    max_work: int | Int[ArrayLike, ""] | None = None,
 ) -> PricingSolution:
     """Price a market by gradient IMP: gradient ascent through the relaxed RSR, then exact stages.
 
@@ -167,13 +181,21 @@ def imp(
     - `key`: a JAX PRNG key for the restarts and the random polish starts.
     - `max_steps`: overrides `solver.ascent.steps`.
     - `tie_tol`: as in [`lmaas_jax.rsr`][]; default by dtype.
+    - `max_work`: a work budget for the exact stages (polish, moves, look-ahead), in exact steps: a
+      line search of one model from one start, or a candidate move re-priced (each a few passes
+      over the market's options). Each stage runs a step only while its largest cost fits, and
+      once one does not, imp returns the best prices found so far: a smaller budget never ends
+      higher than a larger one from the same key. Default: none. The gradient stage's cost is set
+      by `solver.ascent` and is not counted. An integer array is traced (one compilation serves
+      every budget, and `jax.vmap` over budgets works); a Python int is static.
 
     **Returns:**
 
     A [`lmaas_jax.PricingSolution`][] with a [`lmaas_jax.PricingTrace`][], `settings` the
     `GradientIMP` that ran, and `stats` holding `steps`, `restarts`, `profit_before_polish`,
-    `polish_sweeps`, `moves` (allocation moves taken by the best start) and `move_pairs` (steps
-    taken by the look-ahead).
+    `polish_sweeps`, `moves` (allocation moves taken by the best start), `move_pairs` (steps
+    taken by the look-ahead), `work` (exact steps spent) and `budget_spent` (whether a step was
+    skipped because `max_work` would not cover it).
     """
     solver = GradientIMP.for_market(market) if solver is None else solver
     steps = solver.ascent.steps if max_steps is None else int(max_steps)
@@ -192,21 +214,22 @@ def imp(
     ascended = ascend(values, tol, solver.ascent, steps, key_starts)
     before = jnp.max(ascended.profit)
     sweeps = moves = pairs = jnp.asarray(0, jnp.int32)
+    budget = Budget.of(max_work)
     if solver.polish is None:
         prices = ascended.prices[jnp.argmax(ascended.profit)]
     else:
         starts = polish_starts(values, ascended, solver.polish, key_polish)
-        prices, profit, sweeps = polish(values, tol, starts, solver.polish)
+        prices, profit, sweeps, budget = polish(values, tol, starts, solver.polish, budget)
         if solver.moves.rounds:
-            prices, profit, moves = search_moves(
-                values, prices, profit, tol, solver.moves, solver.polish.sweeps
+            prices, profit, moves, budget = search_moves(
+                values, prices, profit, tol, solver.moves, solver.polish.sweeps, budget
             )
             moves = moves[jnp.argmax(profit)]
         r = jnp.argmax(profit)
         prices, profit, sweeps = prices[r], profit[r], jnp.max(sweeps)
         if solver.moves.rounds and solver.lookahead.rounds:
             look = solver.lookahead
-            prices, profit, pairs = improve_by_lookahead(
+            prices, profit, pairs, budget = improve_by_lookahead(
                 values,
                 prices,
                 tol,
@@ -215,6 +238,7 @@ def imp(
                 compounds=min(look.compounds, market.n_customers),
                 moves=solver.moves.rounds,
                 sweeps=solver.polish.sweeps,
+                budget=budget,
                 **solver.moves.counts(market.n_models, market.n_customers),
             )
     stats = {
@@ -224,6 +248,8 @@ def imp(
         "polish_sweeps": sweeps,
         "moves": moves,
         "move_pairs": pairs,
+        "work": budget.spent,
+        "budget_spent": budget.stopped,
     }
     return posted_solution(
         differentiable, values, prices, tol, trace=ascended.trace, stats=stats, settings=solver

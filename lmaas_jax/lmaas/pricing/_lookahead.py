@@ -27,9 +27,10 @@ from jax import lax
 from ..._checks import check_settings, setting
 from ..robust._rsr import choose, rental_options
 from ..scenarios._market import ValueMarket
+from ._budget import Budget
 from ._classic_imp import coordinate_ascent, improves
 from ._line_search import inverse_value
-from ._moves import all_moves, best_move, improve_by_moves, raisable, raised_prices
+from ._moves import all_moves, best_move, candidate_count, improve_by_moves, raisable, raised_prices
 from ._profit import exact_profit
 
 # Compound moves per candidate customer: received by any model, by unsold models only, by the chain.
@@ -67,10 +68,10 @@ def best_two_moves(market: ValueMarket, prices, tol, *, beam: int, sweeps: int, 
     first, pick = lax.top_k(jnp.where(below, values, -jnp.inf), min(beam, values.shape[0]))
     second, value = lax.map(lambda q: best_move(market, q, tol, **counts), qs[pick])
     value = jnp.where(first > -jnp.inf, value, -jnp.inf)
-    second, value, _ = coordinate_ascent(market, second, tol, sweeps, active=value > -jnp.inf)
+    second, value, used = coordinate_ascent(market, second, tol, sweeps, active=value > -jnp.inf)
     value = jnp.where(first > -jnp.inf, value, -jnp.inf)
     k = jnp.argmax(value)
-    return second[k], value[k]
+    return second[k], value[k], jnp.sum(used, dtype=jnp.int32)
 
 
 def raised_and_received(market: ValueMarket, prices, sigma, model, top, buyers, tol, customer, unsold, chain):
@@ -166,10 +167,10 @@ def best_compound_move(market: ValueMarket, prices, tol, *, count: int, sweeps: 
     starts = jax.vmap(propose)(customer, kind)
     # One batch: coordinate ascent's line searches serve all starts at once (an order of magnitude
     # faster than `lax.map` chunks of a vmapped single start).
-    qs, values, _ = coordinate_ascent(market, starts, tol, sweeps, active=valid)
+    qs, values, used = coordinate_ascent(market, starts, tol, sweeps, active=valid)
     values = jnp.where(valid, values, -jnp.inf)
     best = jnp.argmax(values)
-    return qs[best], values[best]
+    return qs[best], values[best], jnp.sum(used, dtype=jnp.int32)
 
 
 def improve_by_lookahead(
@@ -182,6 +183,7 @@ def improve_by_lookahead(
     moves: int,
     sweeps: int,
     compounds: int = 0,
+    budget: Budget | None = None,
     **counts,
 ):
     """From a local optimum of the single moves, `prices` shape `(M,)`: take the best pair of moves
@@ -190,37 +192,50 @@ def improve_by_lookahead(
     pays more, if it raises the exact profit; then single moves again (`improve_by_moves`, at most
     `moves` rounds), for at most `rounds` such steps. Never lowers the profit.
 
-    Returns `(prices, profit, pairs)`, `pairs` the number of steps taken (pairs or compound moves).
+    `budget`: a `Budget` (default none); a step runs only while its scoring's largest cost fits (the
+    single moves after it check their own rounds), so a smaller budget stops on a prefix.
+
+    Returns `(prices, profit, pairs, budget)`, `pairs` the number of steps taken (pairs or compound
+    moves), `budget` after them.
     """
+    budget = Budget.unlimited() if budget is None else budget
+    m = market.n_models
+    c = candidate_count(market, **{k: counts.get(k, 0) for k in ("inserts", "drops", "sheds", "raises")})
+    scoring = (beam + 1) * c + beam * sweeps * m
+    if compounds:
+        scoring += (COMPOUND_KINDS * min(compounds, market.n_customers) + 1) * sweeps * m
     profit = exact_profit(market, prices, tol)
 
     def body(state):
-        prices, profit, pairs, _ = state
-        q, value = best_two_moves(market, prices, tol, beam=beam, sweeps=sweeps, **counts)
+        prices, profit, pairs, _, budget = state
+        q, value, used = best_two_moves(market, prices, tol, beam=beam, sweeps=sweeps, **counts)
+        budget = budget.spend((beam + 1) * c + used * m)
         if compounds:
-            q2, value2 = best_compound_move(market, prices, tol, count=compounds, sweeps=sweeps)
+            q2, value2, used = best_compound_move(market, prices, tol, count=compounds, sweeps=sweeps)
             use = value2 > value
-            q2, value2, _ = coordinate_ascent(market, q2, tol, sweeps, active=use)
+            q2, value2, used2 = coordinate_ascent(market, q2, tol, sweeps, active=use)
+            budget = budget.spend((used + used2) * m)
             q, value = jnp.where(use, q2, q), jnp.where(use, value2, value)
         better = improves(value, profit)
         # count 0: no single moves where the pair did not pay (a traced count, so no `lax.cond`).
-        q, value, _ = improve_by_moves(
+        q, value, _, budget = improve_by_moves(
             market,
             q[None, :],
             tol,
             rounds=moves,
             sweeps=sweeps,
             count=better.astype(jnp.int32),
+            budget=budget,
             **counts,
         )
         better = better & (value[0] > profit)
         prices = jnp.where(better, q[0], prices)
         profit = jnp.where(better, value[0], profit)
-        return prices, profit, pairs + better.astype(pairs.dtype), better
+        return prices, profit, pairs + better.astype(pairs.dtype), better, budget
 
     def more(state):
-        return state[3] & (state[2] < rounds)
+        return state[3] & (state[2] < rounds) & state[4].allows(scoring)
 
-    init = (prices, profit, jnp.asarray(0, jnp.int32), jnp.asarray(rounds > 0))
-    prices, profit, pairs, _ = lax.while_loop(more, body, init)
-    return prices, profit, pairs
+    init = (prices, profit, jnp.asarray(0, jnp.int32), jnp.asarray(rounds > 0), budget)
+    prices, profit, pairs, go_on, budget = lax.while_loop(more, body, init)
+    return prices, profit, pairs, budget.stop_if(go_on & (pairs < rounds))

@@ -54,6 +54,7 @@ from ..._checks import check_settings, setting
 from ..robust._rsr import choose, rental_options
 from ..scenarios._market import ValueMarket
 from ._assignment import columns, keep_prices
+from ._budget import Budget
 from ._classic_imp import coordinate_ascent, improves
 from ._line_search import inverse_value
 from ._profit import exact_profit
@@ -273,7 +274,7 @@ def all_moves(
     Candidates are evaluated `batch` at a time (`lax.map`), so memory is `batch` copies of the
     (N, K) option arrays whatever the number of candidates. Each chunk's re-pricing runs until its
     slowest candidate converges: most candidates need a few rounds of `keep_prices` and a few
-    (assignments no prices keep) run to the cap, M + 2, so on many-model markets small chunks waste
+    (assignments no prices keep) run to the cap, min(M, N) + 2, so on many-model markets small chunks waste
     fewer rounds; on small markets one chunk is one sequential step fewer.
     """
     opts = rental_options(market, prices)
@@ -340,6 +341,7 @@ def improve_by_moves(
     batch: int = 64,
     sweeps: int,
     count=None,
+    budget: Budget | None = None,
 ):
     """Alternate the best allocation move and classic IMP's coordinate ascent, at most `rounds` times.
 
@@ -351,6 +353,8 @@ def improve_by_moves(
     local optimum of this neighbourhood by its best non-improving move, an iterated local search,
     is not offered: see the docs, how IMP works.)
     `count` (traced or not): improve only the first `count` starts, return the others as they are.
+    `budget`: a `Budget` (default none): a round runs only while its largest cost (the candidates
+    plus `sweeps` sweeps' line searches) fits, so a smaller budget stops on a prefix of the rounds.
 
     All starts' rounds run in one loop, one round per iteration, which ends when the last start is
     done: S to S `rounds` iterations. Under `jax.vmap` over markets the batch runs until its
@@ -358,37 +362,49 @@ def improve_by_moves(
     largest total over the markets, not the sum over starts of the slowest market per start (most
     starts end after one round, a few take several, rarely the same start everywhere).
 
-    Returns `(prices, profit, moves)` shaped like `prices` with the model axis dropped for the last
-    two, `moves` the number of moves taken.
+    Returns `(prices, profit, moves, budget)`: the first three shaped like `prices` with the model
+    axis dropped for the last two, `moves` the number of moves taken; `budget` after the rounds run.
     """
+    budget = Budget.unlimited() if budget is None else budget
+    m = market.n_models
+    candidates = candidate_count(market, inserts, drops, sheds, raises)
+    round_cost = candidates + sweeps * m
     single = prices.ndim == 1
     starts = prices[None, :] if single else prices
     count = starts.shape[0] if count is None else jnp.minimum(jnp.asarray(count, jnp.int32), starts.shape[0])
     profit = jax.vmap(lambda p: exact_profit(market, p, tol))(starts)
 
     def body(state):
-        pool, profit, moves, s, r = state
+        pool, profit, moves, s, r, budget = state
         counts = dict(inserts=inserts, drops=drops, sheds=sheds, raises=raises, batch=batch)
         q, value = best_move(market, pool[s], tol, **counts)
         better = improves(value, profit[s])
-        q, value, _ = coordinate_ascent(market, q, tol, sweeps, active=better)
+        q, value, used = coordinate_ascent(market, q, tol, sweeps, active=better)
+        budget = budget.spend(candidates + used * m)
         better = better & (value > profit[s])
         pool = pool.at[s].set(jnp.where(better, q, pool[s]))
         profit = profit.at[s].set(jnp.where(better, value, profit[s]))
         moves = moves.at[s].add(better.astype(moves.dtype))
         # The next round of this start, or the next start.
         go_on = better & (r + 1 < rounds)
-        return pool, profit, moves, jnp.where(go_on, s, s + 1), jnp.where(go_on, r + 1, 0)
+        return pool, profit, moves, jnp.where(go_on, s, s + 1), jnp.where(go_on, r + 1, 0), budget
 
     def more(state):
-        return state[3] < count
+        return (state[3] < count) & state[5].allows(round_cost)
 
     zero = jnp.asarray(0, jnp.int32)
-    init = (starts, profit, jnp.zeros(starts.shape[0], jnp.int32), zero, zero)
-    pool, profit, moves, _, _ = lax.while_loop(more, body, init)
+    init = (starts, profit, jnp.zeros(starts.shape[0], jnp.int32), zero, zero, budget)
+    pool, profit, moves, s, _, budget = lax.while_loop(more, body, init)
+    budget = budget.stop_if(s < count)
     if single:
-        return pool[0], profit[0], moves[0]
-    return pool, profit, moves
+        return pool[0], profit[0], moves[0], budget
+    return pool, profit, moves, budget
+
+
+def candidate_count(market: ValueMarket, inserts: int, drops: int, sheds: int, raises: int = 0) -> int:
+    """Candidates `all_moves` scores per round with these counts (each kind capped by the market)."""
+    n, k = market.n_customers, market.rate.shape[1]
+    return min(inserts, n * k) + min(drops, n) + 4 * min(sheds, n) + min(raises, n)
 
 
 class Moves(eqx.Module):
@@ -397,8 +413,9 @@ class Moves(eqx.Module):
 
     Each round scores every candidate move exactly and takes the best if it raises the profit, then
     polishes again; a start stops at its first round without a paying move, or after `rounds`. The
-    `starts` best polished optima of distinct profits are searched, the best result kept. Per round
-    and model: `inserts` insertions and `drops` drops; `sheds` sheds of each of four kinds (at most
+    `starts` best polished optima of distinct profits are searched, the best result kept. Per round:
+    `inserts` insertions per model or per customer, whichever are fewer; `drops` drops per model (at
+    most N); `sheds` sheds of each of four kinds (at most
     N in all per kind); and `raises` raise moves (at most N). All kinds are scaled down alike to at
     most `max_candidates` per round (at least one insert), so a round's cost stops growing with M.
     `batch` candidates are re-priced together; each batch runs until its slowest candidate's
@@ -421,7 +438,8 @@ class Moves(eqx.Module):
         """Candidates per round on an M-model, N-customer market: `inserts`, `drops`, `sheds` (of each
         of four kinds) and `raises`, scaled down alike to at most `max_candidates`, and `batch`."""
         m, n = n_models, n_customers
-        inserts, drops = self.inserts * m, self.drops * m
+        # Insertions move a customer to a model: at most min(M, N) of either side can take part.
+        inserts, drops = self.inserts * min(m, n), min(self.drops * m, n)
         sheds = min(self.sheds * m, n)
         raises = min(self.raises, n)
         cap = self.max_candidates
@@ -435,11 +453,12 @@ class Moves(eqx.Module):
         return {"inserts": inserts, "drops": drops, "sheds": sheds, "raises": raises, "batch": self.batch}
 
 
-def search_moves(market: ValueMarket, prices, profit, tol, settings: Moves, sweeps: int):
+def search_moves(market: ValueMarket, prices, profit, tol, settings: Moves, sweeps: int, budget=None):
     """The moves stage: from the polished starts `prices` `(S, M)` with exact profits `profit`, the
     best `settings.starts` of distinct profits are improved by `improve_by_moves` (each round polished
     for `sweeps` sweeps). Starts that polished to one optimum would repeat one search, so only one
-    of them is searched. Returns `(prices, profit, moves)` for every start searched."""
+    of them is searched. Returns `(prices, profit, moves)` for every start searched and the `budget`
+    after (see `improve_by_moves`)."""
     order = jnp.argsort(-profit)
     ranked = profit[order]
     repeat = jnp.concatenate([jnp.zeros(1, bool), ranked[1:] >= ranked[:-1] * (1 - 1e-9) - 1e-12])
@@ -452,5 +471,6 @@ def search_moves(market: ValueMarket, prices, profit, tol, settings: Moves, swee
         rounds=settings.rounds,
         sweeps=sweeps,
         count=jnp.sum(score > -jnp.inf),  # repeats (ranked last) are not searched again
+        budget=budget,
         **settings.counts(market.n_models, market.n_customers),
     )

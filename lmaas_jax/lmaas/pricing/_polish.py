@@ -10,6 +10,7 @@ from jax import lax
 from ..._checks import check_settings, setting
 from ..scenarios._market import ValueMarket
 from ._ascent import Ascended, search_box
+from ._budget import Budget
 from ._classic_imp import coordinate_ascent
 from ._profit import exact_profit
 
@@ -60,28 +61,41 @@ def polish_starts(market, ascended: Ascended, settings: Polish, key) -> jax.Arra
     return starts
 
 
-def polish(market, tol, starts, settings: Polish):
+def polish(market, tol, starts, settings: Polish, budget=None):
     """Classic IMP from every start for `sweeps` sweeps, then the best `finalists` for `max_sweeps`
     more, in one loop whose body polishes one start: most starts end in poor basins after a sweep or
     two and only the finalists need every sweep, one traced copy of the line search keeps compile
     time down, and a start that has converged skips its remaining sweeps (see `coordinate_ascent`;
     under `jax.vmap` over markets the batch is the parallel axis).
 
-    Returns `(prices, profits, sweeps)` for every start (each start's sweeps that changed something).
+    `budget`: a `Budget` of line searches (default: none); the loop stops before a start whose
+    sweeps could overrun it, so what is returned is a prefix of the unlimited run.
+
+    Returns `(prices, profits, sweeps, budget)` for every start (each start's sweeps that changed
+    something) and the budget after the line searches spent.
     """
+    budget = Budget.unlimited() if budget is None else budget
     n = starts.shape[0]
     f = min(settings.finalists, n)
     rounds = -(-settings.max_sweeps // settings.sweeps)
+    total = n + rounds * f
+    step_cost = settings.sweeps * market.n_models  # line searches of one start's sweeps, at most
     profit0 = jax.vmap(lambda p: exact_profit(market, p, tol))(starts)
 
-    def body(i, state):
-        pool, profit, sweeps, finalists = state
+    def body(state):
+        i, pool, profit, sweeps, finalists, budget = state
         # Stage 2 polishes the starts that were best when stage 1 ended, in a fixed order.
         finalists = jnp.where(i == n, lax.top_k(profit, f)[1], finalists)
         row = jnp.where(i < n, i, finalists[jnp.maximum(i - n, 0) % f])
         new, value, used = coordinate_ascent(market, pool[row], tol, settings.sweeps)
-        return pool.at[row].set(new), profit.at[row].set(value), sweeps.at[row].add(used), finalists
+        budget = budget.spend(used * market.n_models)
+        state = pool.at[row].set(new), profit.at[row].set(value), sweeps.at[row].add(used), finalists
+        return (i + 1, *state, budget)
 
-    init = (starts, profit0, jnp.zeros(n, jnp.int32), jnp.zeros(f, jnp.int32))
-    pool, profit, sweeps, _ = lax.fori_loop(0, n + rounds * f, body, init)
-    return pool, profit, sweeps
+    def more(state):
+        return (state[0] < total) & state[-1].allows(step_cost)
+
+    zero = jnp.asarray(0, jnp.int32)
+    init = (zero, starts, profit0, jnp.zeros(n, jnp.int32), jnp.zeros(f, jnp.int32), budget)
+    i, pool, profit, sweeps, _, budget = lax.while_loop(more, body, init)
+    return pool, profit, sweeps, budget.stop_if(i < total)

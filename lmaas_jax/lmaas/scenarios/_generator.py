@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from jaxtyping import ArrayLike, PRNGKeyArray
 
 from ..._checks import check_fits, in_range, is_concrete, size
-from ._market import Customers, Market, Models
+from ._market import Customers, Market, Models, ValueMarket
 
 
 def family_models(n_models: int = 4, *, capability_gap: float | ArrayLike = 0.4, dtype=None) -> Models:
@@ -176,4 +176,67 @@ def stress_market(
     if kind in ("wide_box", "narrow_box"):
         factor = 1000.0 if kind == "wide_box" else 1.05
         return eqx.tree_at(lambda m: m.models.price_hi, market, mo.serving_cost * factor)
+    return market
+
+
+def unit_demand_market(
+    key: PRNGKeyArray,
+    n_customers: int,
+    n_models: int,
+    *,
+    density: int | None = None,
+    values: tuple[int, int] = (1, 100),
+    layout: str = "auto",
+    dtype=None,
+) -> ValueMarket:
+    """A random unit-demand market: each customer values `density` models, at random integer values.
+
+    Unit demand is the LMaaS game with one-hour rentals, no budgets and no costs (as the benchmark
+    read by [`lmaas_jax.datasets.read_unit_demand`][]). Customer i values `density` distinct models
+    drawn uniformly (all of them where `density` is None or equals `n_models`: a dense table), each
+    at an integer drawn uniformly from `values = (lo, hi)`, as in the dense instances of Shioda,
+    Tuncel and Myklebust; unvalued pairs are no option. Model j's price box is [0, the highest value
+    anyone puts on j]. The shape of the market is the point: `density` (options per customer) and
+    N : M are what the cost of [`lmaas_jax.imp`][] and the difficulty of the problem follow.
+
+    Seeded by `key` (the same key gives the same market on every backend, in either dtype); the
+    sizes are static Python ints, so this runs eagerly (option lists need concrete arrays).
+
+    **Arguments:**
+
+    - `key`: a JAX PRNG key.
+    - `n_customers`, `n_models`: N and M, each >= 1.
+    - `density`: models each customer values, 1..M; default None: all M (a dense table).
+    - `values`: the inclusive integer range of a value, 0 <= lo <= hi.
+    - `layout`: `"lists"`, `"table"` or `"auto"` (lists where 2 density <= M), as in
+      `read_unit_demand`.
+    - `dtype`: float dtype; default JAX's default float.
+
+    **Returns:**
+
+    A [`lmaas_jax.ValueMarket`][] of `n_models` models and `n_customers` customers.
+    """
+    n, m = size("n_customers", n_customers), size("n_models", n_models)
+    d = m if density is None else size("density", density)
+    if d > m:
+        raise ValueError(f"density must be at most n_models = {m} (None: all); got {density}.")
+    if layout not in ("auto", "lists", "table"):
+        raise ValueError(f"layout must be 'auto', 'lists' or 'table'; got {layout!r}.")
+    try:
+        lo, hi = (int(v) for v in values)
+    except (TypeError, ValueError):
+        raise TypeError(f"values must be a pair of ints (lo, hi); got {values!r}.") from None
+    if not 0 <= lo <= hi:
+        raise ValueError(f"values must be a range 0 <= lo <= hi; got {values!r}.")
+    dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
+    check_fits(f"unit_demand_market(n_customers={n}, n_models={m})", 4 * n * m * dtype.itemsize)
+    k_pick, k_value = jax.random.split(key)
+    # Each row's `d` smallest of M uniforms: `d` distinct models, uniformly.
+    rank = jnp.argsort(jnp.argsort(jax.random.uniform(k_pick, (n, m)), axis=1), axis=1)
+    valued = rank < d
+    value = jax.random.randint(k_value, (n, m), lo, hi + 1).astype(dtype)
+    hours = valued.astype(dtype)
+    market = ValueMarket.from_table(jnp.where(valued, value, 0.0), hours, horizon=1.0, dtype=dtype)
+    if layout == "lists" or (layout == "auto" and 2 * d <= m):
+        return market.as_option_lists()
     return market

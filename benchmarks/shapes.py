@@ -1,0 +1,221 @@
+"""IMP on every shape of market: default `lj.imp` against HiGHS optima, per shape, in one table.
+
+Shapes (`SHAPES`): unit-demand markets from `lj.unit_demand_market` by value density (models each
+customer values: 4, 8, 16, 32 and all, at N = M = 40) and by N : M (1:3, 1:1, 3:1 at density 8), and
+LMaaS rentals (`lj.random_market`, budget-free so that HiGHS is exact) by N : M. Each shape has ten
+instances, seeds `SEEDS` (kept apart from the seeds defaults were chosen on, see the docs: how IMP
+works). `--large` adds the dense tables of 100 x 300 and 300 x 100 (two seeds each).
+
+The optima are computed once by HiGHS (`lmaas_jax.reference.milp_pricing`) and kept with their seeds
+and HiGHS's time in `benchmarks/data/shapes-optima.csv` (`--optima` fills in missing rows, saved row by
+row); where HiGHS does not prove a large instance within `--milp-time-limit` its incumbent is kept as
+the best known. The table: per shape and dtype, imp's profit (prices posted in the float64 market,
+`tie_tol=1e-9`) over the optimum, worst and mean, imp's median seconds after compilation and
+HiGHS's median seconds to prove.
+
+    python benchmarks/shapes.py --optima             # compute missing optima (minutes)
+    python benchmarks/shapes.py                      # the table, both dtypes
+    python benchmarks/shapes.py --large --dtypes float32
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_fusion_emitters=false").strip()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import lmaas_jax as lj  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+OPTIMA = HERE / "data" / "shapes-optima.csv"
+SEEDS = tuple(range(1000, 1010))
+LARGE_SEEDS = (1000, 1001)
+
+# name: (kind, N, M, density); density None = every customer values every model.
+SHAPES = {
+    "density 4": ("unit", 40, 40, 4),
+    "density 8": ("unit", 40, 40, 8),
+    "density 16": ("unit", 40, 40, 16),
+    "density 32": ("unit", 40, 40, 32),
+    "dense 40 x 40": ("unit", 40, 40, None),
+    "N:M 1:3": ("unit", 20, 60, 8),
+    "N:M 3:1": ("unit", 60, 20, 8),
+    "LMaaS 1:1": ("lmaas", 16, 16, None),
+    "LMaaS 3:1": ("lmaas", 30, 10, None),
+    "LMaaS 1:3": ("lmaas", 10, 30, None),
+}
+LARGE = {
+    "dense 100 x 300": ("unit", 100, 300, None),
+    "dense 300 x 100": ("unit", 300, 100, None),
+}
+
+
+def market(kind, n, m, density, seed, dtype):
+    key = jax.random.PRNGKey(seed)
+    if kind == "unit":
+        return lj.unit_demand_market(key, n, m, density=density, dtype=dtype)
+    return lj.random_market(key, m, n, budget_share=0.0, dtype=dtype)
+
+
+def read_optima(path=OPTIMA):
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as f:
+        return {(r["shape"], int(r["seed"])): r for r in csv.DictReader(f)}
+
+
+def write_optima(rows, path=OPTIMA):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = ["shape", "seed", "n", "m", "density", "optimum", "proven", "highs_s"]
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        for key in sorted(rows, key=lambda k: (k[0], k[1])):
+            w.writerow({k: rows[key][k] for k in fields})
+    tmp.replace(path)  # an interrupted run keeps every row it finished
+
+
+def compute_optima(shapes, limit):
+    from lmaas_jax.reference import milp_pricing
+
+    rows = read_optima()
+    for name, (kind, n, m, density) in shapes.items():
+        for seed in LARGE_SEEDS if name in LARGE else SEEDS:
+            if (name, seed) in rows:
+                continue
+            mk = market(kind, n, m, density, seed, "float64")
+            start = time.perf_counter()
+            sol = milp_pricing(mk, time_limit=limit)
+            rows[(name, seed)] = dict(
+                shape=name,
+                seed=seed,
+                n=n,
+                m=m,
+                density="all" if density is None else density,
+                optimum=f"{float(sol.profit):.10g}",
+                proven=bool(sol.stats["optimal"]),
+                highs_s=f"{time.perf_counter() - start:.2f}",
+            )
+            write_optima(rows)
+            found = rows[(name, seed)]
+            print(f"{name} seed {seed}: {found['optimum']} proven={found['proven']}", flush=True)
+
+
+def run(shapes, dtypes, save, max_work=None):
+    optima = read_optima()
+    post = jax.jit(lambda mk, p: lj.seller_profit(mk, p, tie_tol=1e-9))
+    rows = []
+    for name, (kind, n, m, density) in shapes.items():
+        for dtype in dtypes:
+            fn = jax.jit(lambda mk, k: lj.imp(mk, key=k, max_work=max_work))
+            compiled = None
+            for seed in LARGE_SEEDS if name in LARGE else SEEDS:
+                best = optima.get((name, seed))
+                if best is None:
+                    print(f"{name} seed {seed}: no optimum on file (run --optima)", flush=True)
+                    continue
+                exact = market(kind, n, m, density, seed, "float64")
+                mk = exact.astype(jnp.dtype(dtype))
+                key = jax.random.PRNGKey(0)
+                compile_s = 0.0
+                if compiled is None:
+                    start = time.perf_counter()
+                    compiled = fn.lower(mk, key).compile()
+                    compile_s = time.perf_counter() - start
+                start = time.perf_counter()
+                sol = jax.block_until_ready(compiled(mk, key))
+                imp_s = time.perf_counter() - start
+                profit = float(post(exact, sol.prices.astype(jnp.float64)))
+                optimum = float(best["optimum"])
+                rows.append(
+                    dict(
+                        shape=name,
+                        dtype=dtype,
+                        seed=seed,
+                        n=n,
+                        m=m,
+                        density=best["density"],
+                        ratio=profit / optimum if optimum else 1.0,
+                        proven=best["proven"] == "True",
+                        imp_s=imp_s,
+                        compile_s=compile_s,
+                        highs_s=float(best["highs_s"]),
+                        work=int(sol.stats["work"]),
+                        budget_spent=bool(sol.stats["budget_spent"]),
+                    )
+                )
+                save(rows)
+                print(f"{name} {dtype} seed {seed}: {rows[-1]['ratio']:.6f} in {imp_s:.2f} s", flush=True)
+    return rows
+
+
+def markdown(rows, device, max_work):
+    budget = "none" if max_work is None else f"{max_work:,}"
+    lines = [
+        f"# IMP on every shape of market ({device})",
+        "",
+        "Default `lj.imp` (key 0), its prices posted in the float64 market (`tie_tol=1e-9`), over the "
+        "HiGHS optimum (`benchmarks/data/shapes-optima.csv`; 'best known' where HiGHS did not prove it "
+        f"in its limit). Work budget: {budget}. Seconds after compilation, medians over the seeds.",
+        "",
+        "| shape | N | M | density | dtype | instances | worst | mean | >= 0.999 | imp s | work | HiGHS s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["shape"], r["dtype"]), []).append(r)
+    for (shape, dtype), rs in groups.items():
+        ratio = np.array([r["ratio"] for r in rs])
+        proven = all(r["proven"] for r in rs)
+        lines.append(
+            f"| {shape} | {rs[0]['n']} | {rs[0]['m']} | {rs[0]['density']} | {dtype} | {len(rs)} | "
+            f"{ratio.min():.6f} | {ratio.mean():.6f} | {int(np.sum(ratio >= 0.999))} | "
+            f"{np.median([r['imp_s'] for r in rs]):.2f} | {int(np.median([r['work'] for r in rs])):,} | "
+            f"{np.median([r['highs_s'] for r in rs]):.1f}{'' if proven else ' (best known)'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--optima", action="store_true", help="compute missing HiGHS optima and stop")
+    parser.add_argument("--large", action="store_true", help="add the dense 100 x 300 and 300 x 100 rows")
+    parser.add_argument("--only", default="", help="shapes whose name contains this")
+    parser.add_argument("--dtypes", default="float32,float64")
+    parser.add_argument("--milp-time-limit", type=float, default=600.0)
+    parser.add_argument("--max-work", type=int, default=None, help="imp's work budget (default none)")
+    parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--tag", default="")
+    args = parser.parse_args(argv)
+    jax.config.update("jax_enable_x64", True)
+    shapes = {**SHAPES, **(LARGE if args.large else {})}
+    shapes = {k: v for k, v in shapes.items() if args.only in k}
+    if args.optima:
+        compute_optima(shapes, args.milp_time_limit)
+        return
+    device = f"{jax.devices()[0].platform}: {jax.devices()[0].device_kind}"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = f"shapes-{jax.devices()[0].platform}{args.tag}"
+
+    def save(rows):
+        (out / f"{tag}.md").write_text(markdown(rows, device, args.max_work))
+        (out / f"{tag}.json").write_text(json.dumps(dict(device=device, rows=rows), indent=2))
+
+    rows = run(shapes, args.dtypes.split(","), save, args.max_work)
+    save(rows)
+    print(markdown(rows, device, args.max_work))
+
+
+if __name__ == "__main__":
+    main()

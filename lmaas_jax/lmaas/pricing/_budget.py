@@ -1,0 +1,50 @@
+"""IMP's work budget: a count of exact steps, spent by the exact stages in a fixed order.
+
+A unit of work is one exact step: one model's line search in one sweep of classic IMP (from one
+start), or one candidate move re-priced and evaluated. Each costs a few passes over the market's
+(N, K) options, so the work a run spends times N K is about its arithmetic. The polish, the moves
+and the look-ahead spend from one `Budget` in the order they run; each loop checks, before a step,
+that the step's largest possible cost still fits, and once one does not, every later step of every
+stage is skipped. A run with a smaller budget is therefore a prefix of the run with a larger one
+from the same key, and as no stage ever lowers the best profit found, it never ends higher.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax.numpy as jnp
+
+# The budget of an unlimited run: more than any run spends, and within int32.
+UNLIMITED = 2**31 - 1
+
+
+class Budget(eqx.Module):
+    """Work spent so far, the limit, and whether a step was skipped for lack of budget."""
+
+    spent: jnp.ndarray  # int32 scalar
+    limit: jnp.ndarray  # int32 scalar
+    stopped: jnp.ndarray  # bool scalar: a step did not fit, so every later one is skipped
+
+    @classmethod
+    def of(cls, limit) -> Budget:
+        """A fresh budget of `limit` units: a Python int, an integer array (traced: one compilation
+        serves every budget) or None (unlimited)."""
+        limit = UNLIMITED if limit is None else jnp.minimum(jnp.asarray(limit), UNLIMITED).astype(jnp.int32)
+        zero = jnp.asarray(0, jnp.int32)
+        return cls(zero, jnp.asarray(limit, jnp.int32), jnp.asarray(False))
+
+    @classmethod
+    def unlimited(cls) -> Budget:
+        return cls.of(None)
+
+    def allows(self, cost) -> jnp.ndarray:
+        """Whether a step of at most `cost` units fits (never after a step was skipped)."""
+        return ~self.stopped & (jnp.asarray(cost, jnp.int32) <= self.limit - self.spent)
+
+    def spend(self, cost) -> Budget:
+        cost = jnp.sum(jnp.asarray(cost, jnp.int32), dtype=jnp.int32)
+        return Budget(jnp.minimum(self.spent + cost, UNLIMITED), self.limit, self.stopped)
+
+    def stop_if(self, more_to_do) -> Budget:
+        """After a loop: mark the budget stopped where the loop ended with work left to do."""
+        return Budget(self.spent, self.limit, self.stopped | jnp.asarray(more_to_do))

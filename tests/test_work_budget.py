@@ -1,0 +1,63 @@
+"""IMP's work budget (`max_work`): a smaller budget never ends higher, and `stats` says what was spent.
+
+The oracle is the same run with more budget: the budget stops the exact stages on a prefix of the
+unlimited run, so the profit reached must be nondecreasing in the budget, the work spent within
+it, and an ample budget must return the unlimited run's prices bit for bit.
+"""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lmaas_jax as lj
+
+# Small stages with every kind of step (polish, moves with sheds and raises, pairs and compound
+# moves), so the budget cuts each of them somewhere along the range below.
+SOLVER = lj.GradientIMP(
+    ascent=lj.Ascent(steps=40, restarts=8),
+    polish=lj.Polish(restarts=8, random=8),
+    moves=lj.Moves(starts=4, sheds=1, raises=8, batch=16),
+    lookahead=lj.LookAhead(rounds=2, compounds=4),
+)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_a_smaller_budget_never_ends_higher_and_stats_report_the_work(dtype):
+    market = lj.unit_demand_market(jax.random.PRNGKey(11), 24, 16, density=6, dtype=dtype)
+    key = jax.random.PRNGKey(0)
+    unlimited = lj.imp(market, SOLVER, key=key)
+    total = int(unlimited.stats["work"])
+    assert total > 0 and not bool(unlimited.stats["budget_spent"])
+
+    budgets = jnp.asarray([1, 50, total // 8, total // 4, total // 2, total - 1, total, 4 * total], jnp.int32)
+    run = jax.jit(jax.vmap(lambda b: lj.imp(market, SOLVER, key=key, max_work=b)))
+    sols = run(budgets)
+    reached = np.asarray(sols.stats["profit_supremum"])
+    work = np.asarray(sols.stats["work"])
+    spent = np.asarray(sols.stats["budget_spent"])
+    assert np.all(np.diff(reached) >= 0), reached
+    assert np.all(work <= np.asarray(budgets)), (work, budgets)
+    # Short budgets stop early and say so (a step runs only where its largest cost fits, so a
+    # budget of exactly the unlimited run's work may stop short); a run not stopped is the
+    # unlimited run, bit for bit.
+    assert spent[0] and spent[2] and not spent[-1]
+    assert reached[0] < reached[-1]
+    for k in np.flatnonzero(~spent):
+        assert int(work[k]) == total
+        np.testing.assert_array_equal(np.asarray(sols.prices[k]), np.asarray(unlimited.prices))
+    # The polish's best never lowers the gradient stage's best, budget or not.
+    assert np.all(reached >= np.asarray(sols.stats["profit_before_polish"]) * (1 - 1e-6))
+
+
+def test_max_work_is_checked_before_compiling():
+    market = lj.unit_demand_market(jax.random.PRNGKey(0), 6, 4, density=2, dtype=jnp.float64)
+    key = jax.random.PRNGKey(0)
+    with pytest.raises(ValueError, match=re.escape("max_work must be >= 1; got 0.")):
+        lj.imp(market, key=key, max_work=0)
+    with pytest.raises(TypeError, match="max_work must be an int or an integer scalar array; got 2.5"):
+        lj.imp(market, key=key, max_work=2.5)
