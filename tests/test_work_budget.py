@@ -15,41 +15,41 @@ import numpy as np
 import pytest
 
 import lmaas_jax as lj
+from lmaas_jax.lmaas.pricing._budget import UNLIMITED
 
 # Small stages with every kind of step (polish, moves with sheds and raises, pairs and compound
 # moves), so the budget cuts each of them somewhere along the range below.
 SOLVER = lj.GradientIMP(
-    ascent=lj.Ascent(steps=40, restarts=8),
-    polish=lj.Polish(restarts=8, random=8),
+    ascent=lj.Ascent(steps=20, restarts=4),
+    polish=lj.Polish(restarts=4, random=4),
     moves=lj.Moves(starts=4, sheds=1, raises=8, batch=16),
     lookahead=lj.LookAhead(rounds=2, compounds=4),
 )
 
 
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+# float32 in the slow step (a minute of compilation each; CI runs both).
+@pytest.mark.parametrize("dtype", [pytest.param(jnp.float32, marks=pytest.mark.slow), jnp.float64])
 def test_a_smaller_budget_never_ends_higher_and_stats_report_the_work(dtype):
-    market = lj.unit_demand_market(jax.random.PRNGKey(11), 24, 16, density=6, dtype=dtype)
+    market = lj.unit_demand_market(jax.random.PRNGKey(11), 16, 12, density=5, dtype=dtype)
     key = jax.random.PRNGKey(0)
-    unlimited = lj.imp(market, SOLVER, key=key)
-    total = int(unlimited.stats["work"])
-    assert total > 0 and not bool(unlimited.stats["budget_spent"])
-
-    budgets = jnp.asarray([1, 50, total // 8, total // 4, total // 2, total - 1, total, 4 * total], jnp.int32)
+    # The last budget is the unlimited run's (max_work=None); one compilation serves all of them.
+    budgets = jnp.asarray([1, 20, 60, 200, 600, 2000, 6000, UNLIMITED], jnp.int32)
     run = jax.jit(jax.vmap(lambda b: lj.imp(market, SOLVER, key=key, max_work=b)))
     sols = run(budgets)
     reached = np.asarray(sols.stats["profit_supremum"])
     work = np.asarray(sols.stats["work"])
     spent = np.asarray(sols.stats["budget_spent"])
+    total = int(work[-1])
+    assert 6000 > total > 600 and not spent[-1]  # the range covers the run
     assert np.all(np.diff(reached) >= 0), reached
     assert np.all(work <= np.asarray(budgets)), (work, budgets)
     # Short budgets stop early and say so (a step runs only where its largest cost fits, so a
-    # budget of exactly the unlimited run's work may stop short); a run not stopped is the
-    # unlimited run, bit for bit.
-    assert spent[0] and spent[2] and not spent[-1]
-    assert reached[0] < reached[-1]
+    # budget a little above the unlimited run's work may still stop short); a run not stopped is
+    # the unlimited run, bit for bit.
+    assert spent[0] and spent[2] and reached[0] < reached[-1]
     for k in np.flatnonzero(~spent):
         assert int(work[k]) == total
-        np.testing.assert_array_equal(np.asarray(sols.prices[k]), np.asarray(unlimited.prices))
+        np.testing.assert_array_equal(np.asarray(sols.prices[k]), np.asarray(sols.prices[-1]))
     # The polish's best never lowers the gradient stage's best, budget or not.
     assert np.all(reached >= np.asarray(sols.stats["profit_before_polish"]) * (1 - 1e-6))
 
