@@ -424,8 +424,8 @@ def test_larger_neighbourhoods_default_on_from_many_models():
     lists = lj.unit_demand_market(jax.random.PRNGKey(0), 30, 40, density=4)
     assert lj.GradientIMP.for_market(table) == lj.GradientIMP.for_size(40, 30, 40)
     assert lj.GradientIMP.for_market(lists) == lj.GradientIMP.for_size(40, 30, lists.n_options)
-    for s, n in ((few, 512), (many, 513)):
-        assert (s.moves.sheds, s.moves.raises, s.moves.batch, s.lookahead.rounds) == (4, n, 8, 4)
+    for s, n, batch in ((few, 512, 8), (many, 513, 1)):
+        assert (s.moves.sheds, s.moves.raises, s.moves.batch, s.lookahead.rounds) == (4, n, batch, 4)
     assert lj.GradientIMP().lookahead.rounds == 0 and lj.GradientIMP().moves.sheds == 0
     key = jax.random.PRNGKey(3)
     for dtype in (jnp.float32, jnp.float64):  # imp draws its random prices in the market's dtype

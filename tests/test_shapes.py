@@ -37,6 +37,13 @@ def test_each_customer_values_density_models_at_integer_values(dtype, n, m, dens
         jax.random.PRNGKey(3), n, m, density=density, values=(5, 9), dtype=jnp.float64
     )
     np.testing.assert_array_equal(np.asarray(table.rate, np.float64), np.asarray(again.as_table().rate))
+    # ... and with x64 off (the draws' dtypes are fixed, not x64's defaults).
+    with jax.enable_x64(False):
+        narrow = lj.unit_demand_market(
+            jax.random.PRNGKey(3), n, m, density=density, values=(5, 9), dtype=jnp.float32
+        )
+        narrow = np.asarray(narrow.as_table().rate, np.float64)
+    np.testing.assert_array_equal(narrow, np.asarray(again.as_table().rate))
     other = lj.unit_demand_market(jax.random.PRNGKey(4), n, m, density=density, values=(5, 9), dtype=dtype)
     assert not np.array_equal(np.asarray(other.as_table().rate), np.asarray(table.rate))
 

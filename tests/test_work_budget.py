@@ -27,8 +27,8 @@ SOLVER = lj.GradientIMP(
 )
 
 
-# float32 in the slow step (a minute of compilation each; CI runs both).
-@pytest.mark.parametrize("dtype", [pytest.param(jnp.float32, marks=pytest.mark.slow), jnp.float64])
+@pytest.mark.slow  # a minute of compilation per dtype; CI runs it in its slow step
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_a_smaller_budget_never_ends_higher_and_stats_report_the_work(dtype):
     market = lj.unit_demand_market(jax.random.PRNGKey(11), 16, 12, density=5, dtype=dtype)
     key = jax.random.PRNGKey(0)
@@ -52,6 +52,25 @@ def test_a_smaller_budget_never_ends_higher_and_stats_report_the_work(dtype):
         np.testing.assert_array_equal(np.asarray(sols.prices[k]), np.asarray(sols.prices[-1]))
     # The polish's best never lowers the gradient stage's best, budget or not.
     assert np.all(reached >= np.asarray(sols.stats["profit_before_polish"]) * (1 - 1e-6))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_the_polish_stops_on_a_prefix_of_its_starts(dtype):
+    """The default run's cheaper check: the polish alone (no moves), budgets across its range."""
+    market = lj.unit_demand_market(jax.random.PRNGKey(12), 10, 6, density=3, dtype=dtype)
+    solver = lj.GradientIMP(
+        ascent=lj.Ascent(steps=10, restarts=4),
+        polish=lj.Polish(restarts=4, random=4),
+        moves=lj.Moves(rounds=0),
+    )
+    budgets = jnp.asarray([1, 18, 40, 80, 160, UNLIMITED], jnp.int32)
+    sols = jax.jit(jax.vmap(lambda b: lj.imp(market, solver, key=jax.random.PRNGKey(1), max_work=b)))(budgets)
+    reached, work = np.asarray(sols.stats["profit_supremum"]), np.asarray(sols.stats["work"])
+    spent = np.asarray(sols.stats["budget_spent"])
+    assert np.all(np.diff(reached) >= 0) and np.all(work <= np.asarray(budgets))
+    assert spent[0] and int(work[0]) == 0 and not spent[-1] and int(work[-1]) > 18
+    for k in np.flatnonzero(~spent):
+        np.testing.assert_array_equal(np.asarray(sols.prices[k]), np.asarray(sols.prices[-1]))
 
 
 def test_max_work_is_checked_before_compiling():

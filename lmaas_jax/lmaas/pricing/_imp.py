@@ -77,11 +77,13 @@ class GradientIMP(eqx.Module):
         Markets of fewer than 16 models get `GradientIMP()`. Where there are many models, which
         models each customer is allocated to is the hard part of the problem, so markets of at least
         16 models also get the larger neighbourhoods: four shed moves per model and kind, a raise
-        move per customer, re-pricing in batches of 8 (a few candidates there take many rounds of
-        re-pricing, most take 4), and four look-ahead steps. Of those, markets whose option table
-        has at most 8192 entries (N K <= 8192) also get larger pools of starts (48 random polish
-        starts and 48 move starts, of which the defaults' 16 and 8 are the first) and compound moves
-        for every customer. Every step of the exact stages costs a few passes over the N K options,
+        move per customer, and four look-ahead steps. Of those, markets whose option table has at
+        most 8192 entries (N K <= 8192) also get larger pools of starts (48 random polish starts and
+        48 move starts, of which the defaults' 16 and 8 are the first) and compound moves for every
+        customer, and re-price candidates in batches of 8 (a batch runs until its slowest candidate
+        converges: a few take many rounds, most take 4); on larger tables a round of re-pricing
+        costs more than the loop around it, and candidates are re-priced one at a time (the batch
+        changes the time, never the prices). Every step of the exact stages costs a few passes over the N K options,
         so the pools are sized by the table, not by N alone: a dense table of 100 customers and 300
         models (30,000 entries) keeps the default pools, as a sparse market of 1000 customers does.
         How these were chosen and what they cost is in the docs (how IMP works).
@@ -93,7 +95,7 @@ class GradientIMP(eqx.Module):
         few = n * k <= SMALL_TABLE
         return cls(
             polish=Polish(random=48 if few else 16),
-            moves=Moves(starts=48 if few else 8, sheds=4, raises=n, batch=8),
+            moves=Moves(starts=48 if few else 8, sheds=4, raises=n, batch=8 if few else 1),
             lookahead=LookAhead(rounds=4, compounds=n if few else 0),
         )
 

@@ -199,8 +199,8 @@ def unit_demand_market(
     anyone puts on j]. The shape of the market is the point: `density` (options per customer) and
     N : M are what the cost of [`lmaas_jax.imp`][] and the difficulty of the problem follow.
 
-    Seeded by `key` (the same key gives the same market on every backend, in either dtype); the
-    sizes are static Python ints, so this runs eagerly (option lists need concrete arrays).
+    Seeded by `key`: the same key gives the same market on every backend, in either dtype, with x64
+    on or off (the draws are float32 and int32 whatever the mode). The sizes are static Python ints, so this runs eagerly (option lists need concrete arrays).
 
     **Arguments:**
 
@@ -232,9 +232,10 @@ def unit_demand_market(
     check_fits(f"unit_demand_market(n_customers={n}, n_models={m})", 4 * n * m * dtype.itemsize)
     k_pick, k_value = jax.random.split(key)
     # Each row's `d` smallest of M uniforms: `d` distinct models, uniformly.
-    rank = jnp.argsort(jnp.argsort(jax.random.uniform(k_pick, (n, m)), axis=1), axis=1)
+    # Draws in fixed dtypes (not x64's defaults), so the market is the same whether x64 is on or not.
+    rank = jnp.argsort(jnp.argsort(jax.random.uniform(k_pick, (n, m), jnp.float32), axis=1), axis=1)
     valued = rank < d
-    value = jax.random.randint(k_value, (n, m), lo, hi + 1).astype(dtype)
+    value = jax.random.randint(k_value, (n, m), lo, hi + 1, jnp.int32).astype(dtype)
     hours = valued.astype(dtype)
     market = ValueMarket.from_table(jnp.where(valued, value, 0.0), hours, horizon=1.0, dtype=dtype)
     if layout == "lists" or (layout == "auto" and 2 * d <= m):
