@@ -83,9 +83,10 @@ class GradientIMP(eqx.Module):
         customer, and re-price candidates in batches of 8 (a batch runs until its slowest candidate
         converges: a few take many rounds, most take 4); on larger tables a round of re-pricing
         costs more than the loop around it, and candidates are re-priced one at a time (the batch
-        changes the time, never the prices). Every step of the exact stages costs a few passes over the N K options,
-        so the pools are sized by the table, not by N alone: a dense table of 100 customers and 300
-        models (30,000 entries) keeps the default pools, as a sparse market of 1000 customers does.
+        changes the time, never the prices). Every step of the exact stages costs a few passes
+        over the N K options, so the pools are sized by the table, not by N alone: a dense table of
+        100 customers and 300 models (30,000 entries) keeps the default pools, as a sparse market of
+        1000 customers does.
         How these were chosen and what they cost is in the docs (how IMP works).
         """
         m, n = int(n_models), int(n_customers)

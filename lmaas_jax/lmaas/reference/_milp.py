@@ -13,6 +13,7 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_array
 
+from ..pricing._assignment import keep_prices
 from ..pricing._classic_imp import coordinate_ascent
 from ..pricing._posting import posted_solution
 from ..pricing._solution import PricingSolution
@@ -195,11 +196,12 @@ def milp_pricing(
     # HiGHS meets the follower constraints only to its feasibility tolerance, so its prices can sit a
     # hair past a customer's breakpoint, where that customer walks away. Snap them onto the exact
     # breakpoints by steepest exact coordinate moves (classic IMP's line search), which never lower
-    # the profit; steepest, because a cyclic first move can spoil a tie elsewhere.
+    # the profit; steepest, because a cyclic first move can spoil a tie elsewhere. Where that loses
+    # a customer the MILP assigned, the greatest prices keeping the MILP's assignment do better.
     # Then move them off the breakpoints so they hold when posted, as every solver does.
     # The stats are merged outside the compiled function: as static Python values they would
     # recompile it on every call (2.8 s per call at 2 x 8).
-    sol = _snap_and_post(market, values, raw_prices, tol)
+    sol = _snap_and_post(market, values, raw_prices, jnp.asarray(assignment), tol)
     return eqx.tree_at(
         lambda s: s.stats,
         sol,
@@ -219,6 +221,13 @@ def milp_pricing(
 
 
 @eqx.filter_jit
-def _snap_and_post(market, values, raw_prices, tol):
-    prices, _, _ = coordinate_ascent(values, raw_prices, tol, 4 * market.n_models, steepest=True)
+def _snap_and_post(market, values, raw_prices, assignment, tol):
+    prices, profit, _ = coordinate_ascent(values, raw_prices, tol, 4 * market.n_models, steepest=True)
+    # The greatest prices that keep the MILP's own assignment earn at least what it does, wherever
+    # its prices sat a hair past a breakpoint: take them where they earn more than the snap.
+    n = market.n_customers
+    option = values.slot(jnp.arange(n), jnp.maximum(assignment - 1, 0)) + 1
+    kept, _ = keep_prices(values, jnp.where(assignment > 0, option, 0).astype(jnp.int32))
+    kept, value, _ = coordinate_ascent(values, kept, tol, 4 * market.n_models, steepest=True)
+    prices = jnp.where(value > profit, kept, prices)
     return posted_solution(market, values, prices, tol)

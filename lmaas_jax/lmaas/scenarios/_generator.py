@@ -200,7 +200,8 @@ def unit_demand_market(
     N : M are what the cost of [`lmaas_jax.imp`][] and the difficulty of the problem follow.
 
     Seeded by `key`: the same key gives the same market on every backend, in either dtype, with x64
-    on or off (the draws are float32 and int32 whatever the mode). The sizes are static Python ints, so this runs eagerly (option lists need concrete arrays).
+    on or off (the draws are float32 and int32 whatever the mode). The sizes are static Python
+    ints, so this runs eagerly (option lists need concrete arrays).
 
     **Arguments:**
 
