@@ -208,6 +208,8 @@ def markdown(rows, device, max_work):
         ratio = np.array([r["ratio"] for r in rs])
         proven = all(r["proven"] is True for r in rs)
         note = " (upper bound: each customer's highest value)" if rs[0]["proven"] == "bound" else ""
+        if any(r.get("reference") == "posted" for r in rs):
+            note = " (HiGHS's prices as posted, not its proven value)"
         note = note or ("" if proven else " (best known)")
         lines.append(
             f"| {shape} | {rs[0]['n']} | {rs[0]['m']} | {rs[0]['density']} | {dtype} | {len(rs)} | "
