@@ -16,7 +16,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from ..lmaas.scenarios._market import ValueMarket
+from ..lmaas.scenarios._market import ValueMarket, check_layout
 
 
 def _fail(path, lineno: int, line: str, why: str):
@@ -54,8 +54,7 @@ def read_unit_demand(path, *, dtype=None, layout: str = "auto") -> ValueMarket:
     range, a negative or non-finite value, a pair listed twice, or fewer valuation lines than the
     header announces.
     """
-    if layout not in ("auto", "lists", "table"):
-        raise ValueError(f"layout must be 'auto', 'lists' or 'table'; got {layout!r}.")
+    check_layout(layout)  # before the file is read
     path = Path(path)
     with path.open("r", encoding="utf-8", errors="replace") as f:
         lines = f.read().splitlines()
@@ -102,11 +101,7 @@ def read_unit_demand(path, *, dtype=None, layout: str = "auto") -> ValueMarket:
     dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
     rate = jnp.asarray(value, dtype)
     hours = jnp.asarray(seen, dtype)
-    market = ValueMarket.from_table(rate, hours, horizon=1.0, dtype=dtype)
-    most = int(seen.sum(axis=1).max(initial=0))
-    if layout == "lists" or (layout == "auto" and 2 * most <= m):
-        return market.as_option_lists()
-    return market
+    return ValueMarket.from_table(rate, hours, horizon=1.0, dtype=dtype).in_layout(layout)
 
 
 def read_published(path) -> dict[str, dict]:

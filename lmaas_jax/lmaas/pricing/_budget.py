@@ -29,9 +29,8 @@ class Budget(eqx.Module):
     def of(cls, limit) -> Budget:
         """A fresh budget of `limit` units: a Python int, an integer array (traced: one compilation
         serves every budget) or None (unlimited)."""
-        limit = UNLIMITED if limit is None else jnp.minimum(jnp.asarray(limit), UNLIMITED).astype(jnp.int32)
-        zero = jnp.asarray(0, jnp.int32)
-        return cls(zero, jnp.asarray(limit, jnp.int32), jnp.asarray(False))
+        limit = UNLIMITED if limit is None else jnp.minimum(jnp.asarray(limit), UNLIMITED)
+        return cls(jnp.asarray(0, jnp.int32), jnp.asarray(limit, jnp.int32), jnp.asarray(False))
 
     @classmethod
     def unlimited(cls) -> Budget:
@@ -43,7 +42,9 @@ class Budget(eqx.Module):
 
     def spend(self, cost) -> Budget:
         cost = jnp.sum(jnp.asarray(cost, jnp.int32), dtype=jnp.int32)
-        return Budget(jnp.minimum(self.spent + cost, UNLIMITED), self.limit, self.stopped)
+        # Saturating: an unlimited run's count stops at UNLIMITED rather than wrap around in int32.
+        spent = jnp.where(cost > UNLIMITED - self.spent, UNLIMITED, self.spent + cost)
+        return Budget(spent, self.limit, self.stopped)
 
     def stop_if(self, more_to_do) -> Budget:
         """After a loop: mark the budget stopped where the loop ended with work left to do."""

@@ -222,12 +222,12 @@ def milp_pricing(
 
 @eqx.filter_jit
 def _snap_and_post(market, values, raw_prices, assignment, tol):
-    prices, profit, _ = coordinate_ascent(values, raw_prices, tol, 4 * market.n_models, steepest=True)
-    # The greatest prices that keep the MILP's own assignment earn at least what it does, wherever
-    # its prices sat a hair past a breakpoint: take them where they earn more than the snap.
+    # Two starts polished together: HiGHS's prices, and the greatest prices that keep the MILP's own
+    # assignment (they earn at least what it does, wherever its prices sat a hair past a
+    # breakpoint); the second is taken only where it earns more.
     n = market.n_customers
     option = values.slot(jnp.arange(n), jnp.maximum(assignment - 1, 0)) + 1
     kept, _ = keep_prices(values, jnp.where(assignment > 0, option, 0).astype(jnp.int32))
-    kept, value, _ = coordinate_ascent(values, kept, tol, 4 * market.n_models, steepest=True)
-    prices = jnp.where(value > profit, kept, prices)
-    return posted_solution(market, values, prices, tol)
+    starts = jnp.stack([raw_prices, kept])
+    prices, profit, _ = coordinate_ascent(values, starts, tol, 4 * market.n_models, steepest=True)
+    return posted_solution(market, values, prices[jnp.argmax(profit)], tol)

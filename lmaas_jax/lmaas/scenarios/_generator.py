@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from jaxtyping import ArrayLike, PRNGKeyArray
 
 from ..._checks import check_fits, in_range, is_concrete, size
-from ._market import Customers, Market, Models, ValueMarket
+from ._market import Customers, Market, Models, ValueMarket, check_layout
 
 
 def family_models(n_models: int = 4, *, capability_gap: float | ArrayLike = 0.4, dtype=None) -> Models:
@@ -209,8 +209,8 @@ def unit_demand_market(
     - `n_customers`, `n_models`: N and M, each >= 1.
     - `density`: models each customer values, 1..M; default None: all M (a dense table).
     - `values`: the inclusive integer range of a value, 0 <= lo <= hi.
-    - `layout`: `"lists"`, `"table"` or `"auto"` (lists where 2 density <= M), as in
-      `read_unit_demand`.
+    - `layout`: `"lists"`, `"table"` or `"auto"` (lists where 2 density <= M): see
+      [`lmaas_jax.ValueMarket.in_layout`][].
     - `dtype`: float dtype; default JAX's default float.
 
     **Returns:**
@@ -221,8 +221,7 @@ def unit_demand_market(
     d = m if density is None else size("density", density)
     if d > m:
         raise ValueError(f"density must be at most n_models = {m} (None: all); got {density}.")
-    if layout not in ("auto", "lists", "table"):
-        raise ValueError(f"layout must be 'auto', 'lists' or 'table'; got {layout!r}.")
+    check_layout(layout)
     try:
         lo, hi = (int(v) for v in values)
     except (TypeError, ValueError):
@@ -239,6 +238,4 @@ def unit_demand_market(
     value = jax.random.randint(k_value, (n, m), lo, hi + 1, jnp.int32).astype(dtype)
     hours = valued.astype(dtype)
     market = ValueMarket.from_table(jnp.where(valued, value, 0.0), hours, horizon=1.0, dtype=dtype)
-    if layout == "lists" or (layout == "auto" and 2 * d <= m):
-        return market.as_option_lists()
-    return market
+    return market.in_layout(layout)

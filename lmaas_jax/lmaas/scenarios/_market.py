@@ -598,6 +598,16 @@ class ValueMarket(eqx.Module):
             self.models, self.customers, dense(self.rate), dense(self.hours), cancellation=cancellation
         )
 
+    def in_layout(self, layout: str = "auto") -> ValueMarket:
+        """This market as option lists (`"lists"`), a dense table (`"table"`), or by the rule
+        (`"auto"`): option lists where no customer has more than half of the M models as options,
+        the table otherwise. Needs concrete arrays (see `as_option_lists`)."""
+        check_layout(layout)
+        most = int((np.asarray(self.as_table().hours) > 0).sum(axis=1).max(initial=0))
+        if layout == "lists" or (layout == "auto" and 2 * most <= self.n_models):
+            return self if self.option_model is not None else self.as_option_lists()
+        return self.as_table()
+
     def as_option_lists(self, n_options: int | None = None, max_users: int | None = None) -> ValueMarket:
         """This market as option lists: each customer's usable models (hours > 0), ascending.
 
@@ -765,6 +775,13 @@ def _fields(module) -> list[str]:
 
 AnyMarket = Market | ValueMarket
 """What the pricing side accepts: a scenario market or a value-table market."""
+
+
+def check_layout(layout) -> None:
+    """`layout` is one of `"auto"`, `"lists"`, `"table"` (see `ValueMarket.in_layout`), else a
+    ValueError naming it."""
+    if layout not in ("auto", "lists", "table"):
+        raise ValueError(f"layout must be 'auto', 'lists' or 'table'; got {layout!r}.")
 
 
 def check_market(market, name: str = "market") -> None:
