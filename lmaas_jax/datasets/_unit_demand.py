@@ -105,12 +105,14 @@ def read_unit_demand(path, *, dtype=None, layout: str = "auto") -> ValueMarket:
 
 
 def read_published(path) -> dict[str, dict]:
-    """`published.csv` of the benchmark: instance name -> {best_value, proven_optimal, fastest_optimal_s}.
+    """`published.csv` of the benchmark: instance name -> {best_value, proven_optimal, fastest_optimal_s,
+    best_bound}.
 
     `best_value` is the best objective the authors published (CPLEX, one hour, five formulations),
     `proven_optimal` whether one of them proved it optimal, `fastest_optimal_s` the fastest proof in
-    seconds on their machine (NaN where none). Missing columns or unparsable rows raise `ValueError`
-    naming the row.
+    seconds on their machine (NaN where none), `best_bound` CPLEX's proven upper bound where the
+    optimum was not proven (NaN where the column is absent or blank). Missing columns or unparsable
+    rows raise `ValueError` naming the row.
     """
     path = Path(path)
     out = {}
@@ -125,6 +127,7 @@ def read_published(path) -> dict[str, dict]:
                     best_value=float(row["best_value"]),
                     proven_optimal=row["proven_optimal"].strip().lower() == "true",
                     fastest_optimal_s=float(row["fastest_optimal_s"]),
+                    best_bound=float(row.get("best_bound") or "nan"),
                 )
             except (TypeError, ValueError):
                 raise ValueError(f"{path}: line {k} {row!r}: unparsable row.") from None

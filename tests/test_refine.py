@@ -1,0 +1,100 @@
+"""`lj.reference.refine_by_milp`: the large-neighbourhood search by sub-market MILPs.
+
+Oracles: HiGHS's optimum of the whole market (a neighbourhood holding every model is the whole
+MILP), the brute-force line search (a neighbourhood of one model is a line search), and the start's
+own exact profit (the search never lowers it).
+"""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lmaas_jax as lj
+from lmaas_jax.lmaas.reference._neighbourhoods import _sub_milp, _Valuations
+from lmaas_jax.reference import brute_force_line, milp_pricing, refine_by_milp
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_one_neighbourhood_of_every_model_is_the_whole_milp(dtype):
+    # A dense table is connected: a neighbourhood as large as the market frees every price, so one
+    # round from the top of the box solves the whole market's MILP.
+    market = lj.unit_demand_market(jax.random.PRNGKey(11), 7, 6, density=None, dtype=dtype)
+    exact = milp_pricing(market)
+    assert exact.stats["optimal"]
+    top = np.asarray(market.models.price_hi, np.float64)
+    sol = refine_by_milp(market, top, rounds=1, size=10**6)
+    assert sol.stats["rounds"] == 1 and sol.stats["improved"] == 1
+    assert float(sol.profit) >= float(exact.profit) * (1 - 1e-5)
+    assert float(sol.profit) <= exact.stats["objective"] * (1 + 1e-5)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_a_neighbourhood_of_one_model_is_the_exact_line_search(dtype):
+    # With every other price fixed, the sub-MILP of model j is its exact line search: the best
+    # profit over j's breakpoints, evaluated exactly (in float64, where a breakpoint is exact).
+    market = lj.unit_demand_market(jax.random.PRNGKey(5), 9, 5, density=None, dtype=dtype)
+    exact = market.astype(jnp.float64)
+    prices = np.asarray(jax.random.uniform(jax.random.PRNGKey(6), (5,), jnp.float64, 20.0, 90.0))
+    v = _Valuations.of(market)
+    for j in range(5):
+        x, customers = _sub_milp(v, prices, np.array([j]), 1e-9, 30.0)
+        assert len(customers) == 9  # a dense table: every customer uses every model
+        _, best = brute_force_line(lj.value_market(exact), jnp.asarray(prices), j, 1e-9)
+        # HiGHS's price is a breakpoint to its feasibility tolerance: count ties within 1e-6.
+        got = lj.seller_profit(exact, jnp.asarray(prices).at[j].set(x[0]), tie_tol=1e-6)
+        assert float(got) == pytest.approx(float(best), abs=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_the_search_never_lowers_the_profit_and_is_seeded(dtype):
+    market = lj.unit_demand_market(jax.random.PRNGKey(21), 40, 40, density=4, dtype=dtype)
+    start = lj.classic_imp(market, jnp.asarray(market.models.price_hi))
+    sol = refine_by_milp(market, start.prices, rounds=12, size=24, seed=3)
+    assert float(sol.profit) >= float(start.profit) - 1e-6 * abs(float(start.profit))
+    assert sol.stats["rounds"] == 12 and sol.stats["stopped"] == "rounds"
+    assert abs(sol.stats["start_profit"] - float(start.profit)) <= 1e-3 * abs(float(start.profit))
+    # The posted prices hold: the reported profit is the exact profit at them with the default ties.
+    assert float(lj.seller_profit(market, sol.prices)) == pytest.approx(float(sol.profit), rel=1e-6)
+    again = refine_by_milp(market, start.prices, rounds=12, size=24, seed=3)
+    np.testing.assert_array_equal(np.asarray(sol.prices), np.asarray(again.prices))
+
+
+def test_time_limit_stops_between_rounds_and_progress_is_reported(capsys, monkeypatch):
+    market = lj.unit_demand_market(jax.random.PRNGKey(2), 20, 20, density=4, dtype=jnp.float64)
+    sol = refine_by_milp(market, np.asarray(market.models.price_hi), rounds=10**6, time_limit=0.0)
+    assert sol.stats["stopped"] == "time_limit" and sol.stats["rounds"] <= 1
+    # A clock that jumps 11 s a call: every round is reported, the time limit is read from it.
+    clock = iter(range(0, 10**6, 11))
+    monkeypatch.setattr("lmaas_jax.lmaas.reference._neighbourhoods.time.perf_counter", lambda: next(clock))
+    sol = refine_by_milp(market, np.asarray(market.models.price_hi), rounds=3, progress=True)
+    err = capsys.readouterr().err
+    assert err.count("refine_by_milp: round") == 3 and "profit" in err
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(rounds=0), "rounds must be"),
+        (dict(size=0), "size must be"),
+        (dict(milp_time_limit=0.0), "milp_time_limit must be"),
+        (dict(time_limit=float("nan")), "time_limit must be"),
+        (dict(prices=np.ones(3)), "prices must be"),
+        (dict(prices=np.full(6, np.nan)), "prices must be"),
+    ],
+)
+def test_bad_input_is_refused_by_name(kwargs, message):
+    market = lj.unit_demand_market(jax.random.PRNGKey(2), 5, 6, density=None, dtype=jnp.float64)
+    prices = kwargs.pop("prices", np.ones(6))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        refine_by_milp(market, prices, **kwargs)
+
+
+def test_binding_budgets_are_refused():
+    market = lj.random_market(jax.random.PRNGKey(0), 3, 6)
+    with pytest.raises(ValueError, match=re.escape("needs budgets that never bind")):
+        refine_by_milp(market, np.asarray(market.models.price_hi))
