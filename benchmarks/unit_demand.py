@@ -148,6 +148,11 @@ def highs_cells(row):
     return f"{row['milp_over_published']:.6f}{limit} | {row['milp_s']:.1f}"
 
 
+def at_least(profit, published):
+    """Whether `profit` reaches `published`, a value printed to five significant digits."""
+    return profit >= published - 0.5 * 10 ** (np.floor(np.log10(abs(published))) - 4)
+
+
 def refined_cells(r):
     if "refine_s" not in r:
         return " | | | "
@@ -222,6 +227,15 @@ def markdown(rows, device, dtype, milp_limit):
                 "\nAbove CPLEX's one-hour incumbent: "
                 + ", ".join(f"{r['instance']} ({r['imp_over_published']:.4f})" for r in above)
                 + "."
+            )
+        refined = [r for r in done if "refine_s" in r]
+        if refined:
+            ratio = np.asarray([r["refined_over_published"] for r in refined])
+            lines.append(
+                f"\nRefined over {len(refined)} instances: mean {ratio.mean():.6f}, worst {ratio.min():.6f}, "
+                f"{sum(at_least(r['refined_profit'], r['published']) for r in refined)} at least the "
+                "published value (to half a unit of its fifth digit); "
+                f"longest instance {max(r['total_s'] for r in refined):.0f} s in all."
             )
     return "\n".join(lines) + "\n"
 
