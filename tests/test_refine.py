@@ -98,3 +98,10 @@ def test_binding_budgets_are_refused():
     market = lj.random_market(jax.random.PRNGKey(0), 3, 6)
     with pytest.raises(ValueError, match=re.escape("needs budgets that never bind")):
         refine_by_milp(market, np.asarray(market.models.price_hi))
+
+
+def test_a_market_nobody_values_is_returned_as_it_is():
+    market = lj.unit_demand_market(jax.random.PRNGKey(2), 4, 3, density=None, dtype=jnp.float64)
+    empty = market.__class__(market.models, market.customers, market.rate, 0 * market.hours)
+    sol = refine_by_milp(empty, np.asarray(market.models.price_hi))
+    assert sol.stats["rounds"] == 0 and float(sol.profit) == 0.0

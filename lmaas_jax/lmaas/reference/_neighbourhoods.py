@@ -308,7 +308,7 @@ def refine_by_milp(
     solved = improved = 0
     stopped = "rounds"
     profit, shown = start_profit, start
-    for _ in range(rounds):
+    for _ in range(rounds if len(v.model) else 0):  # a market nobody values has nothing to re-price
         if time_limit is not None and time.perf_counter() - start > time_limit:
             stopped = "time_limit"
             break
@@ -344,7 +344,7 @@ def refine_by_milp(
                 flush=True,
             )
     _, pick = v.choices(p, all_options, v.customer, v.n, tol)
-    assignment = np.where(pick >= 0, v.model[np.maximum(pick, 0)] + 1, 0).astype(np.int32)
+    assignment = (np.r_[v.model, -1][pick] + 1).astype(np.int32)  # pick -1 (none) reads the -1
     values = value_market(market)
     sol = _keep_and_post(market, values, jnp.asarray(p, market.dtype), jnp.asarray(assignment), tol)
     return eqx.tree_at(
