@@ -253,7 +253,7 @@ def refine_by_milp(
     optimum earns more than the current prices, its prices replace theirs. The profit never falls;
     the search is a local one whose neighbourhoods are far larger than `lj.imp`'s moves (every
     assignment of a sub-market of hundreds of customers at once), and it finds what those miss on
-    large sparse markets (`docs/imp.md`, "Refining by the MILP").
+    large sparse markets (`docs/imp.md`, "Refining by sub-market MILPs").
 
     The neighbourhood: a model seeded by a uniformly random option (a popular model is seeded in
     proportion to its users), then, breadth first, the other models valued by its users, by theirs,
