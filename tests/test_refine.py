@@ -42,7 +42,7 @@ def test_a_neighbourhood_of_one_model_is_the_exact_line_search(dtype):
     prices = np.asarray(jax.random.uniform(jax.random.PRNGKey(6), (5,), jnp.float64, 20.0, 90.0))
     v = _Valuations.of(market)
     for j in range(5):
-        x, customers = _sub_milp(v, prices, np.array([j]), 1e-9, 30.0)
+        x, customers, _, _ = _sub_milp(v, prices, np.array([j]), 1e-9, 30.0)
         assert len(customers) == 9  # a dense table: every customer uses every model
         _, best = brute_force_line(lj.value_market(exact), jnp.asarray(prices), j, 1e-9)
         # HiGHS's price is a breakpoint to its feasibility tolerance: count ties within 1e-6.

@@ -220,14 +220,20 @@ def milp_pricing(
     )
 
 
+def kept_prices(values, assignment):
+    """The greatest prices at which every customer keeps its model in `assignment` (shape `(N,)`, 0 =
+    none, j = model j, 1-based, as the MILP assigns), in either layout of `values`."""
+    n = values.n_customers
+    option = values.slot(jnp.arange(n), jnp.maximum(assignment - 1, 0)) + 1
+    kept, _ = keep_prices(values, jnp.where(assignment > 0, option, 0).astype(jnp.int32))
+    return kept
+
+
 @eqx.filter_jit
 def _snap_and_post(market, values, raw_prices, assignment, tol):
     # Two starts polished together: HiGHS's prices, and the greatest prices that keep the MILP's own
     # assignment (they earn at least what it does, wherever its prices sat a hair past a
     # breakpoint); the second is taken only where it earns more.
-    n = market.n_customers
-    option = values.slot(jnp.arange(n), jnp.maximum(assignment - 1, 0)) + 1
-    kept, _ = keep_prices(values, jnp.where(assignment > 0, option, 0).astype(jnp.int32))
-    starts = jnp.stack([raw_prices, kept])
+    starts = jnp.stack([raw_prices, kept_prices(values, assignment)])
     prices, profit, _ = coordinate_ascent(values, starts, tol, 4 * market.n_models, steepest=True)
     return posted_solution(market, values, prices[jnp.argmax(profit)], tol)

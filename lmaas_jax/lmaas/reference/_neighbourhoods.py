@@ -13,13 +13,12 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_array
 
-from ..pricing._assignment import keep_prices
 from ..pricing._posting import posted_solution
 from ..pricing._profit import exact_profit
 from ..pricing._solution import PricingSolution
 from ..robust._rsr import tie_tolerance, value_market
-from ..scenarios._market import AnyMarket
-from ._milp import _budget_free, quiet_stdout
+from ..scenarios._market import AnyMarket, ValueMarket
+from ._milp import _budget_free, kept_prices, quiet_stdout
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,7 @@ class _Valuations:
     hi: np.ndarray  # per model, at most the highest rate of any user (above it nobody buys)
     first: np.ndarray  # (n + 1,): customer i's options are first[i]:first[i + 1]
     users: list  # per model: the options (indices e) of its users
+    values: ValueMarket  # the market's value table, which the posting reads
 
     @classmethod
     def of(cls, market: AnyMarket) -> _Valuations:
@@ -65,6 +65,7 @@ class _Valuations:
             hi=hi,
             first=np.searchsorted(customer, np.arange(n + 1)),
             users=np.split(by_model, cut),
+            values=values,
         )
 
     def options_of(self, customers: np.ndarray) -> np.ndarray:
@@ -126,7 +127,8 @@ def _sub_milp(v: _Valuations, prices, free_models, tol, time_limit):
     The customers are the free models' users; each has one more option, its best among the fixed
     models and opting out (`outside`), worth `u0` to it and `r0` to the seller (the seller's favourite
     among its ties). Otherwise the MILP is [`lmaas_jax.reference.milp_pricing`][]'s. Returns the free
-    models' prices, or None where HiGHS found none."""
+    models' prices (None where HiGHS found none), the customers, their options and each option's
+    customer slot."""
     k = len(free_models)
     slot_of = np.full(v.m, -1)
     slot_of[free_models] = np.arange(k)
@@ -207,17 +209,15 @@ def _sub_milp(v: _Valuations, prices, free_models, tol, time_limit):
             options={"time_limit": float(time_limit), "mip_rel_gap": 1e-9, "disp": False},
         )
     if res.x is None:
-        return None, customers
-    return np.clip(res.x[:k], lo, hi), customers
+        return None, customers, options, slots
+    return np.clip(res.x[:k], lo, hi), customers, options, slots
 
 
 @eqx.filter_jit
 def _keep_and_post(market, values, prices, assignment, tol):
     # The search's prices, or the greatest prices keeping its assignment where they earn more (a
     # price HiGHS left a hair past a breakpoint loses its customer; the kept prices do not), posted.
-    n = market.n_customers
-    option = values.slot(jnp.arange(n), jnp.maximum(assignment - 1, 0)) + 1
-    kept, _ = keep_prices(values, jnp.where(assignment > 0, option, 0).astype(jnp.int32))
+    kept = kept_prices(values, assignment)
     better = exact_profit(values, kept, tol) > exact_profit(values, prices, tol)
     return posted_solution(market, values, jnp.where(better, kept, prices), tol)
 
@@ -295,9 +295,9 @@ def refine_by_milp(
     m = market.n_models
     if p.shape != (m,) or not np.all(np.isfinite(p)):
         raise ValueError(f"prices must be a finite array of shape ({m},); got shape {p.shape}.")
-    v = _Valuations.of(market)
     if milp_time_limit <= 0:
         raise ValueError(f"milp_time_limit must be > 0; got {milp_time_limit!r}.")
+    v = _Valuations.of(market)
     tol = tie_tolerance(market)
     start = time.perf_counter()
     all_options = np.arange(len(v.customer))
@@ -313,12 +313,10 @@ def refine_by_milp(
             stopped = "time_limit"
             break
         free = _neighbourhood(v, rng, size)
-        x, customers = _sub_milp(v, p, free, tol, milp_time_limit)
+        x, customers, options, slots = _sub_milp(v, p, free, tol, milp_time_limit)
         solved += 1
         if x is None:
             continue
-        options = v.options_of(customers)
-        slots = np.searchsorted(customers, v.customer[options])
         now, _ = v.choices(p, options, slots, len(customers), tol)
         now = float(np.sum(now))
         # HiGHS meets the customers' constraints to its feasibility tolerance, so a price can sit a
@@ -345,8 +343,7 @@ def refine_by_milp(
             )
     _, pick = v.choices(p, all_options, v.customer, v.n, tol)
     assignment = (np.r_[v.model, -1][pick] + 1).astype(np.int32)  # pick -1 (none) reads the -1
-    values = value_market(market)
-    sol = _keep_and_post(market, values, jnp.asarray(p, market.dtype), jnp.asarray(assignment), tol)
+    sol = _keep_and_post(market, v.values, jnp.asarray(p, market.dtype), jnp.asarray(assignment), tol)
     return eqx.tree_at(
         lambda s: s.stats,
         sol,
