@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_array
 
+from ..._checks import in_range, size as at_least_one
 from ..pricing._posting import posted_solution
 from ..pricing._profit import exact_profit
 from ..pricing._solution import PricingSolution
@@ -213,6 +213,9 @@ def _sub_milp(v: _Valuations, prices, free_models, tol, time_limit):
     return np.clip(res.x[:k], lo, hi), customers, options, slots
 
 
+_TINY = np.finfo(np.float64).tiny  # the least time limit in_range accepts: any positive one
+
+
 @eqx.filter_jit
 def _keep_and_post(market, values, prices, assignment, tol):
     # The search's prices, or the greatest prices keeping its assignment where they earn more (a
@@ -220,18 +223,6 @@ def _keep_and_post(market, values, prices, assignment, tol):
     kept = kept_prices(values, assignment)
     better = exact_profit(values, kept, tol) > exact_profit(values, prices, tol)
     return posted_solution(market, values, jnp.where(better, kept, prices), tol)
-
-
-def _check(name, value, kind, low, *, allow_none=False):
-    if value is None and allow_none:
-        return
-    ok = isinstance(value, kind) and not isinstance(value, bool)
-    if ok and isinstance(value, float):
-        ok = math.isfinite(value)
-    if not ok or value < low:
-        raise ValueError(
-            f"{name} must be a {'finite number' if kind is not int else 'integer'} >= {low}; got {value!r}."
-        )
 
 
 def refine_by_milp(
@@ -285,18 +276,17 @@ def refine_by_milp(
     `prices` with the seller's favourite ties), `seconds`, and `stopped` (`"rounds"` or
     `"time_limit"`).
     """
-    _check("rounds", rounds, int, 1)
-    _check("size", size, int, 1)
-    _check("milp_time_limit", milp_time_limit, (int, float), 0)
-    _check("time_limit", time_limit, (int, float), 0, allow_none=True)
+    at_least_one("rounds", rounds)
+    at_least_one("size", size)
+    in_range("milp_time_limit", milp_time_limit, _TINY, np.inf, "must be a number > 0", finite=True)
+    if time_limit is not None:
+        in_range("time_limit", time_limit, 0.0, np.inf, "must be a number >= 0 or None", finite=True)
     if not isinstance(seed, int | np.integer) or isinstance(seed, bool):
         raise TypeError(f"seed must be an integer; got {seed!r}.")
     p = np.array(prices, np.float64)
     m = market.n_models
     if p.shape != (m,) or not np.all(np.isfinite(p)):
         raise ValueError(f"prices must be a finite array of shape ({m},); got shape {p.shape}.")
-    if milp_time_limit <= 0:
-        raise ValueError(f"milp_time_limit must be > 0; got {milp_time_limit!r}.")
     v = _Valuations.of(market)
     tol = tie_tolerance(market)
     start = time.perf_counter()
