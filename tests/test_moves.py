@@ -8,6 +8,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +17,7 @@ from scipy.optimize import linprog
 
 import lmaas_jax as lj
 from lmaas_jax.lmaas.pricing import _lookahead as lk, _moves as mv
-from lmaas_jax.lmaas.pricing._assignment import keep_prices
+from lmaas_jax.lmaas.pricing._assignment import difference_constraints, keep_prices
 from lmaas_jax.lmaas.pricing._moves import best_move, improve_by_moves
 from lmaas_jax.lmaas.pricing._profit import exact_profit
 from lmaas_jax.lmaas.robust._rsr import choose, rental_options, tie_tolerance, value_market
@@ -95,6 +96,52 @@ def test_keep_prices_are_the_lp_greatest_prices(unit, dtype):
         if unit:  # Bellman-Ford: converged within M + 1 rounds, so the default cap is enough
             assert int(rounds) <= 4 + 1
     assert checked >= 25
+
+
+def test_keep_prices_stop_early_exactly_where_no_prices_keep_the_assignment(dtype):
+    """Unit demand (difference constraints): on 60 random (market, assignment) cases of 20 x 8, with
+    none to two customers re-assigned, wherever the LP finds prices that keep the assignment the
+    early stop never fires (the LP's greatest prices, as without it), and wherever it finds none
+    keep_prices stops before its cap of min(M, N) + 2 rounds (a negative cycle or a bound below the
+    box proven), at prices where some assigned customer does not keep its option."""
+    n, m = 20, 8
+    feasible = infeasible = 0
+    for seed in range(60):
+        market = _table(seed, n, m, dtype, unit=True, sparse=0.1)
+        terms = value_market(market)
+        assert bool(difference_constraints(terms))
+        rng = np.random.default_rng(2000 + seed)
+        prices = jnp.asarray(rng.uniform(0.0, 10.0, m), dtype)
+        tol = tie_tolerance(market)
+        assign = np.array(choose(rental_options(terms, prices), tol))
+        for i in rng.choice(n, rng.integers(0, 3), replace=False):
+            assign[i] = rng.integers(0, m + 1)
+        assign[np.asarray(terms.hours)[np.arange(n), np.maximum(assign - 1, 0)] == 0] = 0
+        expected = _lp_greatest(market, assign)
+        got, rounds = keep_prices(terms, jnp.asarray(assign, jnp.int32))
+        if expected is not None:
+            feasible += 1
+            np.testing.assert_allclose(np.asarray(got, np.float64), expected, rtol=0, atol=10 * RTOL[dtype])
+            continue
+        infeasible += 1
+        assert int(rounds) < min(m, n) + 2
+        opts = rental_options(terms, got)
+        value = np.concatenate([np.zeros((n, 1)), np.where(opts.available, opts.value, -np.inf)], 1)
+        own = value[np.arange(n), assign]
+        assert np.any((assign > 0) & (own < value.max(1) - 1e-3))
+    assert feasible >= 15 and infeasible >= 15, (feasible, infeasible)
+
+
+def test_difference_constraints_only_without_budgets_and_with_one_length_per_customer(dtype):
+    """The early stop's cycle rule is sound only for difference constraints: unit demand (and one
+    length per customer) qualifies, hours that differ across a customer's options or a budget do
+    not."""
+    assert bool(difference_constraints(value_market(_table(0, 6, 3, dtype, unit=True))))
+    assert not bool(difference_constraints(value_market(_table(0, 6, 3, dtype))))
+    assert not bool(difference_constraints(value_market(_table(0, 6, 3, dtype, unit=True, budgets=True))))
+    per_customer = _table(0, 6, 3, dtype, unit=True, sparse=0.0)
+    per_customer = eqx.tree_at(lambda mk: mk.hours, per_customer, per_customer.hours * jnp.arange(1, 7, dtype=dtype)[:, None])
+    assert bool(difference_constraints(value_market(per_customer)))
 
 
 def test_keep_prices_with_budgets_keep_everyone_and_are_tight(dtype):

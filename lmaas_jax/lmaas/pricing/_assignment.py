@@ -20,6 +20,20 @@ only adds what it buys). `keep_prices` computes it; a fixed cap on the rounds ke
 loop (prices where the cap cut it short are still evaluated exactly, so a move never reports more
 than it earns).
 
+**Stopping early where no prices keep it.** The iterate stays above every price vector that keeps
+the assignment, so a step whose bound for some model falls below `price_lo` proves that none does.
+For difference constraints (no budgets, one length per customer: `difference_constraints`) the
+iteration is Bellman-Ford, and the models whose prices bind each other form a predecessor graph
+(model j's predecessor: the model whose price set j's last fall, through the customer whose bound
+was least; none where that customer's bound was opting out). As in Bellman-Ford, a cycle in that
+graph is a negative cycle: summing p_j >= p_k + w_kj around it, with one inequality strict (the
+last model on it to fall fell after its successor's pointer was set), gives a negative sum of
+weights, so no prices keep the assignment. Such cycles appear within about their length in
+rounds, where the iteration without the check runs on to the cap, lowering the cycle's prices a
+little each round; the check costs O(M log M) a round (pointer doubling) against the round's
+O(N K). Without the early stop, an assignment that cannot be kept costs min(M, N) + 2 rounds,
+which dominated the moves on dense tables of many customers.
+
 Used by the allocation moves (`_moves`) and by posting (`_posting`: with a required gap, the
 greatest prices below a solution's at which every intended customer strictly prefers its option).
 """
@@ -56,9 +70,11 @@ def keep_prices(
     (column 0: opting out), default 0 (weakly); `post`
     uses it to make intended customers strictly prefer their option. Returns `(prices, rounds)`.
 
-    Models nobody is assigned to end at `price_hi`; where no price vector in the box keeps the
-    assignment, some price ends at `price_lo` or the rounds run out, and some assigned
-    customer does not keep its option there (the caller evaluates exactly). `max_rounds` caps the
+    Models nobody is assigned to end at `price_hi`. Where no price vector in the box keeps the
+    assignment, the iteration stops once that is proven (a bound below `price_lo`, or for difference
+    constraints a cycle of binding models; see the module docstring) or the rounds run out, and
+    some assigned customer does not keep its option at the prices returned (the caller evaluates
+    them exactly). `max_rounds` caps the
     iteration (default min(M, N) + 2: only models with an assigned customer ever move, at most
     min(M, N) of them, and for unit demand, Bellman-Ford over those, the iteration ends within one
     round more than their number where the assignment can be kept at all; with hours and budgets
@@ -75,28 +91,72 @@ def keep_prices(
     rate = pick(market.rate)
     length = jnp.minimum(pick(market.hours), cu.horizon)
     kept = (assign > 0) & (length > 0)
+    owner = jnp.where(kept, assign, 0)
     ninf = jnp.asarray(-jnp.inf, market.rate.dtype)
+    ids = market.model_ids()
+    linear = difference_constraints(market)
 
     zero = jnp.zeros((market.n_customers, market.rate.shape[1] + 1), market.rate.dtype)
     gap = zero if gap is None else gap
 
-    def step(p):
+    def step(p, pred):
         opts = rental_options(market, p)
         others = opts.available & ~onehot
-        alt = jnp.max(jnp.where(others, opts.value + gap[:, 1:], ninf), axis=1)
+        score = jnp.where(others, opts.value + gap[:, 1:], ninf)
+        alt = jnp.max(score, axis=1)
+        # The model whose price binds each customer's bound (m: none, the customer opts out); a
+        # max over the tied, not an argmax (a variadic reduction, slow on a CPU).
+        tied = jnp.max(jnp.where(score == alt[:, None], ids, -1), axis=1)
+        via = jnp.where(alt > gap[:, 0], tied, m)
         alt = jnp.maximum(alt, gap[:, 0])
         bound = inverse_value(rate, length, cu.budget, alt)
-        cap = market.per_model(bound, jnp.where(kept, assign, 0), m, "min", jnp.inf)
-        return jnp.maximum(jnp.minimum(jnp.minimum(cap, p), mo.price_hi), mo.price_lo)
+        cap = market.per_model(bound, owner, m, "min", jnp.inf)
+        binding = market.per_model(
+            jnp.where(bound <= cap[jnp.maximum(market.chosen_model(owner) - 1, 0)], via, -1), owner, m, "max", -1
+        )
+        below = jnp.minimum(cap, p)
+        q = jnp.maximum(jnp.minimum(below, mo.price_hi), mo.price_lo)
+        fell = q < p
+        pred = jnp.where(fell, jnp.where(binding >= 0, binding, m), pred)
+        # Every price vector that keeps the assignment lies below the iterate, so a bound below
+        # the box proves that none does; for difference constraints so does a cycle of binding
+        # models (a negative cycle, see the docstring).
+        hopeless = jnp.any(below < mo.price_lo) | (linear & _has_cycle(pred, m))
+        return q, pred, hopeless
 
     def more(state):
-        p, q, r = state
-        return (r < rounds_cap) & jnp.any(p != q)
+        p, q, _, hopeless, r = state
+        return (r < rounds_cap) & jnp.any(p != q) & ~hopeless
 
     def body(state):
-        _, q, r = state
-        return q, step(q), r + 1
+        _, q, pred, _, r = state
+        q2, pred, hopeless = step(q, pred)
+        return q, q2, pred, hopeless, r + 1
 
     top = mo.price_hi if start is None else jnp.minimum(start, mo.price_hi)
-    _, prices, rounds = lax.while_loop(more, body, (top, step(top), jnp.asarray(1, jnp.int32)))
+    root = jnp.full(m, m, jnp.int32)
+    first, pred, hopeless = step(top, root)
+    init = (top, first, pred, hopeless, jnp.asarray(1, jnp.int32))
+    _, prices, _, _, rounds = lax.while_loop(more, body, init)
     return prices, rounds
+
+
+def difference_constraints(market: ValueMarket):
+    """Whether keeping an assignment is a system of difference constraints (traced bool): no budgets
+    and, per customer, one length for all its options, so V_ik(b) = L_i (R_ik - b) and every
+    constraint reads beta_j <= beta_k + w. Unit demand is the case."""
+    length = market.lengths()
+    usable = market.hours > 0
+    longest = jnp.max(jnp.where(usable, length, -jnp.inf), axis=1)
+    shortest = jnp.min(jnp.where(usable, length, jnp.inf), axis=1)
+    one_length = jnp.all(~jnp.any(usable, axis=1) | (longest == shortest))
+    return jnp.all(jnp.isinf(market.customers.budget)) & one_length
+
+
+def _has_cycle(pred, m: int):
+    """Whether following `pred` (shape `(M,)`, m = the root) from some model never reaches the root:
+    pointer doubling, ceil(log2(M + 1)) squarings of the successor map."""
+    succ = jnp.concatenate([pred, jnp.full(1, m, pred.dtype)])
+    for _ in range(max(1, (m + 1).bit_length())):
+        succ = succ[succ]
+    return jnp.any(succ[:m] != m)
