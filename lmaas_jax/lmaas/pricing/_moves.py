@@ -316,8 +316,15 @@ def all_moves(
     top = (tried == best[who]) & (tried > -jnp.inf)
     pick = jnp.zeros_like(hood.alt).at[who].max(jnp.where(top, where, 0))
     hood = hood._replace(tried=jnp.where(best > -jnp.inf, pick, hood.alt))
-    q2, value2 = score_all(tuple(x[first:] for x in cands), hood, raises > 0)
-    return jnp.concatenate([q, q2]), jnp.concatenate([value, value2])
+    # Only the RAISE candidates (the last) build a raised assignment, which costs a choice at the
+    # raised prices: the tried sheds are scored apart without it.
+    k_raise = min(raises, n)
+    parts = [(q, value)]
+    if second > k_raise:
+        parts.append(score_all(tuple(x[first : first + second - k_raise] for x in cands), hood, False))
+    if k_raise:
+        parts.append(score_all(tuple(x[first + second - k_raise :] for x in cands), hood, True))
+    return jnp.concatenate([p[0] for p in parts]), jnp.concatenate([p[1] for p in parts])
 
 
 def best_move(market: ValueMarket, prices, tol, **counts):
