@@ -140,7 +140,8 @@ def test_difference_constraints_only_without_budgets_and_with_one_length_per_cus
     assert not bool(difference_constraints(value_market(_table(0, 6, 3, dtype))))
     assert not bool(difference_constraints(value_market(_table(0, 6, 3, dtype, unit=True, budgets=True))))
     per_customer = _table(0, 6, 3, dtype, unit=True, sparse=0.0)
-    per_customer = eqx.tree_at(lambda mk: mk.hours, per_customer, per_customer.hours * jnp.arange(1, 7, dtype=dtype)[:, None])
+    longer = per_customer.hours * jnp.arange(1, 7, dtype=dtype)[:, None]
+    per_customer = eqx.tree_at(lambda mk: mk.hours, per_customer, longer)
     assert bool(difference_constraints(value_market(per_customer)))
 
 

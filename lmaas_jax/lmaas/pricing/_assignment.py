@@ -111,9 +111,8 @@ def keep_prices(
         alt = jnp.maximum(alt, gap[:, 0])
         bound = inverse_value(rate, length, cu.budget, alt)
         cap = market.per_model(bound, owner, m, "min", jnp.inf)
-        binding = market.per_model(
-            jnp.where(bound <= cap[jnp.maximum(market.chosen_model(owner) - 1, 0)], via, -1), owner, m, "max", -1
-        )
+        least = bound <= cap[jnp.maximum(market.chosen_model(owner) - 1, 0)]
+        binding = market.per_model(jnp.where(least, via, -1), owner, m, "max", -1)
         below = jnp.minimum(cap, p)
         q = jnp.maximum(jnp.minimum(below, mo.price_hi), mo.price_lo)
         fell = q < p
