@@ -17,7 +17,7 @@ from ..scenarios._market import AnyMarket, check_market
 from ._ascent import Ascent, ascend
 from ._budget import Budget
 from ._lookahead import COMPOUND_KINDS, LookAhead, improve_by_lookahead
-from ._moves import Moves, search_moves
+from ._moves import Moves, capped_counts, search_moves
 from ._polish import Polish, polish, polish_starts
 from ._posting import posted_solution
 from ._solution import PricingSolution
@@ -128,8 +128,8 @@ def memory_need(market: AnyMarket, solver: GradientIMP, steps: int) -> int:
         held += 12 * (r + solver.polish.random) * n * (k + 1)
         if solver.moves.rounds:
             counts = solver.moves.counts(m, n)
-            candidates = counts["inserts"] + counts["drops"] + 4 * counts["sheds"] + counts["raises"]
-            held += 12 * min(counts["batch"], candidates) * n * (k + 1)
+            batch = counts.pop("batch")
+            held += 12 * min(batch, capped_counts(n, k, **counts).total) * n * (k + 1)
             if solver.lookahead.rounds:
                 held += 12 * COMPOUND_KINDS * min(solver.lookahead.compounds, n) * n * (k + 1)
     return held * jnp.dtype(market.dtype).itemsize

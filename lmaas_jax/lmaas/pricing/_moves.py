@@ -124,7 +124,7 @@ def _candidates(
     others = opts.available & ~onehot
     insert_ok = others & (win >= market.per_option(mo.price_lo))
     insert_score = jnp.where(insert_ok, -cut, ninf).reshape(-1)
-    k_ins = min(inserts, n * k)
+    k_ins, k_drop, k_shed, k_raise = capped_counts(n, k, inserts, drops, sheds, raises)
     ins_score, ins_flat = lax.top_k(insert_score, k_ins)
     ins_customer, ins_option = ins_flat // k, ins_flat % k + 1
     # Drop i: the room its own price has before i leaves it (binding customers have none).
@@ -136,7 +136,6 @@ def _candidates(
     own_length = jnp.take_along_axis(length, own[:, None], axis=1)[:, 0]
     slack = (inverse_value(own_rate, own_length, cu.budget, alt_value) - prices[own_model]) / room[own_model]
     sold = sigma > 0
-    k_drop = min(drops, n)
     drop_score, drop_customer = lax.top_k(jnp.where(sold, -slack, ninf), k_drop)
     # Shed: where would each customer go? The option whose winning price, less what cutting that
     # model's price to it costs on the model's current customers, earns the most.
@@ -161,13 +160,11 @@ def _candidates(
     )
     # Shed candidates of customer i: its model sheds every customer up to i's rank. The smallest
     # sheds first where they are capped.
-    k_shed = min(sheds, n)
     shed_valid, shed_customer = lax.top_k(jnp.where(sold, -hood.rank_binding, -n - 1), k_shed)
     cheap_valid, cheap_customer = lax.top_k(jnp.where(sold, -hood.rank_cheapest, -n - 1), k_shed)
     # Raise (customer i): its model's price up to where i's value of it falls to 0, the prices of
     # the models its customers who stay would rather rent raised with it (see `raised_assignment`);
     # ranked by the rise times the customers who can pay it (an upper bound on the model's gain).
-    k_raise = min(raises, n)
     stay = (_rank_within(model, -top) + 1).astype(dtype)  # customers of i's model valuing it at least as much
     raise_score, raise_customer = lax.top_k(jnp.where(raise_ok, rise * stay, ninf), k_raise)
     sheds_of = [shed_customer, shed_customer, cheap_customer, shed_customer]
@@ -304,13 +301,13 @@ def all_moves(
 
     # The last two kinds, SHED_TRIED and RAISE, re-home customers by the insertion of each that
     # re-priced best among those just scored, so they are scored second.
-    n = market.n_customers
-    second = min(sheds, n) + min(raises, n)
+    kept = capped_counts(market.n_customers, market.rate.shape[1], inserts, drops, sheds, raises)
+    k_ins, k_shed, k_raise = kept.inserts, kept.sheds, kept.raises
+    second = k_shed + k_raise
     first = cands[0].shape[0] - second
     q, value = score_all(tuple(x[:first] for x in cands), hood, False)
     if not second:
         return q, value
-    k_ins = min(inserts, market.n_customers * market.rate.shape[1])
     who, where, tried = cands[0][:k_ins], cands[2][:k_ins], value[:k_ins]
     best = jnp.full(market.n_customers, -jnp.inf, tried.dtype).at[who].max(tried)
     top = (tried == best[who]) & (tried > -jnp.inf)
@@ -318,7 +315,6 @@ def all_moves(
     hood = hood._replace(tried=jnp.where(best > -jnp.inf, pick, hood.alt))
     # Only the RAISE candidates (the last) build a raised assignment, which costs a choice at the
     # raised prices: the tried sheds are scored apart without it.
-    k_raise = min(raises, n)
     parts = [(q, value)]
     if second > k_raise:
         parts.append(score_all(tuple(x[first : first + second - k_raise] for x in cands), hood, False))
@@ -408,10 +404,31 @@ def improve_by_moves(
     return pool, profit, moves, budget
 
 
+class Counts(NamedTuple):
+    """Candidates of each kind in a round, as `_candidates` builds them (sheds: of each of four kinds)."""
+
+    inserts: int
+    drops: int
+    sheds: int
+    raises: int
+
+    @property
+    def total(self) -> int:
+        return self.inserts + self.drops + 4 * self.sheds + self.raises
+
+
+def capped_counts(n_customers: int, n_options: int, inserts: int, drops: int, sheds: int, raises: int = 0):
+    """The counts of each kind a round scores on a market of N customers with K options each: at most
+    N K insertions (one per customer and option), and at most N of every other kind (one per
+    customer). The one place these caps are written: `_candidates`, `all_moves`, the budget's round
+    cost and `memory_need` read them here."""
+    n = n_customers
+    return Counts(min(inserts, n * n_options), min(drops, n), min(sheds, n), min(raises, n))
+
+
 def candidate_count(market: ValueMarket, inserts: int, drops: int, sheds: int, raises: int = 0) -> int:
     """Candidates `all_moves` scores per round with these counts (each kind capped by the market)."""
-    n, k = market.n_customers, market.rate.shape[1]
-    return min(inserts, n * k) + min(drops, n) + 4 * min(sheds, n) + min(raises, n)
+    return capped_counts(market.n_customers, market.rate.shape[1], inserts, drops, sheds, raises).total
 
 
 class Moves(eqx.Module):
