@@ -92,6 +92,7 @@ def keep_prices(
     length = jnp.minimum(pick(market.hours), cu.horizon)
     kept = (assign > 0) & (length > 0)
     owner = jnp.where(kept, assign, 0)
+    own_model = jnp.maximum(market.chosen_model(owner) - 1, 0)  # 0-based; unused where owner = 0
     ninf = jnp.asarray(-jnp.inf, market.rate.dtype)
     ids = market.model_ids()
     linear = difference_constraints(market)
@@ -111,7 +112,7 @@ def keep_prices(
         alt = jnp.maximum(alt, gap[:, 0])
         bound = inverse_value(rate, length, cu.budget, alt)
         cap = market.per_model(bound, owner, m, "min", jnp.inf)
-        least = bound <= cap[jnp.maximum(market.chosen_model(owner) - 1, 0)]
+        least = bound <= cap[own_model]
         binding = market.per_model(jnp.where(least, via, -1), owner, m, "max", -1)
         below = jnp.minimum(cap, p)
         q = jnp.maximum(jnp.minimum(below, mo.price_hi), mo.price_lo)
