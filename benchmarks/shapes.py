@@ -43,8 +43,8 @@ HERE = Path(__file__).resolve().parent
 OPTIMA = HERE / "data" / "shapes-optima.csv"
 SEEDS = tuple(range(1000, 1010))
 LARGE_SEEDS = (1000, 1001)
-# References other than a proof or HiGHS's incumbent, as `proven` records them.
-OTHER_REFERENCES = ("bound", "best known")
+# The reference of a dense table HiGHS does not prove, as `proven` records it (see compute_optima).
+BEST_KNOWN = "best known"
 
 # name: (kind, N, M, density); density None = every customer values every model.
 SHAPES = {
@@ -73,9 +73,8 @@ def market(kind, n, m, density, seed, dtype):
 
 
 def reference(proven: str):
-    """`proven` as the csv keeps it: True / False (HiGHS proved it / its incumbent) or the kind of
-    reference (`OTHER_REFERENCES`)."""
-    return proven if proven in OTHER_REFERENCES else proven == "True"
+    """`proven` as the csv keeps it: True / False (HiGHS proved it / its incumbent) or `BEST_KNOWN`."""
+    return proven if proven == BEST_KNOWN else proven == "True"
 
 
 def read_optima(path=OPTIMA):
@@ -136,7 +135,7 @@ def compute_optima(shapes, limit):
                 refined = refine_by_milp(mk, found.prices, rounds=10**9, time_limit=limit)
                 row.update(
                     optimum=f"{max(optimum, float(refined.profit)):.10g}",
-                    proven="best known",
+                    proven=BEST_KNOWN,
                     upper_bound=f"{float(np.asarray(mk.rate).max(axis=1).sum()):.10g}",
                     search_s=f"{time.perf_counter() - start:.2f}",
                 )
@@ -198,10 +197,6 @@ def run(shapes, dtypes, save, max_work=None):
     return rows
 
 
-def _seconds(s):
-    return f"{s:.1f}" if np.isfinite(s) else "not run"
-
-
 def markdown(rows, device, max_work):
     budget = "none" if max_work is None else f"{max_work:,}"
     lines = [
@@ -209,7 +204,7 @@ def markdown(rows, device, max_work):
         "",
         "Default `lj.imp` (key 0), its prices posted in the float64 market (`tie_tol=1e-9`), over the "
         "optimum HiGHS proved (the MILP's value; `benchmarks/data/shapes-optima.csv`; 'best known' where "
-        "HiGHS did not prove it in its limit, an upper bound where marked). Posting moves prices off "
+        "HiGHS did not prove it in its limit). Posting moves prices off "
         "the breakpoints so that they hold, which costs about 1e-5 in float32. "
         f"Work budget: {budget}. Seconds after compilation, medians over the seeds.",
         "",
@@ -222,8 +217,8 @@ def markdown(rows, device, max_work):
     for (shape, dtype), rs in groups.items():
         ratio = np.array([r["ratio"] for r in rs])
         proven = all(r["proven"] is True for r in rs)
-        note = " (upper bound: each customer's highest value)" if rs[0]["proven"] == "bound" else ""
-        if rs[0]["proven"] == "best known":
+        note = ""
+        if rs[0]["proven"] == BEST_KNOWN:
             note = " (limit; best known: HiGHS's incumbent or imp refined by sub-market MILPs)"
         if any(r.get("reference") == "posted" for r in rs):
             note = " (HiGHS's prices as posted, not its proven value)"
@@ -232,7 +227,7 @@ def markdown(rows, device, max_work):
             f"| {shape} | {rs[0]['n']} | {rs[0]['m']} | {rs[0]['density']} | {dtype} | {len(rs)} | "
             f"{ratio.min():.6f} | {ratio.mean():.6f} | {int(np.sum(ratio >= 0.999))} | "
             f"{np.median([r['imp_s'] for r in rs]):.2f} | {int(np.median([r['work'] for r in rs])):,} | "
-            f"{_seconds(np.median([r['highs_s'] for r in rs]))}{note} |"
+            f"{np.median([r['highs_s'] for r in rs]):.1f}{note} |"
         )
     return "\n".join(lines) + "\n"
 
