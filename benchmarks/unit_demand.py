@@ -39,11 +39,24 @@ DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "unit-de
 
 
 def run(
-    folder, dtype, milp_limit, max_n, only=None, save=lambda rows: None, milp_max_n=None, refine_within=None
+    folder,
+    dtype,
+    milp_limit,
+    max_n,
+    only=None,
+    save=lambda rows: None,
+    milp_max_n=None,
+    refine_within=None,
+    schedule=None,
 ):
     published = lj.datasets.read_published(Path(folder) / "published.csv")
     rows = []
-    fn = jax.jit(lambda m, k: lj.imp(m, key=k))  # default: GradientIMP.for_market(m)
+
+    def solve(m, k):  # default: GradientIMP.for_market(m), its schedule by the backend
+        solver = lj.GradientIMP.for_market(m)
+        return lj.imp(m, solver if schedule is None else solver.with_schedule(schedule), key=k)
+
+    fn = jax.jit(solve)
     post = jax.jit(lambda m, p: lj.seller_profit(m, p, tie_tol=1e-9))
     compiled = {}
     for name, pub in sorted(published.items(), key=lambda kv: (len(kv[0]), kv[0])):
@@ -88,7 +101,12 @@ def run(
         run_s = time.perf_counter() - start
         held = float(post(exact, sol.prices.astype(jnp.float64)))
         row.update(
-            imp_profit=held, imp_over_published=held / pub["best_value"], imp_s=run_s, compile_s=compile_s
+            imp_profit=held,
+            imp_over_published=held / pub["best_value"],
+            imp_s=run_s,
+            compile_s=compile_s,
+            work=int(sol.stats["work"]),
+            depth=int(sol.stats["depth"]),
         )
         if refine_within is not None:
             # imp's prices refined by sub-market MILPs in what is left of the instance's time
@@ -262,6 +280,12 @@ def main(argv=None):
         help="refine imp's prices by sub-market MILPs (reference.refine_by_milp) within this many "
         "seconds per instance, compilation and imp included",
     )
+    parser.add_argument(
+        "--schedule",
+        default=None,
+        choices=["sequential", "parallel"],
+        help="the exact stages' schedule (default: the backend's, GradientIMP.for_market)",
+    )
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args(argv)
     folder = Path(args.folder)
@@ -288,6 +312,7 @@ def main(argv=None):
         save=save,
         milp_max_n=args.milp_max_n,
         refine_within=args.refine_within,
+        schedule=args.schedule,
     )
     save(rows)
     text = markdown(rows, device, args.dtype, args.milp_time_limit)

@@ -158,18 +158,27 @@ def checked(check, *, jit: bool = True):
     return wrap
 
 
-def setting(default, help: str, *, lo: int | float | None = None, hi: int | float | None = None):
-    """A solver setting: a static field with its default, its meaning and its range.
+def setting(
+    default,
+    help: str,
+    *,
+    lo: int | float | None = None,
+    hi: int | float | None = None,
+    choices: tuple[str, ...] = (),
+):
+    """A solver setting: a static field with its default, its meaning and its range (or, for a
+    string, its `choices`).
 
     The one source for a setting's name, default, range and help: `check_settings` validates a
     Module's settings from it, and the product layer builds its configuration schema from it.
     """
-    return eqx.field(static=True, default=default, metadata={"help": help, "lo": lo, "hi": hi})
+    meta = {"help": help, "lo": lo, "hi": hi, "choices": tuple(choices)}
+    return eqx.field(static=True, default=default, metadata=meta)
 
 
 def check_settings(module) -> None:
-    """Every `setting` field of `module` has its default's type (int or float) and lies in its range;
-    else a TypeError or ValueError naming `Class.field` and the value."""
+    """Every `setting` field of `module` has its default's type (int, float or str) and lies in its
+    range or among its choices; else a TypeError or ValueError naming `Class.field` and the value."""
     import dataclasses
 
     owner = type(module).__name__
@@ -186,6 +195,13 @@ def check_settings(module) -> None:
                 raise TypeError(f"{name} must be a float; got {value!r} ({type(value).__name__}).")
             if not np.isfinite(value):
                 raise ValueError(f"{name} must be finite; got {value!r}.")
+        elif kind is str:
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a str; got {value!r} ({type(value).__name__}).")
+            choices = f.metadata["choices"]
+            if choices and value not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}.")
+            continue
         else:
             continue
         lo, hi = f.metadata["lo"], f.metadata["hi"]

@@ -27,14 +27,16 @@ SOLVER = lj.GradientIMP(
 )
 
 
-@pytest.mark.slow  # a minute of compilation per dtype; CI runs it in its slow step
+@pytest.mark.slow  # a minute of compilation per case; CI runs it in its slow step
+@pytest.mark.parametrize("schedule", ["sequential", "parallel"])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
-def test_a_smaller_budget_never_ends_higher_and_stats_report_the_work(dtype):
+def test_a_smaller_budget_never_ends_higher_and_stats_report_the_work(dtype, schedule):
     market = lj.unit_demand_market(jax.random.PRNGKey(11), 16, 12, density=5, dtype=dtype)
     key = jax.random.PRNGKey(0)
     # The last budget is the unlimited run's (max_work=None); one compilation serves all of them.
     budgets = jnp.asarray([1, 20, 60, 200, 600, 2000, 6000, UNLIMITED], jnp.int32)
-    run = jax.jit(jax.vmap(lambda b: lj.imp(market, SOLVER, key=key, max_work=b)))
+    solver = SOLVER.with_schedule(schedule)
+    run = jax.jit(jax.vmap(lambda b: lj.imp(market, solver, key=key, max_work=b)))
     sols = run(budgets)
     reached = np.asarray(sols.stats["profit_supremum"])
     work = np.asarray(sols.stats["work"])

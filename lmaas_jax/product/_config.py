@@ -94,9 +94,8 @@ def solver_schema() -> dict[str, Key]:
             meta = f.metadata
             if "help" in meta:
                 help = f"{meta['help']} [default {f.default!r}; by market size]"
-                keys[f"{stage}.{f.name}"] = Key(
-                    type(f.default), None, help, meta["lo"], meta["hi"], optional=True
-                )
+                kind, lo, hi, choices = type(f.default), meta["lo"], meta["hi"], meta["choices"]
+                keys[f"{stage}.{f.name}"] = Key(kind, None, help, lo, hi, choices=choices, optional=True)
     return keys
 
 

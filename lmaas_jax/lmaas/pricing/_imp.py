@@ -20,6 +20,7 @@ from ._lookahead import COMPOUND_KINDS, LookAhead, improve_by_lookahead
 from ._moves import Moves, capped_counts, search_moves
 from ._polish import Polish, polish, polish_starts
 from ._posting import posted_solution
+from ._schedule import PARALLEL, SCHEDULES, default_schedule
 from ._solution import PricingSolution
 
 # The size rule of `GradientIMP.for_market` (see there): markets of at least this many models get
@@ -63,18 +64,26 @@ class GradientIMP(eqx.Module):
             raise TypeError(f"GradientIMP.polish must be a Polish or None; got {self.polish!r}.")
 
     @classmethod
-    def for_market(cls, market: AnyMarket) -> GradientIMP:
+    def for_market(cls, market: AnyMarket, backend: str | None = None) -> GradientIMP:
         """The default settings for `market` (what `lj.imp(market)` uses): see `for_size`, with K the
         market's options per customer (M for a table, `n_options` for option lists)."""
         k = getattr(market, "n_options", market.n_models)
-        return cls.for_size(market.n_models, market.n_customers, k)
+        return cls.for_size(market.n_models, market.n_customers, k, backend=backend)
 
     @classmethod
-    def for_size(cls, n_models: int, n_customers: int, n_options: int | None = None) -> GradientIMP:
+    def for_size(
+        cls, n_models: int, n_customers: int, n_options: int | None = None, backend: str | None = None
+    ) -> GradientIMP:
         """The default settings for a market of M = `n_models` models, N = `n_customers` customers
-        and K = `n_options` options per customer (default M: every customer may rent every model).
+        and K = `n_options` options per customer (default M: every customer may rent every model),
+        run on `backend` (default: JAX's default backend).
 
-        Markets of fewer than 16 models get `GradientIMP()`. Where there are many models, which
+        The exact stages' schedule is `default_schedule(backend)`: their starts one after another
+        on a CPU, all at once on an accelerator (see [`lmaas_jax.Polish`][]; the prices are the same
+        either way, the time is not).
+
+        Markets of fewer than 16 models get each stage's defaults (`GradientIMP()` but for the
+        schedule). Where there are many models, which
         models each customer is allocated to is the hard part of the problem, so markets of at least
         16 models also get the larger neighbourhoods: four shed moves per model and kind, a raise
         move per customer, and four look-ahead steps. Of those, markets whose option table has at
@@ -91,14 +100,29 @@ class GradientIMP(eqx.Module):
         """
         m, n = int(n_models), int(n_customers)
         k = m if n_options is None else int(n_options)
+        run = default_schedule(backend)
         if m < MANY_MODELS:
-            return cls()
+            return cls(
+                polish=Polish(schedule=run), moves=Moves(schedule=run), lookahead=LookAhead(schedule=run)
+            )
         few = n * k <= SMALL_TABLE
         return cls(
-            polish=Polish(random=48 if few else 16),
-            moves=Moves(starts=48 if few else 8, sheds=4, raises=n, batch=8 if few else 1),
-            lookahead=LookAhead(rounds=4, compounds=n if few else 0),
+            polish=Polish(random=48 if few else 16, schedule=run),
+            moves=Moves(starts=48 if few else 8, sheds=4, raises=n, batch=8 if few else 1, schedule=run),
+            lookahead=LookAhead(rounds=4, compounds=n if few else 0, schedule=run),
         )
+
+    def with_schedule(self, schedule: str) -> GradientIMP:
+        """These settings with every exact stage's `schedule` set to `schedule` (`"sequential"` or
+        `"parallel"`; see [`lmaas_jax.Polish`][]): the same prices, another time and depth."""
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}; got {schedule!r}.")
+        stages = {}
+        for name in ("polish", "moves", "lookahead"):
+            stage = getattr(self, name)
+            if stage is not None:
+                stages[name] = dataclasses.replace(stage, schedule=schedule)
+        return dataclasses.replace(self, **stages)
 
     def as_dict(self) -> dict[str, Any]:
         """Every setting as JSON-ready values, by stage (the optimiser by its import path)."""
@@ -129,9 +153,13 @@ def memory_need(market: AnyMarket, solver: GradientIMP, steps: int) -> int:
         if solver.moves.rounds:
             counts = solver.moves.counts(m, n)
             batch = counts.pop("batch")
-            held += 12 * min(batch, capped_counts(n, k, **counts).total) * n * (k + 1)
+            chunk = 12 * min(batch, capped_counts(n, k, **counts).total) * n * (k + 1)
+            # The parallel schedules hold a chunk per move start, or per second move of the beam.
+            held += chunk * (solver.moves.starts if solver.moves.schedule == PARALLEL else 1)
             if solver.lookahead.rounds:
                 held += 12 * COMPOUND_KINDS * min(solver.lookahead.compounds, n) * n * (k + 1)
+                if solver.lookahead.schedule == PARALLEL:
+                    held += chunk * solver.lookahead.beam
     return held * jnp.dtype(market.dtype).itemsize
 
 
@@ -197,7 +225,9 @@ def imp(
     A [`lmaas_jax.PricingSolution`][] with a [`lmaas_jax.PricingTrace`][], `settings` the
     `GradientIMP` that ran, and `stats` holding `steps`, `restarts`, `profit_before_polish`,
     `polish_sweeps`, `moves` (allocation moves taken by the best start), `move_pairs` (steps
-    taken by the look-ahead), `work` (exact steps spent) and `budget_spent` (whether a step was
+    taken by the look-ahead), `work` (exact steps spent), `depth` (exact steps that ran one after
+    another, a batch run side by side counting as its longest: what an accelerator pays latency
+    for; see the schedules in [`lmaas_jax.Polish`][]) and `budget_spent` (whether a step was
     skipped because `max_work` would not cover it).
     """
     solver = GradientIMP.for_market(market) if solver is None else solver
@@ -242,6 +272,7 @@ def imp(
                 moves=solver.moves.rounds,
                 sweeps=solver.polish.sweeps,
                 budget=budget,
+                schedule=look.schedule,
                 **solver.moves.counts(market.n_models, market.n_customers),
             )
     stats = {
@@ -252,6 +283,7 @@ def imp(
         "moves": moves,
         "move_pairs": pairs,
         "work": budget.spent,
+        "depth": budget.depth,
         "budget_spent": budget.stopped,
     }
     return posted_solution(

@@ -54,7 +54,7 @@ from jax import lax
 
 from ..robust._rsr import choose, chosen_margin, rental_options
 from ..scenarios._market import ValueMarket
-from ._profit import exact_profit
+from ._profit import exact_profit, pairwise_sum
 
 
 def candidates(market: ValueMarket, prices, j):
@@ -86,7 +86,10 @@ def inverse_value(rate, length, budget, y):
     """
     finite = jnp.isfinite(budget)
     safe_length = jnp.where(length > 0, length, 1.0)
-    slack = rate - y / safe_length
+    # y times 1 / L, not y / L: in a batch of price vectors (y batched, L the market's), XLA
+    # rewrites a division by a broadcast divisor into this product, which rounds differently, and
+    # a start would then find other breakpoints in a batch than alone (see `_schedule`).
+    slack = rate - y * (1.0 / safe_length)
     safe_budget = jnp.where(finite, budget, 1.0)
     denom = y + safe_budget
     by_budget = jnp.where(denom > 0, rate * safe_budget / jnp.where(denom > 0, denom, 1.0), jnp.inf)
@@ -114,7 +117,7 @@ def _count_sum(positions, deltas, queries, order):
     c = queries.shape[0]
     bins = jnp.searchsorted(queries[order], positions, side="left")
     first = bins == 0
-    always = jnp.sum(jnp.where(first[:, None], deltas, 0.0), axis=0)
+    always = pairwise_sum(jnp.where(first[:, None], deltas, 0.0))
     rows = jnp.concatenate([deltas, jnp.ones((positions.shape[0], 1), deltas.dtype)], 1)  # + a count
     rows = jnp.where(first[:, None], 0.0, rows)
     hist = jnp.zeros((c + 1, rows.shape[1]), deltas.dtype).at[bins].add(rows)
@@ -197,10 +200,10 @@ def profit_bounds(market: ValueMarket, prices, j, tol, cands, parts):
     deltas = jnp.concatenate([d_kink, d_w1, d_w2], axis=0)
     order = jnp.argsort(cands)  # stable: equal candidates in index order
     summed, pile = _count_sum(positions, deltas, cands, order)
-    coef = jnp.sum(base, axis=0)[None, :] + summed
+    coef = pairwise_sum(base)[None, :] + summed
     b = cands
     inv = jnp.where(b > 0, 1.0 / jnp.where(b > 0, b, 1.0), 0.0)
-    bound = coef[:, 0] + coef[:, 1] * b + coef[:, 2] * inv - jnp.sum(mo.training_cost)
+    bound = coef[:, 0] + coef[:, 1] * b + coef[:, 2] * inv - pairwise_sum(mo.training_cost)
     # A candidate equal to an earlier one has its profit: only the first is checked (breakpoints
     # clipped to the box end pile up there and would fill the exact checks with one price).
     ranked = cands[order]
@@ -210,10 +213,11 @@ def profit_bounds(market: ValueMarket, prices, j, tol, cands, parts):
     # Every term the sums add, in absolute value (on the budget piece o B / b <= o L, as b >= B / L).
     per_customer = jnp.abs(top) + jnp.abs(s_near) + (jnp.abs(o) + jnp.abs(hi)) * length
     per_customer = per_customer + jnp.where(kinked, jnp.where(finite, budget, 0.0), 0.0)
+    # (Sums of a fixed order, as every sum the search compares: see `pairwise_sum`.)
     magnitude = (
-        jnp.sum(jnp.abs(current))
-        + jnp.sum(jnp.where(usable, per_customer, 0.0))
-        + jnp.sum(jnp.abs(mo.training_cost))
+        pairwise_sum(jnp.abs(current))
+        + pairwise_sum(jnp.where(usable, per_customer, 0.0))
+        + pairwise_sum(jnp.abs(mo.training_cost))
     )
     # Pairwise sums over customers and bins (log terms), plus one bin's rows added in sequence.
     slack = (64.0 + 8.0 * math.log2(2 * n + 2) + 4.0 * math.sqrt(n) + 2.0 * pile) * eps * magnitude

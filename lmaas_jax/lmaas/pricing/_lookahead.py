@@ -30,8 +30,17 @@ from ..scenarios._market import ValueMarket
 from ._budget import Budget
 from ._classic_imp import coordinate_ascent, improves
 from ._line_search import inverse_value
-from ._moves import all_moves, best_move, candidate_count, improve_by_moves, raisable, raised_prices
+from ._moves import (
+    all_moves,
+    best_move,
+    candidate_count,
+    improve_by_moves,
+    raisable,
+    raised_prices,
+    scoring_depth,
+)
 from ._profit import exact_profit
+from ._schedule import PARALLEL, SCHEDULES, SEQUENTIAL
 
 # Compound moves per candidate customer: received by any model, by unsold models only, by the chain.
 COMPOUND_KINDS = 3
@@ -44,21 +53,28 @@ class LookAhead(eqx.Module):
     each extended by its best second move) or, where it pays more, the best of `compounds` x 3
     compound moves (the smallest rises first; three kinds per customer: received by any model, by
     unsold models only, and through a chain of raises), each followed by single moves again.
+    `schedule`: `"sequential"` finds the beam's second moves one after another, `"parallel"` as one
+    batch (see `_schedule`); the prices are the same.
     """
 
     rounds: int = setting(0, "look-ahead steps (0: none)", lo=0)
     beam: int = setting(8, "losing first moves each extended by its best second move", lo=1)
     compounds: int = setting(0, "customers whose compound moves are scored per step (at most N)", lo=0)
+    schedule: str = setting(SEQUENTIAL, "second moves one after another or all at once", choices=SCHEDULES)
 
     def __check_init__(self):
         check_settings(self)
 
 
-def best_two_moves(market: ValueMarket, prices, tol, *, beam: int, sweeps: int, **counts):
+def best_two_moves(
+    market: ValueMarket, prices, tol, *, beam: int, sweeps: int, schedule: str = SEQUENTIAL, **counts
+):
     """Look two moves ahead: from each of the `beam` best candidates that lower the profit (called
     where no single move pays), the best next move, then at most `sweeps` sweeps of coordinate
     ascent; the best of those `(new_prices, new_profit)`. The pair can pay where neither move alone
-    does (one customer's move that costs a little makes room for another's that earns more)."""
+    does (one customer's move that costs a little makes room for another's that earns more).
+    `schedule`: the second moves one after another (`lax.map`) or as one batch. Returns the prices,
+    the profit and the sweeps each of the beam's pairs used."""
     base = exact_profit(market, prices, tol)
     qs, values = all_moves(market, prices, tol, **counts)
     # Only moves that lose something: at a local optimum many candidates re-price to the same
@@ -66,7 +82,8 @@ def best_two_moves(market: ValueMarket, prices, tol, *, beam: int, sweeps: int, 
     # point; in float32 those profits differ from `base` by rounding only.
     below = values < base - 64 * jnp.finfo(prices.dtype).eps * jnp.abs(base)
     first, pick = lax.top_k(jnp.where(below, values, -jnp.inf), min(beam, values.shape[0]))
-    second, value = lax.map(lambda q: best_move(market, q, tol, **counts), qs[pick])
+    width = pick.shape[0] if schedule == PARALLEL else None
+    second, value = lax.map(lambda q: best_move(market, q, tol, **counts), qs[pick], batch_size=width)
     value = jnp.where(first > -jnp.inf, value, -jnp.inf)
     second, value, used = coordinate_ascent(market, second, tol, sweeps, active=value > -jnp.inf)
     value = jnp.where(first > -jnp.inf, value, -jnp.inf)
@@ -170,7 +187,7 @@ def best_compound_move(market: ValueMarket, prices, tol, *, count: int, sweeps: 
     qs, values, used = coordinate_ascent(market, starts, tol, sweeps, active=valid)
     values = jnp.where(valid, values, -jnp.inf)
     best = jnp.argmax(values)
-    return qs[best], values[best], jnp.sum(used, dtype=jnp.int32)
+    return qs[best], values[best], used
 
 
 def improve_by_lookahead(
@@ -184,6 +201,7 @@ def improve_by_lookahead(
     sweeps: int,
     compounds: int = 0,
     budget: Budget | None = None,
+    schedule: str = SEQUENTIAL,
     **counts,
 ):
     """From a local optimum of the single moves, `prices` shape `(M,)`: take the best pair of moves
@@ -194,13 +212,18 @@ def improve_by_lookahead(
 
     `budget`: a `Budget` (default none); a step runs only while its scoring's largest cost fits (the
     single moves after it check their own rounds), so a smaller budget stops on a prefix.
+    `schedule`: how `best_two_moves` runs the beam's second moves (see `LookAhead`).
 
     Returns `(prices, profit, pairs, budget)`, `pairs` the number of steps taken (pairs or compound
     moves), `budget` after them.
     """
     budget = Budget.unlimited() if budget is None else budget
     m = market.n_models
-    c = candidate_count(market, **{k: counts.get(k, 0) for k in ("inserts", "drops", "sheds", "raises")})
+    kinds = {k: counts.get(k, 0) for k in ("inserts", "drops", "sheds", "raises")}
+    c = candidate_count(market, **kinds)
+    chunks = scoring_depth(market, **kinds, batch=counts.get("batch", 64))
+    # The first moves' chunks, then the beam's second moves' (one after another, or as one batch).
+    pair_depth = chunks * (1 + (1 if schedule == PARALLEL else min(beam, c)))
     scoring = (beam + 1) * c + beam * sweeps * m
     if compounds:
         scoring += (COMPOUND_KINDS * min(compounds, market.n_customers) + 1) * sweeps * m
@@ -208,13 +231,17 @@ def improve_by_lookahead(
 
     def body(state):
         prices, profit, pairs, _, budget = state
-        q, value, used = best_two_moves(market, prices, tol, beam=beam, sweeps=sweeps, **counts)
-        budget = budget.spend((beam + 1) * c + used * m)
+        q, value, used = best_two_moves(
+            market, prices, tol, beam=beam, sweeps=sweeps, schedule=schedule, **counts
+        )
+        budget = budget.spend(
+            (beam + 1) * c + jnp.sum(used, dtype=jnp.int32) * m, pair_depth + jnp.max(used) * m
+        )
         if compounds:
             q2, value2, used = best_compound_move(market, prices, tol, count=compounds, sweeps=sweeps)
             use = value2 > value
             q2, value2, used2 = coordinate_ascent(market, q2, tol, sweeps, active=use)
-            budget = budget.spend((used + used2) * m)
+            budget = budget.spend((jnp.sum(used, dtype=jnp.int32) + used2) * m, (jnp.max(used) + used2) * m)
             q, value = jnp.where(use, q2, q), jnp.where(use, value2, value)
         better = improves(value, profit)
         # count 0: no single moves where the pair did not pay (a traced count, so no `lax.cond`).

@@ -58,6 +58,7 @@ from ._budget import Budget
 from ._classic_imp import coordinate_ascent, improves
 from ._line_search import inverse_value
 from ._profit import exact_profit
+from ._schedule import PARALLEL, SCHEDULES, SEQUENTIAL
 
 # Kinds of candidate (see the module docstring).
 INSERT, DROP, SHED_BINDING, FREE_BINDING, SHED_CHEAPEST, SHED_TRIED, RAISE = range(7)
@@ -292,7 +293,7 @@ def all_moves(
         # Equal chunks of at most `batch`, padded with invalid candidates (cut off again): lax.map
         # would run a remainder as one more call, as costly as a whole chunk.
         count = cands[0].shape[0]
-        chunks = -(-count // batch)
+        chunks = _chunks(count, batch)
         size = -(-count // chunks)
         pad = lambda x, fill: jnp.concatenate([x, jnp.full(chunks * size - count, fill, x.dtype)])  # noqa: E731
         cands = tuple(pad(x, fill) for x, fill in zip(cands, (0, INSERT, 0, False), strict=True))
@@ -302,9 +303,8 @@ def all_moves(
     # The last two kinds, SHED_TRIED and RAISE, re-home customers by the insertion of each that
     # re-priced best among those just scored, so they are scored second.
     kept = capped_counts(market.n_customers, market.rate.shape[1], inserts, drops, sheds, raises)
-    k_ins, k_shed, k_raise = kept.inserts, kept.sheds, kept.raises
-    second = k_shed + k_raise
-    first = cands[0].shape[0] - second
+    k_ins, k_raise = kept.inserts, kept.raises
+    first, second = kept.total - kept.sheds - k_raise, kept.sheds + k_raise
     q, value = score_all(tuple(x[:first] for x in cands), hood, False)
     if not second:
         return q, value
@@ -321,6 +321,20 @@ def all_moves(
     if k_raise:
         parts.append(score_all(tuple(x[first + second - k_raise :] for x in cands), hood, True))
     return jnp.concatenate([p[0] for p in parts]), jnp.concatenate([p[1] for p in parts])
+
+
+def _chunks(count: int, batch: int) -> int:
+    return -(-count // batch)
+
+
+def scoring_depth(
+    market: ValueMarket, inserts: int, drops: int, sheds: int, raises: int = 0, batch: int = 64
+) -> int:
+    """Chunks of candidates `all_moves` re-prices one after another with these counts: its depth in
+    `Budget.depth`'s units (the candidates scored first, then the tried sheds, then the raises)."""
+    kept = capped_counts(market.n_customers, market.rate.shape[1], inserts, drops, sheds, raises)
+    parts = (kept.total - kept.sheds - kept.raises, kept.sheds, kept.raises)
+    return sum(_chunks(p, batch) for p in parts if p)
 
 
 def best_move(market: ValueMarket, prices, tol, **counts):
@@ -345,60 +359,90 @@ def improve_by_moves(
     sweeps: int,
     count=None,
     budget: Budget | None = None,
+    schedule: str = SEQUENTIAL,
 ):
     """Alternate the best allocation move and classic IMP's coordinate ascent, at most `rounds` times.
 
     `prices` should be a coordinate-wise optimum (the polish's result), shape `(M,)`, or several,
-    shape `(S, M)`, improved one after another. Each round takes the best move (see `best_move`) if
-    it raises the exact profit by more than a relative 1e-12, then at most `sweeps` sweeps of
-    coordinate ascent from there; a start is done at its first round that finds no such move or
-    after `rounds` rounds, and the next start begins. Never lowers the exact profit. (Leaving a
-    local optimum of this neighbourhood by its best non-improving move, an iterated local search,
-    is not offered: see the docs, how IMP works.)
+    shape `(S, M)`. Each round takes the best move (see `best_move`) if it raises the exact profit
+    by more than a relative 1e-12, then at most `sweeps` sweeps of coordinate ascent from there; a
+    start is done at its first round that finds no such move or after `rounds` rounds. Never lowers
+    the exact profit. (Leaving a local optimum of this neighbourhood by its best non-improving move,
+    an iterated local search, is not offered: see the docs, how IMP works.)
     `count` (traced or not): improve only the first `count` starts, return the others as they are.
     `budget`: a `Budget` (default none): a round runs only while its largest cost (the candidates
-    plus `sweeps` sweeps' line searches) fits, so a smaller budget stops on a prefix of the rounds.
+    plus `sweeps` sweeps' line searches, for every start it moves) fits, so a smaller budget stops
+    on a prefix of the rounds.
 
-    All starts' rounds run in one loop, one round per iteration, which ends when the last start is
-    done: S to S `rounds` iterations. Under `jax.vmap` over markets the batch runs until its
-    slowest market is done with all its starts, finished markets carried unchanged; the cost is the
-    largest total over the markets, not the sum over starts of the slowest market per start (most
-    starts end after one round, a few take several, rarely the same start everywhere).
+    `schedule` (see `_schedule`): `"sequential"` runs the starts one after another in one loop, one
+    round per iteration, which ends when the last start is done: S to S `rounds` iterations. Under
+    `jax.vmap` over markets the batch runs until its slowest market is done with all its starts,
+    finished markets carried unchanged; the cost is the largest total over the markets, not the
+    sum over starts of the slowest market per start (most starts end after one round, a few take
+    several, rarely the same start everywhere). `"parallel"` runs round r of every start that is
+    not done as one batch: at most `rounds` iterations, each start on the same path.
 
     Returns `(prices, profit, moves, budget)`: the first three shaped like `prices` with the model
     axis dropped for the last two, `moves` the number of moves taken; `budget` after the rounds run.
     """
     budget = Budget.unlimited() if budget is None else budget
     m = market.n_models
+    counts = dict(inserts=inserts, drops=drops, sheds=sheds, raises=raises, batch=batch)
     candidates = candidate_count(market, inserts, drops, sheds, raises)
+    scoring = scoring_depth(market, **counts)
     round_cost = candidates + sweeps * m
     single = prices.ndim == 1
     starts = prices[None, :] if single else prices
     count = starts.shape[0] if count is None else jnp.minimum(jnp.asarray(count, jnp.int32), starts.shape[0])
     profit = jax.vmap(lambda p: exact_profit(market, p, tol))(starts)
 
-    def body(state):
-        pool, profit, moves, s, r, budget = state
-        counts = dict(inserts=inserts, drops=drops, sheds=sheds, raises=raises, batch=batch)
-        q, value = best_move(market, pool[s], tol, **counts)
-        better = improves(value, profit[s])
+    def round_of(pool, profit, active):
+        # One round from each of `pool`'s starts, `active` (one per start) those that take part.
+        q, value = jax.vmap(lambda p: best_move(market, p, tol, **counts))(pool)
+        better = active & improves(value, profit)
         q, value, used = coordinate_ascent(market, q, tol, sweeps, active=better)
-        budget = budget.spend(candidates + used * m)
-        better = better & (value > profit[s])
-        pool = pool.at[s].set(jnp.where(better, q, pool[s]))
-        profit = profit.at[s].set(jnp.where(better, value, profit[s]))
-        moves = moves.at[s].add(better.astype(moves.dtype))
-        # The next round of this start, or the next start.
-        go_on = better & (r + 1 < rounds)
-        return pool, profit, moves, jnp.where(go_on, s, s + 1), jnp.where(go_on, r + 1, 0), budget
-
-    def more(state):
-        return (state[3] < count) & state[5].allows(round_cost)
+        better = better & (value > profit)
+        pool = jnp.where(better[:, None], q, pool)
+        return pool, jnp.where(better, value, profit), better, used
 
     zero = jnp.asarray(0, jnp.int32)
-    init = (starts, profit, jnp.zeros(starts.shape[0], jnp.int32), zero, zero, budget)
-    pool, profit, moves, s, _, budget = lax.while_loop(more, body, init)
-    budget = budget.stop_if(s < count)
+    moves = jnp.zeros(starts.shape[0], jnp.int32)
+    if schedule == PARALLEL:
+
+        def body(state):
+            pool, profit, moves, active, r, budget = state
+            pool, profit, better, used = round_of(pool, profit, active)
+            spent = jnp.sum(active, dtype=jnp.int32) * candidates + jnp.sum(used, dtype=jnp.int32) * m
+            budget = budget.spend(spent, scoring + jnp.max(used) * m)
+            moves = moves + better.astype(moves.dtype)
+            return pool, profit, moves, better & (r + 1 < rounds), r + 1, budget
+
+        def more(state):
+            active, budget = state[3], state[5]
+            return jnp.any(active) & budget.allows(jnp.sum(active, dtype=jnp.int32) * round_cost)
+
+        active = jnp.arange(starts.shape[0], dtype=jnp.int32) < count
+        init = (starts, profit, moves, active, zero, budget)
+        pool, profit, moves, active, _, budget = lax.while_loop(more, body, init)
+        budget = budget.stop_if(jnp.any(active))
+    else:
+
+        def body(state):
+            pool, profit, moves, s, r, budget = state
+            q, value, better, used = round_of(pool[s][None], profit[s][None], jnp.ones(1, bool))
+            budget = budget.spend(candidates + used * m, scoring + used[0] * m)
+            pool, profit = pool.at[s].set(q[0]), profit.at[s].set(value[0])
+            moves = moves.at[s].add(better[0].astype(moves.dtype))
+            # The next round of this start, or the next start.
+            go_on = better[0] & (r + 1 < rounds)
+            return pool, profit, moves, jnp.where(go_on, s, s + 1), jnp.where(go_on, r + 1, 0), budget
+
+        def more(state):
+            return (state[3] < count) & state[5].allows(round_cost)
+
+        init = (starts, profit, moves, zero, zero, budget)
+        pool, profit, moves, s, _, budget = lax.while_loop(more, body, init)
+        budget = budget.stop_if(s < count)
     if single:
         return pool[0], profit[0], moves[0], budget
     return pool, profit, moves, budget
@@ -444,6 +488,8 @@ class Moves(eqx.Module):
     most `max_candidates` per round (at least one insert), so a round's cost stops growing with M.
     `batch` candidates are re-priced together; each batch runs until its slowest candidate's
     re-pricing converges. `rounds = 0` turns the moves (and the look-ahead, which extends them) off.
+    `schedule`: `"sequential"` searches one start after another, `"parallel"` every start's round
+    at once (see `_schedule`); the prices are the same.
     """
 
     rounds: int = setting(8, "rounds of moves per start (0: no moves)", lo=0)
@@ -454,6 +500,7 @@ class Moves(eqx.Module):
     raises: int = setting(0, "raise candidates per round (at most N)", lo=0)
     max_candidates: int = setting(2048, "candidates per round at most, all kinds scaled alike", lo=1)
     batch: int = setting(64, "candidates re-priced together", lo=1)
+    schedule: str = setting(SEQUENTIAL, "starts one after another or all at once", choices=SCHEDULES)
 
     def __check_init__(self):
         check_settings(self)
@@ -496,5 +543,6 @@ def search_moves(market: ValueMarket, prices, profit, tol, settings: Moves, swee
         sweeps=sweeps,
         count=jnp.sum(score > -jnp.inf),  # repeats (ranked last) are not searched again
         budget=budget,
+        schedule=settings.schedule,
         **settings.counts(market.n_models, market.n_customers),
     )

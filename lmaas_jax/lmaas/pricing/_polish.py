@@ -13,6 +13,7 @@ from ._ascent import Ascended, search_box
 from ._budget import Budget
 from ._classic_imp import coordinate_ascent
 from ._profit import exact_profit
+from ._schedule import PARALLEL, SCHEDULES, SEQUENTIAL
 
 # The probability that a random start prices a model out of the market (at price_hi).
 OUT_OF_MARKET = 0.25
@@ -29,6 +30,8 @@ class Polish(eqx.Module):
     `max_sweeps` more (rounded up to a multiple of `sweeps`). A start stops early once a sweep
     changes nothing. Each polished start costs O(M N log N) per sweep plus a few O(N M) exact checks
     per model. Random starts come from one key, so a larger `random` holds the smaller one's starts.
+    `schedule`: `"sequential"` polishes one start after another, `"parallel"` all starts as one batch
+    and then the finalists as one batch (see `_schedule`); the prices are the same.
     """
 
     restarts: int = setting(32, "polish the best this many gradient restarts (at most all)", lo=1)
@@ -36,6 +39,7 @@ class Polish(eqx.Module):
     sweeps: int = setting(3, "coordinate-ascent sweeps every start gets", lo=1)
     finalists: int = setting(4, "starts that get max_sweeps more sweeps", lo=1)
     max_sweeps: int = setting(8, "further sweeps of the finalists", lo=1)
+    schedule: str = setting(SEQUENTIAL, "starts one after another or all at once", choices=SCHEDULES)
 
     def __check_init__(self):
         check_settings(self)
@@ -63,13 +67,17 @@ def polish_starts(market, ascended: Ascended, settings: Polish, key) -> jax.Arra
 
 def polish(market, tol, starts, settings: Polish, budget=None):
     """Classic IMP from every start for `sweeps` sweeps, then the best `finalists` for `max_sweeps`
-    more, in one loop whose body polishes one start: most starts end in poor basins after a sweep or
-    two and only the finalists need every sweep, one traced copy of the line search keeps compile
-    time down, and a start that has converged skips its remaining sweeps (see `coordinate_ascent`;
-    under `jax.vmap` over markets the batch is the parallel axis).
+    more (in rounds of `sweeps`, the finalists in a fixed order).
 
-    `budget`: a `Budget` of line searches (default: none); the loop stops before a start whose
-    sweeps could overrun it, so what is returned is a prefix of the unlimited run.
+    `settings.schedule == "sequential"`: one loop whose body polishes one start: most starts end in
+    poor basins after a sweep or two and only the finalists need every sweep, one traced copy of
+    the line search keeps compile time down, and a start that has converged skips its remaining
+    sweeps (see `coordinate_ascent`; under `jax.vmap` over markets the batch is the parallel axis).
+    `"parallel"`: every start as one batch of `coordinate_ascent`, then each round of the finalists
+    as one batch: the depth of one start's sweeps per batch, each start on the same path.
+
+    `budget`: a `Budget` of line searches (default: none); the loop stops before a start (or a
+    batch) whose sweeps could overrun it, so what is returned is a prefix of the unlimited run.
 
     Returns `(prices, profits, sweeps, budget)` for every start (each start's sweeps that changed
     something) and the budget after the line searches spent.
@@ -78,8 +86,11 @@ def polish(market, tol, starts, settings: Polish, budget=None):
     n = starts.shape[0]
     f = min(settings.finalists, n)
     rounds = -(-settings.max_sweeps // settings.sweeps)
+    m = market.n_models
+    step_cost = settings.sweeps * m  # line searches of one start's sweeps, at most
+    if settings.schedule == PARALLEL:
+        return _polish_parallel(market, tol, starts, settings, budget, f, rounds)
     total = n + rounds * f
-    step_cost = settings.sweeps * market.n_models  # line searches of one start's sweeps, at most
     profit0 = jax.vmap(lambda p: exact_profit(market, p, tol))(starts)
 
     def body(state):
@@ -88,7 +99,7 @@ def polish(market, tol, starts, settings: Polish, budget=None):
         finalists = jnp.where(i == n, lax.top_k(profit, f)[1], finalists)
         row = jnp.where(i < n, i, finalists[jnp.maximum(i - n, 0) % f])
         new, value, used = coordinate_ascent(market, pool[row], tol, settings.sweeps)
-        budget = budget.spend(used * market.n_models)
+        budget = budget.spend(used * m, used * m)
         state = pool.at[row].set(new), profit.at[row].set(value), sweeps.at[row].add(used), finalists
         return (i + 1, *state, budget)
 
@@ -99,3 +110,27 @@ def polish(market, tol, starts, settings: Polish, budget=None):
     init = (zero, starts, profit0, jnp.zeros(n, jnp.int32), jnp.zeros(f, jnp.int32), budget)
     i, pool, profit, sweeps, _, budget = lax.while_loop(more, body, init)
     return pool, profit, sweeps, budget.stop_if(i < total)
+
+
+def _polish_parallel(market, tol, starts, settings: Polish, budget, f, rounds):
+    m, n = market.n_models, starts.shape[0]
+    step_cost = settings.sweeps * m
+
+    def batch(pool, profit, sweeps, rows, budget):
+        # One batch of starts, run only if every start's sweeps fit (a `jnp.where`, not a `lax.cond`,
+        # which `jax.vmap` over markets would run both sides of anyway).
+        fits = budget.allows(rows.shape[0] * step_cost)
+        new, value, used = coordinate_ascent(market, pool[rows], tol, settings.sweeps, active=fits)
+        budget = budget.spend(used * m, jnp.max(used) * m)
+        pool, profit = pool.at[rows].set(new), profit.at[rows].set(value)
+        return pool, profit, sweeps.at[rows].add(used), budget.stop_if(~fits)
+
+    profit0 = jnp.zeros(n, starts.dtype)  # every entry set by the first batch
+    pool, profit, sweeps, budget = batch(starts, profit0, jnp.zeros(n, jnp.int32), jnp.arange(n), budget)
+    finalists = lax.top_k(profit, f)[1]
+
+    def more_sweeps(_, state):
+        return batch(*state[:3], finalists, state[3])
+
+    pool, profit, sweeps, budget = lax.fori_loop(0, rounds, more_sweeps, (pool, profit, sweeps, budget))
+    return pool, profit, sweeps, budget

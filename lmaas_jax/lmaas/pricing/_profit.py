@@ -19,11 +19,29 @@ from ..robust._rsr import (
 from ..scenarios._market import AnyMarket, ValueMarket
 
 
+def pairwise_sum(x: Float[Array, "n ..."], axis: int = 0) -> Float[Array, "..."]:
+    """The sum of `x` along `axis` in a fixed order: a balanced tree of elementwise additions.
+
+    XLA picks a reduction's summation order by the shapes it compiles, so `jnp.sum` over the same
+    entries can round differently inside a `jax.vmap` batch than alone; elementwise additions
+    round alike at any batch size. The exact stages compare profits to decide every step, so each
+    start takes the same path alone or in a batch of starts (see `_schedule`) only with this sum.
+    """
+    x = jnp.moveaxis(jnp.asarray(x), axis, 0)
+    size = 1 << max(x.shape[0] - 1, 0).bit_length()
+    x = jnp.concatenate([x, jnp.zeros((size - x.shape[0], *x.shape[1:]), x.dtype)])
+    while x.shape[0] > 1:
+        half = x.shape[0] // 2
+        x = x[:half] + x[half:]
+    return x[0]
+
+
 def exact_profit(market: ValueMarket, prices: Float[Array, " models"], tie_tol: float) -> Float[Array, ""]:
-    """Exact seller profit on a value table ([`lmaas_jax.value_market`][]): O(N K) per price vector."""
+    """Exact seller profit on a value table ([`lmaas_jax.value_market`][]): O(N K) per price vector,
+    summed by `pairwise_sum` (the same bits alone or in a batch)."""
     options = rental_options(market, prices)
     margin = chosen_margin(options, choose(options, tie_tol))
-    return jnp.sum(margin) - jnp.sum(market.models.training_cost)
+    return pairwise_sum(margin) - pairwise_sum(market.models.training_cost)
 
 
 def relaxed_profit(market: ValueMarket, prices: Float[Array, " models"], temperature) -> Float[Array, ""]:
