@@ -1,18 +1,24 @@
-"""IMP at scale: time split into gradient phase and polish, growth in N, batching, memory.
+"""IMP at scale: time split into gradient phase and polish, growth in N, schedules, batching, memory.
 
-One run, one machine, five tables (markdown to stdout and `--out`, JSON beside it):
+One run, one machine, six tables (markdown to stdout and `--out`, JSON beside it):
 
 1. `lj.imp` (defaults) on default markets for M in {2, 4, 8} and N from 64 to 1024: gradient phase
    (`polish=False`) and polish (the difference) per market, and the growth exponent of the total in N.
 2. The polish alone from the same starting prices on the same markets: the O(N log N) line search
    against the brute force it replaced (`lmaas_jax.reference.brute_force_line`), as a ratio.
-3. `jit(vmap(imp))` markets per second against batch size (M = 4, N = 64 and N = 256).
-4. Memory of one `imp` (XLA's compiled temporary buffers, from `memory_analysis`) against N, up to
+3. The exact stages' two schedules (`--schedules`, see `GradientIMP.with_schedule`) on one default
+   market per size: the sequential depth (exact steps one after another, `stats["depth"]`), the
+   work, and the time and process CPU time of each.
+4. `jit(vmap(imp))` markets per second against batch size (M = 4, N = 64 and N = 256), per schedule,
+   with the process CPU time (markets per CPU-second: what batching saves in arithmetic, whatever
+   the threads) and the batch's median depth and work per market.
+5. Memory of one `imp` (XLA's compiled temporary buffers, from `memory_analysis`) against N, up to
    N = 20,000 customers, with the time of that solve.
-5. With `--baseline PATH` (a checkout of an older lmaas_jax, e.g. `git worktree add /tmp/base REV`):
+6. With `--baseline PATH` (a checkout of an older lmaas_jax, e.g. `git worktree add /tmp/base REV`):
    that version's `imp` on the same markets, in a subprocess, for the speed-up and profit ratios.
 
-Times are medians of `--repeats` calls after a compile call, with `block_until_ready`.
+Times are medians of `--repeats` calls after a compile call, with `block_until_ready`; CPU times
+are the process's (`time.process_time`, all threads) over the same calls.
 
     python benchmarks/scale.py --baseline /tmp/base
 """
@@ -44,6 +50,54 @@ SEED = 515151  # markets: random_market(PRNGKey(SEED + N), M, N); the baseline s
 
 def market(m, n, dtype):
     return lj.random_market(jax.random.PRNGKey(SEED + n), m, n, dtype=dtype)
+
+
+def cpu_timed(fn, *args, repeats=3):
+    """(compile s, median wall s, median process CPU s, output) of a jitted `fn`, as `timed`."""
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    first = time.perf_counter() - start
+    walls, cpus = [], []
+    for _ in range(repeats):
+        start, cpu = time.perf_counter(), time.process_time()
+        jax.block_until_ready(fn(*args))
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - cpu)
+    wall = float(np.median(walls))
+    return max(first - wall, 0.0), wall, float(np.median(cpus)), out
+
+
+def schedule_table(shapes, schedules, dtype, repeats, rows, save=lambda: None, deadline=float("inf")):
+    """Default `lj.imp` on one default market per (M, N), under each schedule."""
+    for m, n in shapes:
+        for schedule in schedules:
+            if time.perf_counter() > deadline:
+                print(f"schedule M={m} N={n} {schedule}: skipped (--budget-s spent)", flush=True)
+                continue
+            mk, key = market(m, n, dtype), jax.random.PRNGKey(0)
+            solver = lj.GradientIMP.for_market(mk).with_schedule(schedule)
+            fn = jax.jit(lambda mk, k, solver=solver: lj.imp(mk, solver, key=k))
+            compile_s, wall, cpu, sol = cpu_timed(fn, mk, key, repeats=repeats)
+            rows.append(
+                dict(
+                    M=m,
+                    N=n,
+                    schedule=schedule,
+                    depth=int(sol.stats["depth"]),
+                    work=int(sol.stats["work"]),
+                    run_s=wall,
+                    cpu_s=cpu,
+                    compile_s=compile_s,
+                    profit=float(sol.profit),
+                )
+            )
+            print(f"schedule M={m} N={n} {schedule}: depth {rows[-1]['depth']}, {wall:.3f} s", flush=True)
+            save()
+    # The depth of each parallel run over the sequential run's on the same market.
+    seq = {(r["M"], r["N"]): r["depth"] for r in rows if r["schedule"] == "sequential"}
+    for r in rows:
+        r["depth_ratio"] = r["depth"] / seq[(r["M"], r["N"])] if (r["M"], r["N"]) in seq else float("nan")
+    return rows
 
 
 def size_table(models, sizes, dtype, repeats, rows, save=lambda: None, deadline=float("inf")):
@@ -129,39 +183,67 @@ def polish_table(sizes, dtype, repeats, starts=16, sweeps=8):
 
 
 def batch_table(
-    sizes, batches, dtype, repeats, rows, save=lambda: None, deadline=float("inf"), subset=None, solver=None
+    sizes,
+    batches,
+    dtype,
+    repeats,
+    rows,
+    save=lambda: None,
+    deadline=float("inf"),
+    subset=None,
+    solver=None,
+    schedules=(None,),
 ):
-    """`jit(vmap(imp))` on batches of default markets; with `subset`, a batch larger than it is
-    represented by its first `subset` markets (the rate of the same markets on a slower machine)."""
+    """`jit(vmap(imp))` on batches of default markets, per schedule (None: the backend's default);
+    with `subset`, a batch larger than it is represented by its first `subset` markets (the rate of
+    the same markets on a slower machine)."""
     solver = SolverChoice(()) if solver is None else solver
-    fn = jax.jit(jax.vmap(lambda mk, k: lj.imp(mk, solver(mk.n_models, mk.n_customers), key=k).profit))
-    for n in sizes:
-        for b in batches:
-            if time.perf_counter() > deadline:
-                print(f"batch N={n} B={b}: skipped (--budget-s spent)", flush=True)
-                continue
-            keys = jax.random.split(jax.random.PRNGKey(n), b)
-            priced = b if subset is None else min(b, subset)
-            keys = keys[:priced]
-            mks = jax.vmap(lambda k, n=n: lj.random_market(k, 4, n, dtype=dtype))(keys)
-            compile_s, t, profit = timed(fn, mks, keys, repeats=repeats)
-            rows.append(
-                dict(
-                    M=4,
-                    N=n,
-                    batch=b,
-                    priced=priced,
-                    run_s=t,
-                    markets_per_s=priced / t,
-                    compile_s=compile_s,
-                    mean_profit_first64=float(np.mean(np.asarray(profit[:64], np.float64))),
+
+    def program(schedule):
+        def one(mk, k):
+            settings = solver(mk.n_models, mk.n_customers)
+            settings = settings if schedule is None else settings.with_schedule(schedule)
+            sol = lj.imp(mk, settings, key=k)
+            return sol.profit, sol.stats["depth"], sol.stats["work"]
+
+        return jax.jit(jax.vmap(one))
+
+    for schedule in schedules:
+        fn = program(schedule)
+        name = schedule or lj.GradientIMP.for_size(4, 64).polish.schedule
+        for n in sizes:
+            for b in batches:
+                if time.perf_counter() > deadline:
+                    print(f"batch N={n} B={b} {name}: skipped (--budget-s spent)", flush=True)
+                    continue
+                keys = jax.random.split(jax.random.PRNGKey(n), b)
+                priced = b if subset is None else min(b, subset)
+                keys = keys[:priced]
+                mks = jax.vmap(lambda k, n=n: lj.random_market(k, 4, n, dtype=dtype))(keys)
+                compile_s, t, cpu, (profit, depth, work) = cpu_timed(fn, mks, keys, repeats=repeats)
+                rows.append(
+                    dict(
+                        M=4,
+                        N=n,
+                        schedule=name,
+                        batch=b,
+                        priced=priced,
+                        run_s=t,
+                        markets_per_s=priced / t,
+                        cpu_s=cpu,
+                        markets_per_cpu_s=priced / cpu,
+                        depth=float(np.median(np.asarray(depth))),
+                        work=float(np.median(np.asarray(work))),
+                        compile_s=compile_s,
+                        mean_profit_first64=float(np.mean(np.asarray(profit[:64], np.float64))),
+                    )
                 )
-            )
-            print(
-                f"batch N={n} B={b} ({priced} priced): {priced / t:.2f} markets/s, compile {compile_s:.1f} s",
-                flush=True,
-            )
-            save()
+                print(
+                    f"batch N={n} B={b} {name} ({priced} priced): {priced / t:.2f} markets/s, "
+                    f"{priced / cpu:.2f} per CPU-s, compile {compile_s:.1f} s",
+                    flush=True,
+                )
+                save()
     return rows
 
 
@@ -253,7 +335,8 @@ def baseline_table(path, sizes, dtype):
 def table(rows, columns):
     head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
     fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
-    return head + "".join("| " + " | ".join(fmt(r[c]) for c in columns) + " |\n" for r in rows)
+    # A cell not measured (yet: the depth ratio of a row saved before its size's last schedule): "".
+    return head + "".join("| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |\n" for r in rows)
 
 
 def main(argv=None):
@@ -262,6 +345,10 @@ def main(argv=None):
     parser.add_argument("--sizes", default="64,128,256,512,1024")
     parser.add_argument("--polish-sizes", default="128,512")
     parser.add_argument("--batch-sizes", default="64,256")
+    parser.add_argument("--schedule-shapes", default="4x64,4x256,4x1024,8x512", help="MxN markets")
+    parser.add_argument(
+        "--schedules", default="sequential,parallel", help="schedules of the schedule and batch tables"
+    )
     parser.add_argument("--batches", default="1,2,4,8,16,32,64,128,256")
     parser.add_argument("--memory-sizes", default="1000,2000,5000,20000")
     parser.add_argument(
@@ -273,7 +360,9 @@ def main(argv=None):
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--parts", default="sizes,polish,baseline,batch,memory", help="tables to run, in this order"
+        "--parts",
+        default="sizes,polish,baseline,schedule,batch,memory",
+        help="tables to run, in this order",
     )
     parser.add_argument(
         "--budget-s", type=float, default=float("inf"), help="start no new row after this many seconds"
@@ -294,8 +383,16 @@ def main(argv=None):
     ints = lambda s: [int(v) for v in s.split(",") if v]  # noqa: E731
     device = f"{jax.devices()[0].platform}: {jax.devices()[0].device_kind}, {os.cpu_count()} CPU cores"
     result = dict(
-        device=device, dtype=args.dtype, batch_solver=settings, sizes=[], polish=[], batch=[], memory=[]
+        device=device,
+        dtype=args.dtype,
+        batch_solver=settings,
+        sizes=[],
+        polish=[],
+        schedule=[],
+        batch=[],
+        memory=[],
     )
+    schedules = [s for s in args.schedules.split(",") if s]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = jax.devices()[0].platform + args.tag
@@ -316,6 +413,9 @@ def main(argv=None):
             result["polish"] = polish_table(ints(args.polish_sizes), args.dtype, args.repeats)
         elif part == "baseline" and args.baseline:
             result["baseline"] = baseline_table(args.baseline, ints(args.polish_sizes), args.dtype)
+        elif part == "schedule":
+            shapes = [tuple(int(x) for x in s.split("x")) for s in args.schedule_shapes.split(",") if s]
+            schedule_table(shapes, schedules, args.dtype, args.repeats, result["schedule"], **limits)
         elif part == "batch":
             batch_table(
                 ints(args.batch_sizes),
@@ -325,6 +425,7 @@ def main(argv=None):
                 result["batch"],
                 subset=args.batch_subset,
                 solver=SolverChoice(tuple(settings.items())),
+                schedules=schedules or [None],
                 **limits,
             )
         elif part == "memory":
@@ -346,13 +447,41 @@ def markdown(result, args):
         text += f"\n## Against the baseline checkout ({args.baseline}), M = 4, same markets\n\n"
         text += "Seed `all`: the totals per size (speed-up = total old / total new; profit ratio: worst).\n\n"
         text += table(result["baseline"], ["N", "seed", "old_s", "new_s", "speedup", "profit_ratio"])
+    if result.get("schedule"):
+        text += "\n## The exact stages' schedules: one default market per size\n\n"
+        text += (
+            "`depth`: exact steps run one after another (`stats['depth']`: a line search, or a chunk of "
+            "candidates re-priced together); `depth_ratio`: over the sequential schedule's on the same "
+            "market; `cpu_s`: process CPU time, all threads.\n\n"
+        )
+        text += table(
+            result["schedule"],
+            ["M", "N", "schedule", "depth", "depth_ratio", "work", "run_s", "cpu_s", "compile_s", "profit"],
+        )
     text += (
         f"\n## jit(vmap(imp)): markets per second against batch size (M = 4, {result['batch_solver']})\n\n"
     )
-    text += "`priced`: the batch's first markets actually priced (`--batch-subset`), the rate over those.\n\n"
+    text += (
+        "`priced`: the batch's first markets actually priced (`--batch-subset`), the rate over those; "
+        "`markets_per_cpu_s`: over the process CPU time; `depth`, `work`: medians over the batch's "
+        "markets.\n\n"
+    )
     text += table(
         result["batch"],
-        ["N", "batch", "priced", "run_s", "markets_per_s", "compile_s", "mean_profit_first64"],
+        [
+            "N",
+            "schedule",
+            "batch",
+            "priced",
+            "run_s",
+            "markets_per_s",
+            "cpu_s",
+            "markets_per_cpu_s",
+            "depth",
+            "work",
+            "compile_s",
+            "mean_profit_first64",
+        ],
     )
     text += "\n## Memory of one imp (XLA temporaries) and its time, M = 4\n\n"
     text += table(result["memory"], ["N", "temp_MiB", "seconds", "profit"])
