@@ -20,7 +20,7 @@ from ._lookahead import COMPOUND_KINDS, LookAhead, improve_by_lookahead
 from ._moves import Moves, capped_counts, search_moves
 from ._polish import Polish, polish, polish_starts
 from ._posting import posted_solution
-from ._schedule import PARALLEL, SCHEDULES, default_schedule
+from ._schedule import PARALLEL, default_schedule
 from ._solution import PricingSolution
 
 # The size rule of `GradientIMP.for_market` (see there): markets of at least this many models get
@@ -114,9 +114,8 @@ class GradientIMP(eqx.Module):
 
     def with_schedule(self, schedule: str) -> GradientIMP:
         """These settings with every exact stage's `schedule` set to `schedule` (`"sequential"` or
-        `"parallel"`; see [`lmaas_jax.Polish`][]): the same prices, another time and depth."""
-        if schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}; got {schedule!r}.")
+        `"parallel"`; see [`lmaas_jax.Polish`][]): the same prices, another time and depth. Each
+        stage's own check (`check_settings`) rejects any other value, naming its field."""
         stages = {}
         for name in ("polish", "moves", "lookahead"):
             stage = getattr(self, name)

@@ -303,10 +303,10 @@ def all_moves(
     # The last two kinds, SHED_TRIED and RAISE, re-home customers by the insertion of each that
     # re-priced best among those just scored, so they are scored second.
     kept = capped_counts(market.n_customers, market.rate.shape[1], inserts, drops, sheds, raises)
-    k_ins, k_raise = kept.inserts, kept.raises
-    first, second = kept.total - kept.sheds - k_raise, kept.sheds + k_raise
+    k_ins = kept.inserts
+    first, k_tried, k_raise = kept.parts
     q, value = score_all(tuple(x[:first] for x in cands), hood, False)
-    if not second:
+    if not k_tried + k_raise:
         return q, value
     who, where, tried = cands[0][:k_ins], cands[2][:k_ins], value[:k_ins]
     best = jnp.full(market.n_customers, -jnp.inf, tried.dtype).at[who].max(tried)
@@ -316,10 +316,10 @@ def all_moves(
     # Only the RAISE candidates (the last) build a raised assignment, which costs a choice at the
     # raised prices: the tried sheds are scored apart without it.
     parts = [(q, value)]
-    if second > k_raise:
-        parts.append(score_all(tuple(x[first : first + second - k_raise] for x in cands), hood, False))
+    if k_tried:
+        parts.append(score_all(tuple(x[first : first + k_tried] for x in cands), hood, False))
     if k_raise:
-        parts.append(score_all(tuple(x[first + second - k_raise :] for x in cands), hood, True))
+        parts.append(score_all(tuple(x[first + k_tried :] for x in cands), hood, True))
     return jnp.concatenate([p[0] for p in parts]), jnp.concatenate([p[1] for p in parts])
 
 
@@ -333,8 +333,7 @@ def scoring_depth(
     """Chunks of candidates `all_moves` re-prices one after another with these counts: its depth in
     `Budget.depth`'s units (the candidates scored first, then the tried sheds, then the raises)."""
     kept = capped_counts(market.n_customers, market.rate.shape[1], inserts, drops, sheds, raises)
-    parts = (kept.total - kept.sheds - kept.raises, kept.sheds, kept.raises)
-    return sum(_chunks(p, batch) for p in parts if p)
+    return sum(_chunks(p, batch) for p in kept.parts if p)
 
 
 def best_move(market: ValueMarket, prices, tol, **counts):
@@ -459,6 +458,12 @@ class Counts(NamedTuple):
     @property
     def total(self) -> int:
         return self.inserts + self.drops + 4 * self.sheds + self.raises
+
+    @property
+    def parts(self) -> tuple[int, int, int]:
+        """The candidates in the order `all_moves` scores them: every kind but the last two, then
+        the tried sheds, then the raises (both re-home customers by the insertions just scored)."""
+        return self.total - self.sheds - self.raises, self.sheds, self.raises
 
 
 def capped_counts(n_customers: int, n_options: int, inserts: int, drops: int, sheds: int, raises: int = 0):

@@ -89,7 +89,7 @@ def polish(market, tol, starts, settings: Polish, budget=None):
     m = market.n_models
     step_cost = settings.sweeps * m  # line searches of one start's sweeps, at most
     if settings.schedule == PARALLEL:
-        return _polish_parallel(market, tol, starts, settings, budget, f, rounds)
+        return _polish_parallel(market, tol, starts, settings, budget, f, rounds, step_cost)
     total = n + rounds * f
     profit0 = jax.vmap(lambda p: exact_profit(market, p, tol))(starts)
 
@@ -112,9 +112,8 @@ def polish(market, tol, starts, settings: Polish, budget=None):
     return pool, profit, sweeps, budget.stop_if(i < total)
 
 
-def _polish_parallel(market, tol, starts, settings: Polish, budget, f, rounds):
+def _polish_parallel(market, tol, starts, settings: Polish, budget, f, rounds, step_cost):
     m, n = market.n_models, starts.shape[0]
-    step_cost = settings.sweeps * m
 
     def batch(pool, profit, sweeps, rows, budget):
         # One batch of starts, run only if every start's sweeps fit (a `jnp.where`, not a `lax.cond`,

@@ -19,15 +19,15 @@ from ..robust._rsr import (
 from ..scenarios._market import AnyMarket, ValueMarket
 
 
-def pairwise_sum(x: Float[Array, "n ..."], axis: int = 0) -> Float[Array, "..."]:
-    """The sum of `x` along `axis` in a fixed order: a balanced tree of elementwise additions.
+def pairwise_sum(x: Float[Array, "n ..."]) -> Float[Array, "..."]:
+    """The sum of `x` along its first axis in a fixed order: a balanced tree of elementwise additions.
 
     XLA picks a reduction's summation order by the shapes it compiles, so `jnp.sum` over the same
     entries can round differently inside a `jax.vmap` batch than alone; elementwise additions
     round alike at any batch size. The exact stages compare profits to decide every step, so each
     start takes the same path alone or in a batch of starts (see `_schedule`) only with this sum.
     """
-    x = jnp.moveaxis(jnp.asarray(x), axis, 0)
+    x = jnp.asarray(x)
     size = 1 << max(x.shape[0] - 1, 0).bit_length()
     x = jnp.concatenate([x, jnp.zeros((size - x.shape[0], *x.shape[1:]), x.dtype)])
     while x.shape[0] > 1:
