@@ -12,6 +12,15 @@ path; the modules it comes from are private.
 
 from . import datasets as datasets
 from ._version import __version__ as __version__  # noqa: E402
+from .lmaas.competition._compete import Competition as Competition, compete as compete
+from .lmaas.competition._owners import (
+    best_response_market as best_response_market,
+    seller_profits as seller_profits,
+)
+from .lmaas.competition._relaxed import (
+    RelaxedCompetition as RelaxedCompetition,
+    relaxed_compete as relaxed_compete,
+)
 from .lmaas.pricing._ascent import Ascent as Ascent
 from .lmaas.pricing._classic_imp import classic_imp as classic_imp
 from .lmaas.pricing._equilibrium import (

@@ -84,3 +84,18 @@ def explicit_market(key, n_scenarios, n_customers, dtype="float64"):
     u = jax.random.uniform(k4, (3,), dtype)
     prices = base.models.price_lo + u * (base.models.price_hi - base.models.price_lo)
     return market, prices
+
+
+def loyal_market(key, owner, loyalty, n_customers=60, dtype="float64"):
+    """A budget-free market of the default family whose customers each belong to one seller: a
+    customer's value rate of the other sellers' models is multiplied by `loyalty` in [0, 1] (0: each
+    seller a monopolist of its own customers; 1: the default market). Sellers 0..S-1 by `owner`;
+    customers are dealt to sellers in turn."""
+    owner = np.asarray(owner)
+    market = lj.random_market(key, len(owner), n_customers, budget_share=0.0, dtype=dtype)
+    values = lj.value_market(market)
+    home = np.arange(n_customers) % (owner.max() + 1)
+    scale = np.where(owner[None, :] == home[:, None], 1.0, loyalty)
+    import equinox as eqx
+
+    return eqx.tree_at(lambda v: v.rate, values, values.rate * jnp.asarray(scale, values.dtype))

@@ -27,17 +27,18 @@ FLOORS = {
     "lmaas_jax.ttc": 3,
     "lmaas_jax.token_auction": 3,
     "lmaas_jax.token_cap": 3,
-    "lmaas_jax.lmaas.reference": 4,
-    "lmaas_jax.datasets": 4,
-    "lmaas_jax.lmaas": 4,
-    "lmaas_jax.product": 5,  # its configuration, sweeps and output
-    "lmaas_jax.product.experiments": 6,
-    "lmaas_jax.product._run": 7,
-    "lmaas_jax.product._cli": 8,
-    "lmaas_jax.reference": 9,
-    "lmaas_jax.experiments": 9,
-    "lmaas_jax.__main__": 9,
-    "lmaas_jax": 10,
+    "lmaas_jax.lmaas.competition": 4,  # several sellers, each pricing by the pricing layer
+    "lmaas_jax.lmaas.reference": 5,
+    "lmaas_jax.datasets": 5,
+    "lmaas_jax.lmaas": 5,
+    "lmaas_jax.product": 6,  # its configuration, sweeps and output
+    "lmaas_jax.product.experiments": 7,
+    "lmaas_jax.product._run": 8,
+    "lmaas_jax.product._cli": 9,
+    "lmaas_jax.reference": 10,
+    "lmaas_jax.experiments": 10,
+    "lmaas_jax.__main__": 10,
+    "lmaas_jax": 11,
 }
 
 
@@ -139,7 +140,10 @@ def test_every_public_name_has_one_public_path():
                 seen.setdefault(id(obj), []).append(f"{name}.{attr}")
     twice = [paths for paths in seen.values() if len(paths) > 1]
     assert not twice, twice
-    for layer in ("lmaas_jax.lmaas", *(f"lmaas_jax.lmaas.{x}" for x in ("scenarios", "robust", "pricing"))):
+    for layer in (
+        "lmaas_jax.lmaas",
+        *(f"lmaas_jax.lmaas.{x}" for x in ("scenarios", "robust", "pricing", "competition")),
+    ):
         assert not _public(importlib.import_module(layer)), layer
     with pytest.raises(AttributeError, match="no attribute 'missing'"):
         lj.missing  # noqa: B018
