@@ -83,7 +83,7 @@ def relaxed_rows(n, batch, loyalty):
     temps = [0.3 * float(market_scale(m)) for m in batch]
     one = []
     converged = 0
-    for i, (m, t) in enumerate(zip(batch, temps)):
+    for i, (m, t) in enumerate(zip(batch, temps, strict=True)):
         start = time.perf_counter()
         got = lj.relaxed_compete(m, OWNER, t)
         jax.block_until_ready(got.prices)
@@ -112,7 +112,8 @@ def relaxed_rows(n, batch, loyalty):
 
 def table(rows):
     lines = [
-        "| game | N | loyalty | markets | s / market | best responses | converged | cycled | batch markets/s |",
+        "| game | N | loyalty | markets | s / market | best responses | converged | cycled "
+        "| batch markets/s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -151,7 +152,9 @@ def main(argv=None):
         out.mkdir(parents=True, exist_ok=True)
         tag = f"competition-{jax.devices()[0].platform}"
         (out / f"{tag}.md").write_text(text)
-        (out / f"{tag}.json").write_text(json.dumps(dict(device=device, dtype=args.dtype, rows=rows), indent=2))
+        (out / f"{tag}.json").write_text(
+            json.dumps(dict(device=device, dtype=args.dtype, rows=rows), indent=2)
+        )
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ e4_customers = 2
 e5_size = "2x8"
 e5_batches = [2]
 e5_milp_markets = 1
+e7_markets = 1
 ttc_sweep_points = 4
 
 [solver.ascent]
@@ -46,7 +47,7 @@ def test_run_writes_report_figures_and_tables(tmp_path):
     result = invoke("run", "--config", cfg, "--no-progress")
     assert result.exit_code == 0, result.output
     report = (out / "report.md").read_text()
-    for k in range(1, 7):
+    for k in range(1, 8):
         png = (out / f"e{k}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
         assert f"](e{k}.png)" in report
@@ -93,6 +94,12 @@ def test_run_writes_report_figures_and_tables(tmp_path):
     np.testing.assert_allclose(last["lower"], last["rsr_value"], rtol=1e-4, atol=1e-3)
     e5 = pd.read_parquet(out / "e5_scale.parquet")
     assert set(e5["method"]) == {"gradient IMP", "HiGHS MILP"} and np.all(e5["markets_per_s"] > 0)
+    e7 = pd.read_parquet(out / "e7_competition.parquet")
+    assert len(e7) == 3 * 2 and set(e7["game"]) == {"exact", "relaxed (t = 0.3 x scale)"}
+    mono = e7[(e7["structure"] == "monopoly") & (e7["game"] == "exact")].iloc[0]
+    assert mono["equilibrium"] and mono["sellers"] == 1  # one seller: its own best response
+    np.testing.assert_allclose(e7["welfare"], e7["profit"] + e7["surplus"], rtol=1e-6)
+    assert "## E7 Competition" in report
     e6 = pd.read_parquet(out / "e6_sensitivities.parquet")
     assert len(e6) == 2 * 2 * 4  # the 2 seeds at the base point x 2 models x 4 attributes
     # Serving cost reaches the customers only through the prices, and no pin depends on it.

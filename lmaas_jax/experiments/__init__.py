@@ -1,10 +1,15 @@
-"""The main job's experiments: the LMaaS game's E1-E6, the test-time compute game, token auctions and
+"""The main job's experiments: the LMaaS game's E1-E7, the test-time compute game, token auctions and
 token caps; tables, figures and the one `lmaas-jax run` report.
 
 Imports pandas and matplotlib; the JAX core never imports this package.
 """
 
 from ..product._run import run_experiments as run_experiments
+from ..product.experiments._competition import (
+    e7_competition as e7_competition,
+    e7_report as e7_report,
+    e7_section as e7_section,
+)
 from ..product.experiments._tables import (
     e1_robustness as e1_robustness,
     e1_summary as e1_summary,

@@ -100,7 +100,7 @@ def main(cache_dir, no_cache):
 @click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
 @_friendly
 def run(config_path, scale, out, progress):
-    """Run the four games (LMaaS E1-E6, TTC, token auctions, token caps); write report.md, figures
+    """Run the four games (LMaaS E1-E7, TTC, token auctions, token caps); write report.md, figures
     (PNG) and tables (CSV, Parquet).
 
     With no options: the built-in default configuration, about 5 minutes on a 2-core CPU. Output
@@ -115,7 +115,7 @@ def run(config_path, scale, out, progress):
     from .experiments._section import PAPER_GAIN
 
     start = time.perf_counter()
-    games = "the four games (LMaaS E1-E6, TTC, token auctions, token caps)"
+    games = "the four games (LMaaS E1-E7, TTC, token auctions, token caps)"
     click.echo(f"Running {games} into {cfg['run']['out']}/ (scale {cfg['run']['scale']}) ...", err=True)
     path = run_experiments(
         cfg["run"], gradient_imp(cfg["solver"]), seed=cfg["solver"]["seed"], progress=progress

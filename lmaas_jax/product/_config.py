@@ -141,6 +141,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "e5_size": Key(str, "4x40", "E5 market size MxN (budget-free, so HiGHS applies)"),
         "e5_batches": Key(int, (1, 4, 16, 64), "E5 batch sizes", lo=1, many=True),
         "e5_milp_markets": Key(int, 2, "E5 markets timed with HiGHS", lo=1),
+        "e7_markets": Key(int, 3, "E7 markets (monopoly, duopoly, one seller per model on each)", lo=1),
         "ttc_sweep_points": Key(int, 100, "beta values in the test-time compute inefficiency curve", lo=2),
         "dtype": _MARKET["dtype"],
     },

@@ -1,4 +1,4 @@
-"""`lmaas-jax run`: the four games end to end (LMaaS E1-E6, test-time compute, token auctions, token caps),
+"""`lmaas-jax run`: the four games end to end (LMaaS E1-E7, test-time compute, token auctions, token caps),
 written as tables, figures and one `report.md`."""
 
 from __future__ import annotations
@@ -73,10 +73,10 @@ def run_experiments(
     cfg: dict[str, Any], solver: Solver = None, *, seed: int = 1, progress: bool = True
 ) -> Path:
     """Run the main job with the `[run]` settings `cfg`; write to `cfg["out"]`: the LMaaS game's
-    experiments E1-E5 and E6 (sensitivities), then the test-time compute game, token auctions and
-    token caps.
+    experiments E1-E5, E6 (sensitivities) and E7 (competition between sellers), then the test-time
+    compute game, token auctions and token caps.
 
-    Writes `report.md` (what was run, the key numbers, the figures inline), `e1.png` ... `e6.png`,
+    Writes `report.md` (what was run, the key numbers, the figures inline), `e1.png` ... `e7.png`,
     `ttc_inefficiency.png`, `token_auction.png`, `token_cap.png`, and every table as `.csv` and
     `.parquet`. Turns on `jax_enable_x64` (the HiGHS MILP and the
     float64 re-evaluations need it); the JAX solvers run in `cfg["dtype"]`.
@@ -86,7 +86,7 @@ def run_experiments(
     the library version. A folder holding anything else is refused, so no report mixes two runs; a
     run with different settings is refused naming each difference; the same run again resumes: the
     E1/E3/E6 sweeps from their finished chunks (`sweeps/`), E2 and E5 from their finished tables
-    (E4, a few seconds, is recomputed), and the report and figures are written anew.
+    (E4 and E7, a minute at most, are recomputed), and the report and figures are written anew.
 
     **Arguments:**
 
@@ -178,6 +178,12 @@ def run_experiments(
     _figures.e5_figure(e5, out / "e5.png")
     _figures.e6_figure(e6_summary, out / "e6.png")
 
+    from .experiments._competition import e7_report, e7_section
+
+    start = time.perf_counter()
+    e7 = e7_report(out, m, n, cfg["e7_markets"] * scale, dtype=dtype, seed=seed, progress=bar)
+    seconds["E7"] = time.perf_counter() - start
+
     # The three sibling games, a few seconds each: recomputed on every run, like E4.
     from .experiments._token_auction import token_auction_report, token_auction_section
     from .experiments._token_cap import token_cap_report, token_cap_section
@@ -199,6 +205,8 @@ def run_experiments(
     path.write_text(
         lmaas_section(cfg, solver, main, e1, summary, e2, e3, steps, ccg, e5, seconds, base_gamma, base_dev)
         + e6_section(e6, e6_summary, base_gamma, base_dev)
+        + "\n"
+        + e7_section(e7)
         + "\n"
         + games
     )

@@ -24,7 +24,7 @@ def lmaas_section(
     family = family_models(cfg["n_models"])  # the generator's models, whose numbers the text quotes
     box = float(np.round(family.price_hi[0] / family.serving_cost[0], 6))
     lines = [
-        "# lmaas-jax report: the LMaaS game (E1-E6), test-time compute, token auctions, token caps",
+        "# lmaas-jax report: the LMaaS game (E1-E7), test-time compute, token auctions, token caps",
         "",
         f"Device: {device}; JAX solvers in {cfg['dtype']}, HiGHS and re-evaluations in float64. "
         f"Markets from `random_market` ({cfg['n_models']} models, {cfg['n_customers']} customers, "
