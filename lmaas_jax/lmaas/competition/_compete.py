@@ -159,6 +159,10 @@ def compete(
     than its tolerance (`converged`), or when a state recurs (`cycle`: no pure equilibrium is reached
     from here; the cycle's least unstable state is returned), or after the last tick.
 
+    `compete` is a Python loop of jitted best responses (one compilation per market shape and
+    dtype): call it on one market at a time. [`lmaas_jax.relaxed_compete`][] is the counterpart that
+    `jax.jit`, `jax.vmap` and derivatives go through.
+
     **Equilibria need not exist.** With finitely many customers, price competition between
     differentiated sellers often has no pure equilibrium (Edgeworth cycles: sellers undercut each
     other down to where one gains more by raising its price to its captive customers); `converged`
