@@ -311,13 +311,21 @@ def test_relaxed_equilibrium_derivative_matches_finite_differences(dtype):
     )
 
 
-def test_relaxed_compete_under_vmap_equals_a_loop():
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_relaxed_compete_under_vmap_equals_a_loop(dtype):
     markets = [
-        lj.random_market(jax.random.key(6100 + i), 4, 30, budget_share=0.0, dtype="float64") for i in range(3)
+        lj.random_market(jax.random.key(6100 + i), 4, 30, budget_share=0.0, dtype=dtype) for i in range(3)
     ]
+    temps = [0.3 * float(lj.lmaas.pricing._ascent.market_scale(lj.value_market(m))) for m in markets]
     owner = np.array([0, 1, 0, 1])
-    batched = jax.vmap(lambda m: lj.relaxed_compete(m, owner, 5.0).prices)(lj.stack_markets(markets))
-    for i, m in enumerate(markets):
+    batched = jax.vmap(lambda m, t: lj.relaxed_compete(m, owner, t, n_sellers=2))(
+        lj.stack_markets(markets), jnp.asarray(temps, dtype)
+    )
+    for i, (m, t) in enumerate(zip(markets, temps, strict=True)):
+        alone = lj.relaxed_compete(m, owner, t)
+        assert bool(alone.converged) and bool(batched.converged[i])
         np.testing.assert_allclose(
-            np.asarray(batched[i]), np.asarray(lj.relaxed_compete(m, owner, 5.0).prices), rtol=1e-12
+            np.asarray(batched.prices[i]),
+            np.asarray(alone.prices),
+            rtol=1e-5 if dtype == "float32" else 1e-12,
         )
