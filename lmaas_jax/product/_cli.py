@@ -127,7 +127,7 @@ def run(config_path, scale, out, progress):
         f"median {summary['median']:.2f}%; the LMaaS paper: up to {PAPER_GAIN}%)."
     )
     seconds = time.perf_counter() - start
-    click.echo(f"Wrote {path} and its figures (e1..e6, ttc, token auction, token caps) in {seconds:.0f} s.")
+    click.echo(f"Wrote {path} and its figures (e1..e7, ttc, token auction, token caps) in {seconds:.0f} s.")
 
 
 def _check(section, key, value):
