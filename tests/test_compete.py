@@ -117,7 +117,7 @@ def test_owner_and_settings_are_checked_before_anything_runs():
 # compete: closed forms
 
 
-def _one_owner_is_imp(dtype, seeds):
+def _one_owner_is_imp(dtype, seeds, on_scenarios=False):
     key = jax.random.key(7)
     for seed in seeds:
         market = lj.random_market(jax.random.key(900 + seed), 4, 40, dtype=dtype)
@@ -126,10 +126,11 @@ def _one_owner_is_imp(dtype, seeds):
         # scenario market posts off the breakpoints it recomputes from the scenarios, the same up
         # to float32 rounding.
         sol = lj.imp(lj.value_market(market), key=jax.random.fold_in(key, 0))
-        on_scenarios = lj.imp(market, key=jax.random.fold_in(key, 0))
-        assert float(got.profits[0]) == pytest.approx(
-            float(on_scenarios.profit), rel=1e-4 if dtype == "float32" else 1e-8
-        )
+        if on_scenarios:
+            scenario_profit = float(lj.imp(market, key=jax.random.fold_in(key, 0)).profit)
+            assert float(got.profits[0]) == pytest.approx(
+                scenario_profit, rel=1e-4 if dtype == "float32" else 1e-8
+            )
         assert bool(got.converged) and got.cycle == 0
         np.testing.assert_array_equal(np.asarray(got.prices), np.asarray(sol.prices))
         # (summed in another order: the last float32 bit may differ)
@@ -141,13 +142,13 @@ def _one_owner_is_imp(dtype, seeds):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_one_owner_is_imp(dtype):
-    _one_owner_is_imp(dtype, range(2))
+    _one_owner_is_imp(dtype, range(1))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_one_owner_is_imp_on_twenty_markets(dtype):
-    _one_owner_is_imp(dtype, range(2, 12))
+    _one_owner_is_imp(dtype, range(1, 11), on_scenarios=True)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -210,9 +211,9 @@ HELD_OUT = [
 ]
 
 
-def test_compete_against_the_oracle_on_two_markets():
+def test_compete_against_the_oracle_on_a_market():
     owner = np.array([0, 0, 1, 1])
-    for seed in (4000, 4001):
+    for seed in (4000,):
         market = loyal_market(jax.random.key(seed), owner, 0.3)
         got = lj.compete(market, owner, key=jax.random.key(seed))
         _oracle_check(market, owner, got)
@@ -270,9 +271,19 @@ def _relaxed_markets(dtype):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_relaxed_equilibrium_meets_its_conditions(dtype):
+    _relaxed_conditions(dtype, 1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_relaxed_equilibrium_meets_its_conditions_with_two_and_three_sellers(dtype):
+    _relaxed_conditions(dtype, 3)
+
+
+def _relaxed_conditions(dtype, count):
     from lmaas_jax.lmaas.competition._relaxed import relaxed_profits_by_seller
 
-    for market, owner, t in _relaxed_markets(dtype):
+    for market, owner, t in list(_relaxed_markets(dtype))[:count]:
         got = lj.relaxed_compete(market, owner, t)
         assert bool(got.converged), float(got.residual)
         assert float(got.residual) <= (1e-5 if dtype == "float32" else 1e-6)
@@ -311,7 +322,7 @@ def test_relaxed_equilibrium_derivative_matches_finite_differences(dtype):
     )
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", [pytest.param("float32", marks=pytest.mark.slow), "float64"])
 def test_relaxed_compete_under_vmap_equals_a_loop(dtype):
     markets = [
         lj.random_market(jax.random.key(6100 + i), 4, 30, budget_share=0.0, dtype=dtype) for i in range(3)
