@@ -141,6 +141,7 @@ def _one_owner_is_imp(dtype, seeds, on_scenarios=False):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.slow  # compiles IMP and the relaxed solver: kept out of the default run's workers
 def test_one_owner_is_imp(dtype):
     _one_owner_is_imp(dtype, range(1))
 
@@ -152,6 +153,7 @@ def test_one_owner_is_imp_on_twenty_markets(dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.slow  # compiles IMP and the relaxed solver: kept out of the default run's workers
 def test_two_sellers_of_one_good_price_it_at_cost(dtype):
     # Bertrand: identical models, either seller can take every customer by an arbitrarily small cut,
     # so the only equilibrium under the tie rule is both prices at the common cost, profits 0.
@@ -166,6 +168,7 @@ def test_two_sellers_of_one_good_price_it_at_cost(dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.slow  # compiles IMP and the relaxed solver: kept out of the default run's workers
 def test_the_cheaper_seller_takes_the_market_at_the_rivals_cost(dtype):
     # Costs 1 < 2: the limit price. Seller 0 prices at the rival's cost 2 (the tie rule gives it the
     # customers there, its margin being larger), serves everyone and earns (2 - 1) x the hours.
@@ -212,6 +215,7 @@ HELD_OUT = [
 ]
 
 
+@pytest.mark.slow  # compiles IMP and the relaxed solver: kept out of the default run's workers
 def test_compete_against_the_oracle_on_a_market():
     owner = np.array([0, 0, 1, 1])
     for seed in (4000,):
@@ -241,6 +245,7 @@ def test_every_claimed_equilibrium_holds_by_the_oracle():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.slow  # compiles IMP and the relaxed solver: kept out of the default run's workers
 def test_relaxed_bertrand_has_the_logit_markup(dtype):
     # Identical customers (value rate R, hours L) and two identical models at cost c: the logit
     # equilibrium's first-order condition gives (p - c) (1 - P) L / t = 1, P = each model's share;
@@ -271,6 +276,7 @@ def _relaxed_markets(dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.slow  # compiles IMP and the relaxed solver: kept out of the default run's workers
 def test_relaxed_equilibrium_meets_its_conditions(dtype):
     _relaxed_conditions(dtype, 1)
 
@@ -302,6 +308,7 @@ def _relaxed_conditions(dtype, count):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.slow  # compiles IMP and the relaxed solver: kept out of the default run's workers
 def test_relaxed_equilibrium_derivative_matches_finite_differences(dtype):
     import equinox as eqx
 
@@ -324,6 +331,7 @@ def test_relaxed_equilibrium_derivative_matches_finite_differences(dtype):
 
 
 @pytest.mark.parametrize("dtype", [pytest.param("float32", marks=pytest.mark.slow), "float64"])
+@pytest.mark.slow  # compiles IMP and the relaxed solver: kept out of the default run's workers
 def test_relaxed_compete_under_vmap_equals_a_loop(dtype):
     markets = [
         lj.random_market(jax.random.key(6100 + i), 4, 30, budget_share=0.0, dtype=dtype) for i in range(3)
