@@ -13,7 +13,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from ..._checks import check_prices, in_range
 from ..pricing._ascent import useful_top
-from ..pricing._equilibrium import _at_box_ends, _float_tangents, _implicit_tangent
+from ..pricing._equilibrium import relaxed_tangent
 from ..robust._relaxed_rsr import checked_temperature, relaxed_respond
 from ..robust._rsr import rental_options, value_market
 from ..scenarios._market import AnyMarket, ValueMarket, check_market
@@ -67,18 +67,11 @@ def relaxed_competition_prices(market: AnyMarket, owner, prices, temperature, n_
 def _relaxed_competition_prices_jvp(primals, tangents):
     market, owner, prices, temperature, n_sellers = primals
     t_market, _, _, t_temperature, _ = tangents
-    prices = lax.stop_gradient(prices)
-    temperature = jnp.asarray(temperature, prices.dtype)
-    at_lo, at_hi = _at_box_ends(prices, market.models)
-    dynamic, static = eqx.partition(market, eqx.is_inexact_array)
-    t_dynamic = _float_tangents(dynamic, t_market)
-    t_t = jnp.zeros_like(temperature) if t_temperature is None else jnp.asarray(t_temperature, prices.dtype)
 
-    def residual(theta, p):
-        d, t = theta
-        return _residual(eqx.combine(d, static), p, owner, n_sellers, t, at_lo, at_hi)
+    def residual(m, p, t, at_lo, at_hi):
+        return _residual(m, p, owner, n_sellers, t, at_lo, at_hi)
 
-    return prices, _implicit_tangent(residual, (dynamic, temperature), prices, (t_dynamic, t_t))
+    return relaxed_tangent(residual, market, prices, temperature, t_market, t_temperature)
 
 
 class RelaxedCompetition(eqx.Module):

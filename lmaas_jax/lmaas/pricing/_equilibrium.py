@@ -224,6 +224,13 @@ def relaxed_equilibrium_prices(market: AnyMarket, prices, temperature):
 def _relaxed_equilibrium_prices_jvp(primals, tangents):
     market, prices, temperature = primals
     t_market, _, t_temperature = tangents
+    return relaxed_tangent(_relaxed_residual, market, prices, temperature, t_market, t_temperature)
+
+
+def relaxed_tangent(residual_of, market, prices, temperature, t_market, t_temperature):
+    """`(prices, dprices)` of a relaxed stationary point: the implicit function theorem on
+    `residual_of(market, p, t, at_lo, at_hi) = 0` in the market's floating fields and the temperature,
+    the box ends held (shared by one seller's and the sellers' stacked conditions)."""
     prices = lax.stop_gradient(prices)
     temperature = jnp.asarray(temperature, prices.dtype)
     at_lo, at_hi = _at_box_ends(prices, market.models)
@@ -233,7 +240,7 @@ def _relaxed_equilibrium_prices_jvp(primals, tangents):
 
     def residual(theta, p):
         d, t = theta
-        return _relaxed_residual(eqx.combine(d, static), p, t, at_lo, at_hi)
+        return residual_of(eqx.combine(d, static), p, t, at_lo, at_hi)
 
     return prices, _implicit_tangent(residual, (dynamic, temperature), prices, (t_dynamic, t_t))
 
