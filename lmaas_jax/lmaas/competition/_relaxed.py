@@ -26,6 +26,8 @@ HOMOTOPY = 8.0
 # A model selling at most this fraction of the best-selling model's hours is out of the market: its
 # seller's payoff is flat in its price, so the second-order condition does not test it.
 OUT_OF_MARKET = 1e-6
+# A residual within this many `floor`s (what rounding the prices leaves) counts as converged.
+FLOOR_FACTOR = 8.0
 
 
 def relaxed_profits_by_seller(
@@ -84,15 +86,23 @@ class RelaxedCompetition(eqx.Module):
     - `profits`: shape `(S,)`, each seller's relaxed profit at `prices` ($).
     - `residual`: the largest first-order condition left, |d Pi_s / d beta_j| over the models not
       held at a box end, relative to the hours model j sells (plus one hour): 0 at an equilibrium.
+    - `floor`: the residual that rounding alone can leave: the largest change of the conditions (in
+      the units of `residual`) when every price moves by one unit in its last place. No
+      representable prices need do better; in float32 it is about 1e-7 to 1e-5 on default markets
+      (the conditions cancel two terms of the size of the hours sold), in float64 about 1e-15.
     - `second_order`: shape `(S,)`, whether seller s's relaxed profit is locally concave in its own
       prices off the box ends (its Hessian block negative definite): a local maximum of its payoff.
-    - `converged`: `residual <= rtol` and every `second_order`.
+    - `converged`: `residual <= max(rtol, FLOOR_FACTOR * floor)` and every `second_order`: rounding
+      the prices leaves up to `floor`, and evaluating the conditions in the same precision adds an
+      error of the same order (float32 residuals on default markets measured up to about 4 floors;
+      `FLOOR_FACTOR` = 8 leaves a factor of two).
     - `temperature`: the temperature ($).
     """
 
     prices: Float[Array, " models"]
     profits: Float[Array, " sellers"]
     residual: Float[Array, ""]
+    floor: Float[Array, ""]
     second_order: Bool[Array, " sellers"]
     converged: Bool[Array, ""]
     temperature: Float[Array, ""]
@@ -152,7 +162,8 @@ def relaxed_compete(
     - `start`: the first prices; default the middle of each model's useful range (from its
       serving cost, or `price_lo` if higher, to just above the highest value rate any customer has).
     - `rounds`, `newton`: iterations of the two phases.
-    - `rtol`: the `residual` that counts as converged; default 1e-6 (float64), 1e-5 (float32).
+    - `rtol`: the `residual` that counts as converged (or a few times the `floor` rounding leaves,
+      where that is larger: see [`lmaas_jax.RelaxedCompetition`][]); default 1e-6.
     - `n_sellers`: S; default `max(owner) + 1`.
 
     **Returns:**
@@ -164,7 +175,7 @@ def relaxed_compete(
     )
     n_sellers = check_owner(owner, market.n_models, n_sellers)
     if rtol is None:
-        rtol = 1e-6 if jnp.dtype(market.dtype) == jnp.float64 else 1e-5
+        rtol = 1e-6
     # The temperature as an array, so that one compilation serves every temperature.
     temperature = jnp.asarray(temperature, market.dtype)
     return _relaxed_compete(
@@ -246,10 +257,14 @@ def _relaxed_compete(market, owner, temperature, start, rounds, newton, rtol, n_
         return jnp.where(better[k], trials[k], p)
 
     def checks(p):
-        """(residual, second-order condition per seller) at p."""
+        """(residual, floor, second-order condition per seller) at p."""
         g, held = conditions(p)
         sold = _hours_by_model(values, p, t)
         residual = jnp.max(jnp.where(held, 0.0, jnp.abs(g) / (sold + 1.0)))
+        # What one unit in the last place of every price can move the conditions by.
+        jac = jax.jacfwd(lambda q: own_gradient(values, q, owner, n_sellers, t))(p)
+        rounding = jnp.abs(jac) @ jnp.spacing(jnp.abs(p))
+        floor = jnp.max(jnp.where(held, 0.0, rounding / (sold + 1.0)))
         # A model that sells (next to) nothing has a flat payoff in its price: no curvature to test.
         out = held | (sold <= OUT_OF_MARKET * jnp.max(sold))
 
@@ -259,17 +274,18 @@ def _relaxed_compete(market, owner, temperature, start, rounds, newton, rtol, n_
             h = jnp.where(mine[:, None] & mine[None, :], h, -jnp.eye(m, dtype=dtype))
             return jnp.all(jnp.linalg.eigvalsh(0.5 * (h + h.T)) < 0)
 
-        return residual, jnp.stack([concave(s) for s in range(n_sellers)])
+        return residual, floor, jnp.stack([concave(s) for s in range(n_sellers)])
 
     # Newton on the stacked conditions finds any stationary point, saddles included: keep its
     # result only where every seller's payoff is at a local maximum there, else the best responses'.
     polished = lax.fori_loop(0, newton, newton_step, p)
-    r1, second1 = checks(p)
-    r2, second2 = checks(polished)
+    r1, floor1, second1 = checks(p)
+    r2, floor2, second2 = checks(polished)
     ok1, ok2 = jnp.all(second1), jnp.all(second2)
     take = (ok2 & ~ok1) | ((ok2 == ok1) & (r2 <= r1))
     p = jnp.where(take, polished, p)
-    residual, second = jnp.where(take, r2, r1), jnp.where(take, second2, second1)
+    residual, floor = jnp.where(take, r2, r1), jnp.where(take, floor2, floor1)
+    second = jnp.where(take, second2, second1)
     prices = relaxed_competition_prices(market, owner, p, temperature, n_sellers)
     return RelaxedCompetition(
         prices=prices,
@@ -277,8 +293,9 @@ def _relaxed_compete(market, owner, temperature, start, rounds, newton, rtol, n_
             value_market(market), prices, owner, n_sellers, jnp.asarray(temperature, dtype)
         ),
         residual=residual,
+        floor=floor,
         second_order=second,
-        converged=(residual <= rtol) & jnp.all(second),
+        converged=(residual <= jnp.maximum(rtol, FLOOR_FACTOR * floor)) & jnp.all(second),
         temperature=jnp.asarray(temperature, dtype),
     )
 
