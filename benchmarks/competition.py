@@ -13,7 +13,7 @@ Per N, over `--markets` markets (seeds `SEED + i`):
   profit): one market after compilation (median of the markets), and `jit(vmap)` over the batch,
   markets per second; how many converged.
 
-    python benchmarks/competition.py --sizes 60,256,1024 --markets 8
+    python benchmarks/competition.py --sizes 60,256,1024 --markets 8 [--games relaxed]
 """
 
 from __future__ import annotations
@@ -134,16 +134,21 @@ def main(argv=None):
     parser.add_argument("--markets", type=int, default=8)
     parser.add_argument("--loyalty", default="0.5,1.0", help="loyalties, comma-separated (1: default)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--games", default="compete,relaxed", help="which rows: compete, relaxed or both")
     parser.add_argument("--out", default=None, help="folder for competition-<backend>.md/.json")
     args = parser.parse_args(argv)
+    games = set(args.games.split(","))
+    if not games or games - {"compete", "relaxed"}:
+        raise ValueError(f"--games must name compete and/or relaxed; got {args.games!r}.")
     jax.config.update("jax_enable_x64", True)
     rows = []
     for n in (int(x) for x in args.sizes.split(",")):
         for loyalty in (float(x) for x in args.loyalty.split(",")):
             batch = markets(n, args.markets + 1, loyalty, args.dtype)
-            rows.append(compete_rows(n, batch, loyalty))
-            rows.append(relaxed_rows(n, batch[1:], loyalty))
-            print(table(rows[-2:]).splitlines()[-2:], flush=True)
+            new = [compete_rows(n, batch, loyalty)] if "compete" in games else []
+            new += [relaxed_rows(n, batch[1:], loyalty)] if "relaxed" in games else []
+            rows += new
+            print(table(new).splitlines()[-len(new) :], flush=True)
     device = f"{jax.devices()[0].platform}: {jax.devices()[0].device_kind}"
     text = f"Device: {device}, {args.dtype}; two sellers of two models each.\n\n{table(rows)}\n"
     print(text)
