@@ -206,10 +206,14 @@ def _relaxed_compete(market, owner, temperature, start, rounds, newton, rtol, n_
     sizes = 0.5 ** jnp.arange(41, dtype=dtype)
 
     def ascend(s, p, temp):
-        """One backtracked Newton ascent step of seller s on its own prices at temperature `temp`."""
-        mine = owner == s
+        """One backtracked Newton ascent step of seller s on its own prices at temperature `temp`,
+        projected: a price at its box end whose gradient points out of the box stays there (a
+        Newton step through it, then clipped, need not ascend, and the ascent could stall)."""
         f = lambda q: relaxed_profits_by_seller(values, q, owner, n_sellers, temp)[s]  # noqa: E731
-        g = jnp.where(mine, jax.grad(f)(p), 0.0)
+        grad = jax.grad(f)(p)
+        held = ((p <= lo) & (grad <= 0)) | ((p >= hi) & (grad >= 0))
+        mine = (owner == s) & ~held
+        g = jnp.where(mine, grad, 0.0)
         h = jax.hessian(f)(p)
         both = mine[:, None] & mine[None, :]
         h = jnp.where(both, h, -jnp.eye(m, dtype=dtype))
