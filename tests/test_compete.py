@@ -350,7 +350,7 @@ def test_relaxed_equilibrium_derivative_matches_finite_differences(dtype):
     )
 
 
-@pytest.mark.parametrize("dtype", [pytest.param("float32", marks=pytest.mark.slow), "float64"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.slow  # compiles IMP and the relaxed solver: kept out of the default run's workers
 def test_relaxed_compete_under_vmap_equals_a_loop(dtype):
     markets = [

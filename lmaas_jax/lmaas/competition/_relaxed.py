@@ -205,13 +205,17 @@ def _relaxed_compete(market, owner, temperature, start, rounds, newton, rtol, n_
 
     sizes = 0.5 ** jnp.arange(41, dtype=dtype)
 
+    def held_at_box(p, g):
+        """Prices at a box end whose gradient points out of the box: held there."""
+        return ((p <= lo) & (g <= 0)) | ((p >= hi) & (g >= 0))
+
     def ascend(s, p, temp):
         """One backtracked Newton ascent step of seller s on its own prices at temperature `temp`,
         projected: a price at its box end whose gradient points out of the box stays there (a
         Newton step through it, then clipped, need not ascend, and the ascent could stall)."""
         f = lambda q: relaxed_profits_by_seller(values, q, owner, n_sellers, temp)[s]  # noqa: E731
         grad = jax.grad(f)(p)
-        held = ((p <= lo) & (grad <= 0)) | ((p >= hi) & (grad >= 0))
+        held = held_at_box(p, grad)
         mine = (owner == s) & ~held
         g = jnp.where(mine, grad, 0.0)
         h = jax.hessian(f)(p)
@@ -240,8 +244,7 @@ def _relaxed_compete(market, owner, temperature, start, rounds, newton, rtol, n_
 
     def conditions(p):
         g = own_gradient(values, p, owner, n_sellers, t)
-        held = ((p <= lo) & (g <= 0)) | ((p >= hi) & (g >= 0))
-        return g, held
+        return g, held_at_box(p, g)
 
     def newton_step(_, p):
         g, held = conditions(p)
