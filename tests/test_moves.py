@@ -21,6 +21,7 @@ from lmaas_jax.lmaas.pricing._assignment import difference_constraints, keep_pri
 from lmaas_jax.lmaas.pricing._moves import best_move, improve_by_moves
 from lmaas_jax.lmaas.pricing._profit import exact_profit
 from lmaas_jax.lmaas.robust._rsr import choose, rental_options, tie_tolerance, value_market
+from lmaas_jax.reference import milp_pricing
 
 DATA = Path(__file__).parent / "data" / "unit-demand"
 RTOL = {"float32": 2e-5, "float64": 1e-9}
@@ -380,6 +381,75 @@ def test_shed_candidates_move_a_prefix_of_one_models_customers(dtype):
     assert checked >= 40
 
 
+def test_group_candidates_move_the_customers_who_need_no_deeper_cut(dtype):
+    """A group candidate (i, o) moves customer i to option o and, with it, exactly the customers of
+    i's model whose own option of o's model wins them at a price no lower than i's (recomputed here
+    from the values: unit demand, so that price is the rate less what the customer gets now), each
+    to that option; at least two move (a group of one is an insertion), and no one else."""
+    checked = 0
+    for seed in range(10):
+        market, terms, tol, prices, opts, sigma = _four_models(400 + seed, seed, dtype)
+        cands, hood = mv._candidates(terms, prices, opts, sigma, 8, 4, 0, 0, 56)
+        customer, kind, option, valid = (np.asarray(x) for x in cands)
+        rate, s = np.asarray(market.rate, np.float64), np.asarray(sigma)
+        usable = np.asarray(market.hours) > 0
+        p = np.asarray(prices, np.float64)
+        now = np.where(s > 0, rate[np.arange(14), np.maximum(s - 1, 0)] - p[np.maximum(s - 1, 0)], 0.0)
+        reach = np.where(usable, rate - np.maximum(now, 0.0)[:, None], -np.inf)  # the winning price
+        assert np.sum(kind == mv.GROUP) == 56
+        for c in np.nonzero(valid & (kind == mv.GROUP))[0]:
+            i, k = int(customer[c]), int(option[c]) - 1
+            new = np.asarray(mv.assignment(hood, customer[c], kind[c], option[c]))
+            same = (s == s[i]) & (s > 0)
+            joins = same & (reach[:, k] >= reach[i, k] - 1e-5 * abs(reach[i, k]))
+            sure = same & (reach[:, k] >= reach[i, k] + 1e-5 * abs(reach[i, k]))  # clear of rounding
+            moved = new != s
+            assert moved[i] and set(np.nonzero(sure)[0]) <= set(np.nonzero(moved)[0])
+            assert set(np.nonzero(moved)[0]) <= set(np.nonzero(joins)[0])
+            assert np.all(new[moved] == k + 1) and moved.sum() >= 2
+            checked += 1
+    assert checked >= 10
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_group_moves_reach_the_optimum_where_single_moves_stop(dtype):
+    """Worked by hand: customers 0 and 1 value model A at 10 and model B at 9.5, customer 2 values
+    A at 15 and C at 12. At prices (10, 20, 12) all three rent A (profit 30), and no single move
+    pays: B cut to 9.5 wins one of the first two, but A stays at 10 for the other (29.5). Moving
+    both to B together frees A to rise to customer 2's 15: 9.5 + 9.5 + 15 = 34, the optimum
+    (HiGHS). Group moves find it; without them the moves stop at 30."""
+    rate = jnp.asarray([[10.0, 9.5, 0.0], [10.0, 9.5, 0.0], [15.0, 0.0, 12.0]], dtype)
+    market = lj.ValueMarket.from_table(rate, (rate > 0).astype(dtype), price_hi=jnp.full(3, 20.0, dtype))
+    terms, tol = value_market(market), tie_tolerance(market)
+    prices = jnp.asarray([10.0, 20.0, 12.0], dtype)
+    optimum = float(milp_pricing(market.astype(jnp.float64)).stats["objective"])
+    np.testing.assert_allclose(optimum, 34.0, rtol=1e-9)
+    counts = dict(rounds=4, inserts=8, drops=1, sweeps=2)
+    without = improve_by_moves(terms, prices, tol, **counts)[1]
+    with_groups = improve_by_moves(terms, prices, tol, **counts, groups=8)[1]
+    np.testing.assert_allclose(float(without), 30.0, rtol=RTOL[dtype])
+    np.testing.assert_allclose(float(with_groups), optimum, rtol=RTOL[dtype])
+
+
+@pytest.mark.slow  # imp compiled twice per dtype (about 40 s); CI runs it in its slow step
+def test_the_group_stage_never_ends_below_the_search_without_it(dtype):
+    """Group moves are scored only after the other stages stop, from their best prices: imp with
+    them is never below imp without them from the same key, on budget-free LMaaS markets."""
+    markets = [
+        lj.random_market(jax.random.PRNGKey(700 + seed), 10, 12, budget_share=0.0, dtype=dtype)
+        for seed in range(4)
+    ]
+    base = lj.GradientIMP.for_market(markets[0])
+    assert base.moves.groups == 8
+    without = replace(base, moves=replace(base.moves, groups=0))
+    run = lambda solver: jax.jit(lambda m: lj.imp(m, solver, key=jax.random.PRNGKey(1)))  # noqa: E731
+    grouped, plain = run(base), run(without)
+    for market in markets:
+        a, b = grouped(market), plain(market)
+        assert float(a.stats["profit_supremum"]) >= float(b.stats["profit_supremum"]) * (1 - RTOL[dtype])
+        assert int(a.stats["moves"]) >= int(b.stats["moves"])
+
+
 @pytest.mark.slow  # all_moves compiled per dtype (about 28 s); CI runs it in its slow step
 def test_tried_sheds_re_home_where_the_insertion_scored_best(dtype):
     """`all_moves` scores the tried sheds after the inserts: a tried shed that moves one customer (its
@@ -458,13 +528,17 @@ def test_larger_neighbourhoods_default_on_from_many_models():
     """`GradientIMP.for_size`: below 16 models the class defaults; from 16 models sheds, raises, the
     look-ahead and batches of 8; of those, markets of at most 8192 option entries (N K) 48 random
     polish starts, 48 move starts and compound moves for every customer, else 16, 8 and none: a
-    sparse market of 512 customers gets the larger pools, a dense table of 100 x 300 does not. The
-    larger pool of random starts holds the smaller one (same key), so the moves' best over more
-    starts is never lower before the look-ahead."""
-    assert lj.GradientIMP.for_size(15, 64) == lj.GradientIMP() == lj.GradientIMP.for_size(4, 10**6)
+    sparse market of 512 customers gets the larger pools, a dense table of 100 x 300 does not.
+    Group moves on tables of at most 8192 entries, whatever M. The larger pool of random starts
+    holds the smaller one (same key), so the moves' best over more starts is never lower before
+    the look-ahead."""
+    assert lj.GradientIMP.for_size(15, 64) == lj.GradientIMP() and lj.GradientIMP().moves.groups == 8
+    assert lj.GradientIMP.for_size(4, 2048) == lj.GradientIMP()  # N K = 8192
+    no_groups = replace(lj.GradientIMP(), moves=lj.Moves(groups=0))
+    assert lj.GradientIMP.for_size(4, 2049) == no_groups == lj.GradientIMP.for_size(4, 10**6)
     few, many = lj.GradientIMP.for_size(300, 512, 16), lj.GradientIMP.for_size(300, 513, 16)
-    assert (few.polish.random, few.moves.starts, few.lookahead.compounds) == (48, 48, 512)
-    assert (many.polish.random, many.moves.starts, many.lookahead.compounds) == (16, 8, 0)
+    pools = lambda s: (s.polish.random, s.moves.starts, s.moves.groups, s.lookahead.compounds)  # noqa: E731
+    assert pools(few) == (48, 48, 8, 512) and pools(many) == (16, 8, 0, 0)
     assert lj.GradientIMP.for_size(300, 100) == replace(
         lj.GradientIMP.for_size(300, 513, 16), moves=replace(many.moves, raises=100)
     )  # a dense table: K = M
@@ -489,12 +563,14 @@ def test_larger_neighbourhoods_default_on_from_many_models():
     assert lj.GradientIMP.for_size(50, 40).moves.counts(50, 40)["raises"] == 40
     capped = lj.Moves(inserts=8, sheds=4, raises=3000, max_candidates=2048).counts(3000, 3000)
     assert capped["inserts"] + capped["drops"] + 4 * capped["sheds"] + capped["raises"] <= 2048
+    assert capped["groups"] == 2048  # scored apart from the other kinds, capped on their own
     assert capped["inserts"] >= 1
     # Insertions per model or per customer, whichever are fewer; drops at most N.
     assert lj.Moves().counts(300, 100)["inserts"] == 800 and lj.Moves().counts(100, 300)["inserts"] == 800
     assert lj.Moves().counts(300, 100)["drops"] == 100
-    explicit = lj.Moves(sheds=2, raises=5, batch=16)
-    assert explicit.counts(4, 64) == {"inserts": 32, "drops": 4, "sheds": 8, "raises": 5, "batch": 16}
+    explicit = lj.Moves(sheds=2, raises=5, groups=3, batch=16)
+    expected = {"inserts": 32, "drops": 4, "sheds": 8, "raises": 5, "groups": 12, "batch": 16}
+    assert explicit.counts(4, 64) == expected  # groups per model or per customer, whichever are fewer
     with pytest.raises(ValueError, match=re.escape("LookAhead.rounds must be >= 0; got -1.")):
         lj.LookAhead(rounds=-1)
     with pytest.raises(ValueError, match=re.escape("LookAhead.compounds must be >= 0; got -2.")):

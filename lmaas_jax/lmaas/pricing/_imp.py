@@ -1,4 +1,4 @@
-"""Gradient IMP: the seller's prices by four stages, gradient ascent, polish, moves and look-ahead."""
+"""Gradient IMP: the seller's prices by gradient ascent, polish, moves, look-ahead, and groups."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from ..scenarios._market import AnyMarket, check_market
 from ._ascent import Ascent, ascend
 from ._budget import Budget
 from ._lookahead import COMPOUND_KINDS, LookAhead, improve_by_lookahead
-from ._moves import Moves, capped_counts, search_moves
+from ._moves import Moves, capped_counts, improve_by_moves, search_moves
 from ._polish import Polish, polish, polish_starts
 from ._posting import posted_solution
 from ._schedule import PARALLEL, default_schedule
@@ -101,14 +101,19 @@ class GradientIMP(eqx.Module):
         m, n = int(n_models), int(n_customers)
         k = m if n_options is None else int(n_options)
         run = default_schedule(backend)
+        few = n * k <= SMALL_TABLE
+        groups = Moves().groups if few else 0
         if m < MANY_MODELS:
             return cls(
-                polish=Polish(schedule=run), moves=Moves(schedule=run), lookahead=LookAhead(schedule=run)
+                polish=Polish(schedule=run),
+                moves=Moves(groups=groups, schedule=run),
+                lookahead=LookAhead(schedule=run),
             )
-        few = n * k <= SMALL_TABLE
         return cls(
             polish=Polish(random=48 if few else 16, schedule=run),
-            moves=Moves(starts=48 if few else 8, sheds=4, raises=n, batch=8 if few else 1, schedule=run),
+            moves=Moves(
+                starts=48 if few else 8, sheds=4, raises=n, groups=groups, batch=8 if few else 1, schedule=run
+            ),
             lookahead=LookAhead(rounds=4, compounds=n if few else 0, schedule=run),
         )
 
@@ -162,6 +167,25 @@ def memory_need(market: AnyMarket, solver: GradientIMP, steps: int) -> int:
     return held * jnp.dtype(market.dtype).itemsize
 
 
+def _lookahead(values, prices, tol, solver: GradientIMP, budget: Budget, groups: bool):
+    """The look-ahead stage from `prices` with the solver's settings, with or without group moves."""
+    look, m, n = solver.lookahead, values.n_models, values.n_customers
+    counts = solver.moves.counts(m, n)
+    return improve_by_lookahead(
+        values,
+        prices,
+        tol,
+        rounds=look.rounds,
+        beam=look.beam,
+        compounds=min(look.compounds, n),
+        moves=solver.moves.rounds,
+        sweeps=solver.polish.sweeps,
+        budget=budget,
+        schedule=look.schedule,
+        **(counts if groups else {**counts, "groups": 0}),
+    )
+
+
 def _check_imp(market, solver=None, *, key, max_steps=None, tie_tol=None, max_work=None):
     check_market(market)
     if solver is not None and not isinstance(solver, GradientIMP):
@@ -200,6 +224,9 @@ def imp(
     3. **moves** ([`lmaas_jax.Moves`][]): allocation moves from the best polished optima of distinct
        profits.
     4. **look-ahead** ([`lmaas_jax.LookAhead`][]): pairs of moves and compound moves from the best.
+    5. **groups** (`Moves.groups`, where it is not 0): from there the moves (one start) and the
+       look-ahead once more with group moves among the candidates (customers of one model moved
+       to another together). Run last, they never change the path of the stages before them.
 
     Every stage evaluates the exact profit ([`lmaas_jax.seller_profit`][]) and never lowers it; the
     relaxed profit is never reported. `jax.jit` and `jax.vmap` over markets and keys work.
@@ -223,11 +250,11 @@ def imp(
 
     A [`lmaas_jax.PricingSolution`][] with a [`lmaas_jax.PricingTrace`][], `settings` the
     `GradientIMP` that ran, and `stats` holding `steps`, `restarts`, `profit_before_polish`,
-    `polish_sweeps`, `moves` (allocation moves taken by the best start), `move_pairs` (steps
-    taken by the look-ahead), `work` (exact steps spent), `depth` (exact steps that ran one after
-    another, a batch run side by side counting as its longest: what an accelerator pays latency
-    for; see the schedules in [`lmaas_jax.Polish`][]) and `budget_spent` (whether a step was
-    skipped because `max_work` would not cover it).
+    `polish_sweeps`, `moves` (allocation moves taken by the best start and the group stage),
+    `move_pairs` (steps taken by the look-ahead, both times), `work` (exact steps spent), `depth`
+    (exact steps that ran one after another, a batch run side by side counting as its longest:
+    what an accelerator pays latency for; see the schedules in [`lmaas_jax.Polish`][]) and
+    `budget_spent` (whether a step was skipped because `max_work` would not cover it).
     """
     solver = GradientIMP.for_market(market) if solver is None else solver
     steps = solver.ascent.steps if max_steps is None else int(max_steps)
@@ -253,27 +280,31 @@ def imp(
         starts = polish_starts(values, ascended, solver.polish, key_polish)
         prices, profit, sweeps, budget = polish(values, tol, starts, solver.polish, budget)
         if solver.moves.rounds:
+            # Group moves join only once the other moves and the look-ahead stop (below).
+            no_groups = dataclasses.replace(solver.moves, groups=0)
             prices, profit, moves, budget = search_moves(
-                values, prices, profit, tol, solver.moves, solver.polish.sweeps, budget
+                values, prices, profit, tol, no_groups, solver.polish.sweeps, budget
             )
             moves = moves[jnp.argmax(profit)]
         r = jnp.argmax(profit)
         prices, profit, sweeps = prices[r], profit[r], jnp.max(sweeps)
         if solver.moves.rounds and solver.lookahead.rounds:
-            look = solver.lookahead
-            prices, profit, pairs, budget = improve_by_lookahead(
+            prices, profit, pairs, budget = _lookahead(values, prices, tol, solver, budget, groups=False)
+        if solver.moves.rounds and solver.moves.groups:
+            prices, profit, more, budget = improve_by_moves(
                 values,
                 prices,
                 tol,
-                rounds=look.rounds,
-                beam=look.beam,
-                compounds=min(look.compounds, market.n_customers),
-                moves=solver.moves.rounds,
+                rounds=solver.moves.rounds,
                 sweeps=solver.polish.sweeps,
                 budget=budget,
-                schedule=look.schedule,
+                schedule=solver.moves.schedule,
                 **solver.moves.counts(market.n_models, market.n_customers),
             )
+            moves = moves + more
+            if solver.lookahead.rounds:
+                prices, profit, more, budget = _lookahead(values, prices, tol, solver, budget, groups=True)
+                pairs = pairs + more
     stats = {
         "steps": jnp.asarray(steps),
         "restarts": jnp.asarray(solver.ascent.restarts),

@@ -11,7 +11,7 @@ assigned option (`_assignment`): they maximise the profit of that assignment, an
 there is at least that. What pays is changing the allocation: a coordinate-wise optimum's own
 allocation is usually already priced at those greatest prices.
 
-**The moves.** From prices beta with induced choices sigma (the tie rule's), seven kinds of candidate
+**The moves.** From prices beta with induced choices sigma (the tie rule's), eight kinds of candidate
 assignment, each re-priced by `keep_prices` and scored by the exact profit there:
 
 - insert (i, j): sigma with customer i moved to model j; ranked by the relative cut of beta_j that
@@ -28,6 +28,13 @@ assignment, each re-priced by `keep_prices` and scored by the exact profit there
 - shed (j, t), re-homed as tried: as the first kind, but each customer goes where its insertion
   re-priced best among the inserts just scored (scored after them): the rule above guesses from
   one model's price cut, the inserts have measured each destination.
+- group (i, o): customer i moved to option o of model k, and with it every customer of i's model
+  whose own option of k wins it at a price no lower than i's (so one cut of k wins them all), each
+  to that option. Where customers of one model should move to another together (their model then
+  rises for the customers it keeps, or another customer takes its place), each moved alone loses:
+  the model's price stays pinned by the others. Only pairs where at least two move (a group of one
+  is an insertion), ranked by what a shed's re-homing scores (`net`: a model nobody rents loses
+  nothing by its cut).
 - raise (i): customer i's model j priced at i's value of it (`raised_assignment`): j's customers
   who can pay that stay, the other models they would rather rent are priced up until they do not,
   and every customer those prices move is re-assigned at once, each to its insertion that
@@ -61,7 +68,7 @@ from ._profit import exact_profit
 from ._schedule import PARALLEL, SCHEDULES, SEQUENTIAL
 
 # Kinds of candidate (see the module docstring).
-INSERT, DROP, SHED_BINDING, FREE_BINDING, SHED_CHEAPEST, SHED_TRIED, RAISE = range(7)
+INSERT, DROP, SHED_BINDING, FREE_BINDING, SHED_CHEAPEST, SHED_TRIED, GROUP, RAISE = range(8)
 
 
 class _Neighbourhood(NamedTuple):
@@ -74,6 +81,8 @@ class _Neighbourhood(NamedTuple):
     rank_cheapest: jax.Array  # (N,) the same, cheapest to re-home first
     top: jax.Array  # (N,) the price of its option at which its value falls to 0 (R of that option)
     tried: jax.Array  # (N,) its insertion that re-priced best (`all_moves`; `alt` before that)
+    reach: jax.Array  # (N, K) the price of each option at which it wins the customer (-inf: none can)
+    ids: jax.Array  # (N, K) each option's model (0-based)
 
 
 def _rank_within(model, key):
@@ -106,10 +115,12 @@ def _candidates(
     drops: int,
     sheds: int,
     raises: int = 0,
+    groups: int = 0,
 ):
     """The move candidates as (customer, kind, option) triples, valid ones first within each kind:
-    `inserts` + `drops` + 4 `sheds` + `raises` of them (`opts`: the options at `prices`, `sigma` the choices
-    they induce), and the `_Neighbourhood` that `assignment` turns them into assignments with."""
+    `inserts` + `drops` + 4 `sheds` + `groups` + `raises` of them (`opts`: the options at `prices`,
+    `sigma` the choices they induce), and the `_Neighbourhood` that `assignment` turns them into
+    assignments with."""
     mo, cu = market.models, market.customers
     n, k = market.n_customers, market.rate.shape[1]  # k: options per customer (M if dense)
     m = market.n_models
@@ -125,7 +136,7 @@ def _candidates(
     others = opts.available & ~onehot
     insert_ok = others & (win >= market.per_option(mo.price_lo))
     insert_score = jnp.where(insert_ok, -cut, ninf).reshape(-1)
-    k_ins, k_drop, k_shed, k_raise = capped_counts(n, k, inserts, drops, sheds, raises)
+    k_ins, k_drop, k_shed, k_raise, k_group = capped_counts(n, k, inserts, drops, sheds, raises, groups)
     ins_score, ins_flat = lax.top_k(insert_score, k_ins)
     ins_customer, ins_option = ins_flat // k, ins_flat % k + 1
     # Drop i: the room its own price has before i leaves it (binding customers have none).
@@ -158,6 +169,8 @@ def _candidates(
         rank_cheapest=_rank_within(model, jnp.where(sold, cost, big)),
         top=top,
         tried=alt,
+        reach=jnp.where(insert_ok, win, ninf),
+        ids=market.model_ids(),
     )
     # Shed candidates of customer i: its model sheds every customer up to i's rank. The smallest
     # sheds first where they are capped.
@@ -168,8 +181,19 @@ def _candidates(
     # ranked by the rise times the customers who can pay it (an upper bound on the model's gain).
     stay = (_rank_within(model, -top) + 1).astype(dtype)  # customers of i's model valuing it at least as much
     raise_score, raise_customer = lax.top_k(jnp.where(raise_ok, rise * stay, ninf), k_raise)
-    sheds_of = [shed_customer, shed_customer, cheap_customer, shed_customer]
-    customer = jnp.concatenate([ins_customer, drop_customer, *sheds_of, raise_customer])
+    # Group (i, o): customer i moved to option o, and with it every customer of its model whose own
+    # option of o's model wins it at no deeper cut; the (i, o) that a shed would re-home by first
+    # (the best net: a model nobody rents loses nothing by its cut).
+    # A group of one is an insertion: only pairs where another customer of i's model would join.
+    pair = (model[:, None] * (m + 1) + market.model_ids().astype(model.dtype)).reshape(-1)  # (i's, o's)
+    joined = _rank_within(pair, -net.reshape(-1)).reshape(n, k) > 0  # (customers, options) below the best
+    group_ok = sold[:, None] & insert_ok & joined
+    group_score, group_flat = lax.top_k(jnp.where(group_ok, net, ninf).reshape(-1), k_group)
+    group_customer, group_option = group_flat // k, group_flat % k + 1
+    sheds_of = [shed_customer, shed_customer, cheap_customer]
+    customer = jnp.concatenate(
+        [ins_customer, drop_customer, *sheds_of, group_customer, shed_customer, raise_customer]
+    )
     kind = jnp.concatenate(
         [
             jnp.full(k_ins, INSERT),
@@ -177,11 +201,13 @@ def _candidates(
             jnp.full(k_shed, SHED_BINDING),
             jnp.full(k_shed, FREE_BINDING),
             jnp.full(k_shed, SHED_CHEAPEST),
+            jnp.full(k_group, GROUP),
             jnp.full(k_shed, SHED_TRIED),
             jnp.full(k_raise, RAISE),
         ]
     ).astype(sigma.dtype)
-    option = jnp.concatenate([ins_option, jnp.zeros(k_drop + 4 * k_shed + k_raise, ins_option.dtype)])
+    zeros = lambda count: jnp.zeros(count, ins_option.dtype)  # noqa: E731
+    option = jnp.concatenate([ins_option, zeros(k_drop + 3 * k_shed), group_option, zeros(k_shed + k_raise)])
     valid = jnp.concatenate(
         [
             ins_score > ninf,
@@ -189,6 +215,7 @@ def _candidates(
             shed_valid > -n - 1,
             shed_valid > -n - 1,
             cheap_valid > -n - 1,
+            group_score > ninf,
             shed_valid > -n - 1,
             raise_score > ninf,
         ]
@@ -206,7 +233,16 @@ def assignment(hood: _Neighbourhood, customer, kind, option):
     freed = (kind == DROP) | (kind == FREE_BINDING)
     home = jnp.where(kind == SHED_TRIED, hood.tried, hood.alt)
     target = jnp.where(kind == INSERT, option, jnp.where(freed, 0, home))
-    return jnp.where(moved, target, hood.sigma)
+    # A group: the model k of i's insertion, and every customer of i's model whose own option of k
+    # wins it at a price no lower than i's, each moved to that option.
+    t = jnp.maximum(option - 1, 0)
+    k = hood.ids[customer, t]
+    reach_k = jnp.where(hood.ids == k, hood.reach, -jnp.inf)
+    joins = (hood.model == hood.model[customer]) & (hood.sigma > 0)
+    joins = joins & (jnp.max(reach_k, axis=1) >= hood.reach[customer, t])
+    to = (jnp.argmax(reach_k, axis=1) + 1).astype(hood.sigma.dtype)
+    in_group = jnp.where(joins, to, hood.sigma)
+    return jnp.where(kind == GROUP, in_group, jnp.where(moved, target, hood.sigma))
 
 
 def raised_prices(market: ValueMarket, prices, sigma, model, top, customer):
@@ -264,20 +300,22 @@ def all_moves(
     drops: int,
     sheds: int,
     raises: int = 0,
+    groups: int = 0,
     batch: int = 64,
 ):
     """Every candidate move from `prices` (see `_candidates`), re-priced: `(prices, profits)` of shape
     `(C, M)` and `(C,)`, profit -inf for an invalid candidate.
 
-    Candidates are evaluated `batch` at a time (`lax.map`), so memory is `batch` copies of the
-    (N, K) option arrays whatever the number of candidates. Each chunk's re-pricing runs until its
+    Candidates are evaluated `batch` at a time, valid ones first, until a chunk holds none (an
+    invalid candidate is not re-priced: its prices are `prices`), so memory is `batch` copies of
+    the (N, K) option arrays whatever the number of candidates. Each chunk's re-pricing runs until its
     slowest candidate converges: most candidates need a few rounds of `keep_prices` and a few
     (assignments no prices keep) run to the cap, min(M, N) + 2, so on many-model markets small chunks waste
     fewer rounds; on small markets one chunk is one sequential step fewer.
     """
     opts = rental_options(market, prices)
     sigma = choose(opts, tol)
-    cands, hood = _candidates(market, prices, opts, sigma, inserts, drops, sheds, raises)
+    cands, hood = _candidates(market, prices, opts, sigma, inserts, drops, sheds, raises, groups)
 
     def score_all(cands, hood, raising):
         def score(c):
@@ -290,19 +328,37 @@ def all_moves(
             value = exact_profit(market, q, tol)
             return q, jnp.where(ok, value, -jnp.inf)
 
-        # Equal chunks of at most `batch`, padded with invalid candidates (cut off again): lax.map
-        # would run a remainder as one more call, as costly as a whole chunk.
+        # Valid candidates first, in equal chunks of at most `batch` (padded with invalid ones), and
+        # chunks re-priced one after another until the first without a valid candidate: the work
+        # follows the candidates the market has, not the slots (of a kind's slots, a sparse market
+        # fills few: a group needs two customers of one model who both value the target).
         count = cands[0].shape[0]
         chunks = _chunks(count, batch)
         size = -(-count // chunks)
+        order = jnp.argsort(~cands[3], stable=True)
         pad = lambda x, fill: jnp.concatenate([x, jnp.full(chunks * size - count, fill, x.dtype)])  # noqa: E731
-        cands = tuple(pad(x, fill) for x, fill in zip(cands, (0, INSERT, 0, False), strict=True))
-        q, value = lax.map(score, cands, batch_size=size)
-        return q[:count], value[:count]
+        cands = tuple(pad(x[order], fill) for x, fill in zip(cands, (0, INSERT, 0, False), strict=True))
+
+        def chunk(state):
+            c, q, value = state
+            part = tuple(lax.dynamic_slice_in_dim(x, c * size, size) for x in cands)
+            qc, vc = jax.vmap(score)(part)
+            q = lax.dynamic_update_slice_in_dim(q, qc, c * size, 0)
+            return c + 1, q, lax.dynamic_update_slice_in_dim(value, vc, c * size, 0)
+
+        def more(state):
+            c = state[0]
+            return (c < chunks) & cands[3][jnp.minimum(c * size, chunks * size - 1)]
+
+        q0 = jnp.broadcast_to(prices, (chunks * size, prices.shape[0]))
+        init = (jnp.asarray(0, jnp.int32), q0, jnp.full(chunks * size, -jnp.inf, prices.dtype))
+        _, q, value = lax.while_loop(more, chunk, init)
+        back = jnp.argsort(order)  # each candidate's place among the sorted ones
+        return q[back], value[back]
 
     # The last two kinds, SHED_TRIED and RAISE, re-home customers by the insertion of each that
     # re-priced best among those just scored, so they are scored second.
-    kept = capped_counts(market.n_customers, market.rate.shape[1], inserts, drops, sheds, raises)
+    kept = capped_counts(market.n_customers, market.rate.shape[1], inserts, drops, sheds, raises, groups)
     k_ins = kept.inserts
     first, k_tried, k_raise = kept.parts
     q, value = score_all(tuple(x[:first] for x in cands), hood, False)
@@ -327,12 +383,11 @@ def _chunks(count: int, batch: int) -> int:
     return -(-count // batch)
 
 
-def scoring_depth(
-    market: ValueMarket, inserts: int, drops: int, sheds: int, raises: int = 0, batch: int = 64
-) -> int:
-    """Chunks of candidates `all_moves` re-prices one after another with these counts: its depth in
-    `Budget.depth`'s units (the candidates scored first, then the tried sheds, then the raises)."""
-    kept = capped_counts(market.n_customers, market.rate.shape[1], inserts, drops, sheds, raises)
+def scoring_depth(market: ValueMarket, batch: int = 64, **kinds: int) -> int:
+    """Chunks of candidates `all_moves` re-prices one after another with these counts (`kinds`: its
+    `inserts`, `drops`, `sheds`, `raises`, `groups`): its depth in `Budget.depth`'s units (the
+    candidates scored first, then the tried sheds, then the raises)."""
+    kept = capped_counts(market.n_customers, market.rate.shape[1], **kinds)
     return sum(_chunks(p, batch) for p in kept.parts if p)
 
 
@@ -354,6 +409,7 @@ def improve_by_moves(
     drops: int,
     sheds: int = 0,
     raises: int = 0,
+    groups: int = 0,
     batch: int = 64,
     sweeps: int,
     count=None,
@@ -386,8 +442,8 @@ def improve_by_moves(
     """
     budget = Budget.unlimited() if budget is None else budget
     m = market.n_models
-    counts = dict(inserts=inserts, drops=drops, sheds=sheds, raises=raises, batch=batch)
-    candidates = candidate_count(market, inserts, drops, sheds, raises)
+    counts = dict(inserts=inserts, drops=drops, sheds=sheds, raises=raises, groups=groups, batch=batch)
+    candidates = candidate_count(market, inserts, drops, sheds, raises, groups)
     scoring = scoring_depth(market, **counts)
     round_cost = candidates + sweeps * m
     single = prices.ndim == 1
@@ -454,10 +510,11 @@ class Counts(NamedTuple):
     drops: int
     sheds: int
     raises: int
+    groups: int = 0
 
     @property
     def total(self) -> int:
-        return self.inserts + self.drops + 4 * self.sheds + self.raises
+        return self.inserts + self.drops + 4 * self.sheds + self.raises + self.groups
 
     @property
     def parts(self) -> tuple[int, int, int]:
@@ -466,18 +523,30 @@ class Counts(NamedTuple):
         return self.total - self.sheds - self.raises, self.sheds, self.raises
 
 
-def capped_counts(n_customers: int, n_options: int, inserts: int, drops: int, sheds: int, raises: int = 0):
+def capped_counts(
+    n_customers: int,
+    n_options: int,
+    inserts: int,
+    drops: int,
+    sheds: int,
+    raises: int = 0,
+    groups: int = 0,
+):
     """The counts of each kind a round scores on a market of N customers with K options each: at most
     N K insertions (one per customer and option), and at most N of every other kind (one per
     customer). The one place these caps are written: `_candidates`, `all_moves`, the budget's round
     cost and `memory_need` read them here."""
     n = n_customers
-    return Counts(min(inserts, n * n_options), min(drops, n), min(sheds, n), min(raises, n))
+    k = n * n_options
+    return Counts(min(inserts, k), min(drops, n), min(sheds, n), min(raises, n), min(groups, k))
 
 
-def candidate_count(market: ValueMarket, inserts: int, drops: int, sheds: int, raises: int = 0) -> int:
+def candidate_count(
+    market: ValueMarket, inserts: int, drops: int, sheds: int, raises: int = 0, groups: int = 0
+) -> int:
     """Candidates `all_moves` scores per round with these counts (each kind capped by the market)."""
-    return capped_counts(market.n_customers, market.rate.shape[1], inserts, drops, sheds, raises).total
+    k = market.rate.shape[1]
+    return capped_counts(market.n_customers, k, inserts, drops, sheds, raises, groups).total
 
 
 class Moves(eqx.Module):
@@ -488,9 +557,13 @@ class Moves(eqx.Module):
     polishes again; a start stops at its first round without a paying move, or after `rounds`. The
     `starts` best polished optima of distinct profits are searched, the best result kept. Per round:
     `inserts` insertions per model or per customer, whichever are fewer; `drops` drops per model (at
-    most N); `sheds` sheds of each of four kinds (at most
-    N in all per kind); and `raises` raise moves (at most N). All kinds are scaled down alike to at
-    most `max_candidates` per round (at least one insert), so a round's cost stops growing with M.
+    most N); `sheds` sheds of each of four kinds (at most N in all per kind); `raises` raise moves
+    (at most N). All these kinds are scaled down alike to at most `max_candidates` per round (at
+    least one insert), so a round's cost stops growing with M. `groups`: group moves per model or per
+    customer, whichever are fewer (at most one per customer and option, and `max_candidates`),
+    scored only once the other moves and the look-ahead stop: [`lmaas_jax.imp`][] then runs the
+    moves and the look-ahead once more from its best prices with them added, so they never change
+    the path the other moves take, and the result is never below the search without them.
     `batch` candidates are re-priced together; each batch runs until its slowest candidate's
     re-pricing converges. `rounds = 0` turns the moves (and the look-ahead, which extends them) off.
     `schedule`: `"sequential"` searches one start after another, `"parallel"` every start's round
@@ -503,6 +576,7 @@ class Moves(eqx.Module):
     drops: int = setting(1, "drop candidates per model and round", lo=0)
     sheds: int = setting(0, "shed candidates per model, kind and round", lo=0)
     raises: int = setting(0, "raise candidates per round (at most N)", lo=0)
+    groups: int = setting(8, "group candidates per model and round", lo=0)
     max_candidates: int = setting(2048, "candidates per round at most, all kinds scaled alike", lo=1)
     batch: int = setting(64, "candidates re-priced together", lo=1)
     schedule: str = setting(SEQUENTIAL, "starts one after another or all at once", choices=SCHEDULES)
@@ -512,7 +586,8 @@ class Moves(eqx.Module):
 
     def counts(self, n_models: int, n_customers: int) -> dict[str, int]:
         """Candidates per round on an M-model, N-customer market: `inserts`, `drops`, `sheds` (of each
-        of four kinds) and `raises`, scaled down alike to at most `max_candidates`, and `batch`."""
+        of four kinds), `raises` and `groups`, scaled down alike to at most `max_candidates`, and
+        `batch`."""
         m, n = n_models, n_customers
         # Insertions move a customer to a model: at most min(M, N) of either side can take part.
         inserts, drops = self.inserts * min(m, n), min(self.drops * m, n)
@@ -526,7 +601,16 @@ class Moves(eqx.Module):
             drops = min(int(drops * share), cap - inserts)
             sheds = min(int(sheds * share), (cap - inserts - drops) // 4)
             raises = min(int(raises * share), cap - inserts - drops - 4 * sheds)
-        return {"inserts": inserts, "drops": drops, "sheds": sheds, "raises": raises, "batch": self.batch}
+        # Groups join the search only after the other kinds stop (see `lj.imp`): capped on their own.
+        groups = min(self.groups * min(m, n), cap)
+        return {
+            "inserts": inserts,
+            "drops": drops,
+            "sheds": sheds,
+            "raises": raises,
+            "groups": groups,
+            "batch": self.batch,
+        }
 
 
 def search_moves(market: ValueMarket, prices, profit, tol, settings: Moves, sweeps: int, budget=None):
