@@ -20,12 +20,20 @@ prove.
     python benchmarks/shapes.py --optima             # compute missing optima (minutes)
     python benchmarks/shapes.py                      # the table, both dtypes
     python benchmarks/shapes.py --large --dtypes float32
+
+`--study` runs the same shapes on the study seeds (`STUDY_SEEDS`, optima in
+`benchmarks/data/shapes-study-optima.csv`), where defaults are chosen, and `--set STAGE.FIELD=VALUE`
+(repeatable, the `[solver]` keys of a configuration file) prices them with a setting changed:
+
+    python benchmarks/shapes.py --study --only LMaaS --optima
+    python benchmarks/shapes.py --study --only LMaaS --set moves.groups=0
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import time
@@ -41,7 +49,9 @@ import lmaas_jax as lj  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 OPTIMA = HERE / "data" / "shapes-optima.csv"
+STUDY_OPTIMA = HERE / "data" / "shapes-study-optima.csv"
 SEEDS = tuple(range(1000, 1010))
+STUDY_SEEDS = tuple(range(424242, 424252))  # the studies' seeds (see the docs: how IMP works)
 LARGE_SEEDS = (1000, 1001)
 # The reference of a dense table HiGHS does not prove, as `proven` records it (see compute_optima).
 BEST_KNOWN = "best known"
@@ -77,14 +87,14 @@ def reference(proven: str):
     return proven if proven == BEST_KNOWN else proven == "True"
 
 
-def read_optima(path=OPTIMA):
+def read_optima(path):
     if not path.is_file():
         return {}
     with path.open(newline="") as f:
         return {(r["shape"], int(r["seed"])): r for r in csv.DictReader(f)}
 
 
-def write_optima(rows, path=OPTIMA):
+def write_optima(rows, path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fields = ["shape", "seed", "n", "m", "density", "optimum", "posted", "proven", "highs_s"]
     fields += ["upper_bound", "search_s"]  # the dense tables HiGHS does not prove (see above)
@@ -97,12 +107,12 @@ def write_optima(rows, path=OPTIMA):
     tmp.replace(path)  # an interrupted run keeps every row it finished
 
 
-def compute_optima(shapes, limit):
+def compute_optima(shapes, limit, seeds=SEEDS, path=OPTIMA):
     from lmaas_jax.reference import milp_pricing, refine_by_milp
 
-    rows = read_optima()
+    rows = read_optima(path)
     for name, (kind, n, m, density) in shapes.items():
-        for seed in LARGE_SEEDS if name in LARGE else SEEDS:
+        for seed in LARGE_SEEDS if name in LARGE else seeds:
             if (name, seed) in rows and rows[(name, seed)].get("posted"):
                 continue
             mk = market(kind, n, m, density, seed, "float64")
@@ -140,19 +150,30 @@ def compute_optima(shapes, limit):
                     search_s=f"{time.perf_counter() - start:.2f}",
                 )
             rows[(name, seed)] = row
-            write_optima(rows)
+            write_optima(rows, path)
             print(f"{name} seed {seed}: {row['optimum']} proven={row['proven']}", flush=True)
 
 
-def run(shapes, dtypes, save, max_work=None):
+def settings(market, overrides=()):
+    """`lj.imp`'s default settings for `market` with `overrides` ((`STAGE.FIELD`, value) pairs) set."""
+    solver = lj.GradientIMP.for_market(market)
+    for key, value in overrides:
+        stage, field = key.split(".")
+        solver = dataclasses.replace(
+            solver, **{stage: dataclasses.replace(getattr(solver, stage), **{field: value})}
+        )
+    return solver
+
+
+def run(shapes, dtypes, save, max_work=None, seeds=SEEDS, path=OPTIMA, overrides=()):
     post = jax.jit(lambda mk, p: lj.seller_profit(mk, p, tie_tol=1e-9))
     rows = []
     for name, (kind, n, m, density) in shapes.items():
-        optima = read_optima()  # per shape: an --optima run beside this one may have added rows
+        optima = read_optima(path)  # per shape: an --optima run beside this one may have added rows
         for dtype in dtypes:
-            fn = jax.jit(lambda mk, k: lj.imp(mk, key=k, max_work=max_work))
+            fn = jax.jit(lambda mk, k: lj.imp(mk, settings(mk, overrides), key=k, max_work=max_work))
             compiled = None
-            for seed in LARGE_SEEDS if name in LARGE else SEEDS:
+            for seed in LARGE_SEEDS if name in LARGE else seeds:
                 best = optima.get((name, seed))
                 if best is None:
                     print(f"{name} seed {seed}: no optimum on file (run --optima)", flush=True)
@@ -197,13 +218,15 @@ def run(shapes, dtypes, save, max_work=None):
     return rows
 
 
-def markdown(rows, device, max_work):
+def markdown(rows, device, max_work, study=False, overrides=()):
     budget = "none" if max_work is None else f"{max_work:,}"
+    changed = ", ".join(f"`{k} = {v}`" for k, v in overrides)
     lines = [
-        f"# IMP on every shape of market ({device})",
+        f"# IMP on every shape of market ({device}{', study seeds' if study else ''})",
         "",
-        "Default `lj.imp` (key 0), its prices posted in the float64 market (`tie_tol=1e-9`), over the "
-        "optimum HiGHS proved (the MILP's value; `benchmarks/data/shapes-optima.csv`; 'best known' where "
+        f"{'`lj.imp` with ' + changed if changed else 'Default `lj.imp`'} (key 0), its prices posted in "
+        "the float64 market (`tie_tol=1e-9`), over the optimum HiGHS proved (the MILP's value; "
+        f"`benchmarks/data/{(STUDY_OPTIMA if study else OPTIMA).name}`; 'best known' where "
         "HiGHS did not prove it in its limit). Posting moves prices off "
         "the breakpoints so that they hold, which costs about 1e-5 in float32. "
         f"Work budget: {budget}. Seconds after compilation, medians over the seeds.",
@@ -242,25 +265,38 @@ def main(argv=None):
     parser.add_argument("--max-work", type=int, default=None, help="imp's work budget (default none)")
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--tag", default="")
+    parser.add_argument("--study", action="store_true", help="the study seeds, not the benchmark's")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="STAGE.FIELD=INT", help="an integer setting changed"
+    )
     args = parser.parse_args(argv)
+    overrides = []
+    for item in args.set:
+        key, _, value = item.partition("=")
+        stage, _, field = key.partition(".")
+        if stage not in ("polish", "moves", "lookahead") or not field or not value.lstrip("-").isdigit():
+            parser.error(f"--set {item!r}: expected STAGE.FIELD=INT, STAGE one of polish, moves, lookahead")
+        overrides.append((key, int(value)))
+    seeds, path = (STUDY_SEEDS, STUDY_OPTIMA) if args.study else (SEEDS, OPTIMA)
     jax.config.update("jax_enable_x64", True)
     shapes = {**SHAPES, **(LARGE if args.large else {})}
     shapes = {k: v for k, v in shapes.items() if args.only in k}
     if args.optima:
-        compute_optima(shapes, args.milp_time_limit)
+        compute_optima(shapes, args.milp_time_limit, seeds, path)
         return
     device = f"{jax.devices()[0].platform}: {jax.devices()[0].device_kind}"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = f"shapes-{jax.devices()[0].platform}{args.tag}"
+    table = lambda rows: markdown(rows, device, args.max_work, args.study, overrides)  # noqa: E731
 
     def save(rows):
-        (out / f"{tag}.md").write_text(markdown(rows, device, args.max_work))
+        (out / f"{tag}.md").write_text(table(rows))
         (out / f"{tag}.json").write_text(json.dumps(dict(device=device, rows=rows), indent=2))
 
-    rows = run(shapes, args.dtypes.split(","), save, args.max_work)
+    rows = run(shapes, args.dtypes.split(","), save, args.max_work, seeds, path, tuple(overrides))
     save(rows)
-    print(markdown(rows, device, args.max_work))
+    print(table(rows))
 
 
 if __name__ == "__main__":
