@@ -326,7 +326,8 @@ def all_moves(
                 proposed = jnp.where(kind == RAISE, raised, proposed)
             q, _ = keep_prices(market, proposed)
             value = exact_profit(market, q, tol)
-            return q, jnp.where(ok, value, -jnp.inf)
+            # An invalid candidate's prices are `prices` whether or not its chunk ran (below).
+            return jnp.where(ok, q, prices), jnp.where(ok, value, -jnp.inf)
 
         # Valid candidates first, in equal chunks of at most `batch` (padded with invalid ones), and
         # chunks re-priced one after another until the first without a valid candidate: the work
