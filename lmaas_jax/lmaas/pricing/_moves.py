@@ -185,7 +185,7 @@ def _candidates(
     # option of o's model wins it at no deeper cut; the (i, o) that a shed would re-home by first
     # (the best net: a model nobody rents loses nothing by its cut).
     # A group of one is an insertion: only pairs where another customer of i's model would join.
-    pair = (model[:, None] * (m + 1) + market.model_ids().astype(model.dtype)).reshape(-1)  # (i's, o's)
+    pair = (model[:, None] * (m + 1) + hood.ids.astype(model.dtype)).reshape(-1)  # (i's model, o's)
     joined = _rank_within(pair, -net.reshape(-1)).reshape(n, k) > 0  # (customers, options) below the best
     group_ok = sold[:, None] & insert_ok & joined
     group_score, group_flat = lax.top_k(jnp.where(group_ok, net, ninf).reshape(-1), k_group)
