@@ -228,7 +228,8 @@ def markdown(rows, device, max_work, study=False, overrides=()):
         "the float64 market (`tie_tol=1e-9`), over the optimum HiGHS proved (the MILP's value; "
         f"`benchmarks/data/{(STUDY_OPTIMA if study else OPTIMA).name}`; 'best known' where "
         "HiGHS did not prove it in its limit). Posting moves prices off "
-        "the breakpoints so that they hold, which costs about 1e-5 in float32. "
+        "the breakpoints so that they hold, which costs about 1e-5 of the profit in float32 (more where "
+        "the profit is a small part of the revenue). "
         f"Work budget: {budget}. Seconds after compilation, medians over the seeds.",
         "",
         "| shape | N | M | density | dtype | instances | worst | mean | >= 0.999 | imp s | work | HiGHS s |",

@@ -411,6 +411,44 @@ def test_group_candidates_move_the_customers_who_need_no_deeper_cut(dtype):
     assert checked >= 10
 
 
+def test_gain_candidates_are_the_best_insertions_the_cut_left_out(dtype):
+    """The insertions ranked by gain (`gains`) are insertions (i, o) the cut did not rank, and the
+    ones of highest estimated gain among those (recomputed here for unit demand: the winning price
+    less the model's cost, less what cutting the model's price to it costs its current customers,
+    less what i earns now); an insertion into a model nobody rents loses no customer's payment."""
+    checked = 0
+    for seed in range(10):
+        market, terms, tol, prices, opts, sigma = _four_models(600 + seed, seed, dtype)
+        (customer, kind, option, valid), _ = mv._candidates(terms, prices, opts, sigma, 4, 0, 0, 0, 0, 12)
+        customer, kind, option, valid = (np.asarray(x) for x in (customer, kind, option, valid))
+        assert np.sum(kind == mv.INSERT) == 4 + 12  # 4 ranked by the cut, then 12 by gain
+        rate, s = np.asarray(market.rate, np.float64), np.asarray(sigma)
+        p, o = np.asarray(prices, np.float64), np.zeros(4)  # `_table` markets cost nothing to serve
+        usable = np.asarray(market.hours) > 0
+        now = np.where(s > 0, rate[np.arange(14), np.maximum(s - 1, 0)] - p[np.maximum(s - 1, 0)], 0.0)
+        win = rate - np.maximum(now, 0.0)[:, None]
+        buyers = np.bincount(s, minlength=5)[1:]
+        ok = usable & (np.arange(4)[None, :] != (s - 1)[:, None]) & (win >= 0.0)
+        own = np.where(s > 0, p[np.maximum(s - 1, 0)] - o[np.maximum(s - 1, 0)], 0.0)
+        gain = np.where(ok, win - o - (p - win) * buyers - own[:, None], -np.inf)
+        cut = [(int(i), int(a) - 1) for i, a in zip(customer[:4], option[:4], strict=True)]
+        by_gain = [
+            (int(i), int(a) - 1)
+            for i, a, v in zip(customer[4:16], option[4:16], valid[4:16], strict=True)
+            if v
+        ]
+        assert not set(cut) & set(by_gain)
+        rest = gain.copy()
+        for i, a in cut:
+            rest[i, a] = -np.inf
+        left = np.sort(rest[np.isfinite(rest)])[::-1]
+        assert len(by_gain) == min(12, left.size)
+        got = np.sort([gain[i, a] for i, a in by_gain])[::-1]
+        np.testing.assert_allclose(got, left[: len(by_gain)], rtol=1e-4, atol=1e-4)
+        checked += len(by_gain)
+    assert checked >= 60
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_group_moves_reach_the_optimum_where_single_moves_stop(dtype):
     """Worked by hand: customers 0 and 1 value model A at 10 and model B at 9.5, customer 2 values
@@ -433,15 +471,16 @@ def test_group_moves_reach_the_optimum_where_single_moves_stop(dtype):
 
 @pytest.mark.slow  # imp compiled twice per dtype (about 40 s); CI runs it in its slow step
 def test_the_group_stage_never_ends_below_the_search_without_it(dtype):
-    """Group moves are scored only after the other stages stop, from their best prices: imp with
-    them is never below imp without them from the same key, on budget-free LMaaS markets."""
+    """Group moves and insertions by gain are scored only after the other stages stop, from their
+    best prices: imp with them is never below imp without them from the same key, on budget-free
+    LMaaS markets."""
     markets = [
         lj.random_market(jax.random.PRNGKey(700 + seed), 10, 12, budget_share=0.0, dtype=dtype)
         for seed in range(4)
     ]
     base = lj.GradientIMP.for_market(markets[0])
-    assert base.moves.groups == 8
-    without = replace(base, moves=replace(base.moves, groups=0))
+    assert base.moves.groups == 8 and base.moves.gains == 10
+    without = replace(base, moves=replace(base.moves, groups=0, gains=0))
     run = lambda solver: jax.jit(lambda m: lj.imp(m, solver, key=jax.random.PRNGKey(1)))  # noqa: E731
     grouped, plain = run(base), run(without)
     for market in markets:
@@ -529,16 +568,19 @@ def test_larger_neighbourhoods_default_on_from_many_models():
     look-ahead and batches of 8; of those, markets of at most 8192 option entries (N K) 48 random
     polish starts, 48 move starts and compound moves for every customer, else 16, 8 and none: a
     sparse market of 512 customers gets the larger pools, a dense table of 100 x 300 does not.
-    Group moves on tables of at most 8192 entries, whatever M. The larger pool of random starts
+    Group moves, and insertions ranked by gain for every customer and option (`gains` = K), on
+    tables of at most 8192 entries, whatever M. The larger pool of random starts
     holds the smaller one (same key), so the moves' best over more starts is never lower before
     the look-ahead."""
-    assert lj.GradientIMP.for_size(15, 64) == lj.GradientIMP() and lj.GradientIMP().moves.groups == 8
-    assert lj.GradientIMP.for_size(4, 2048) == lj.GradientIMP()  # N K = 8192
+    with_gains = lambda k: replace(lj.GradientIMP(), moves=lj.Moves(gains=k))  # noqa: E731
+    assert lj.GradientIMP.for_size(15, 64) == with_gains(15) and lj.GradientIMP().moves.groups == 8
+    assert lj.GradientIMP.for_size(4, 2048) == with_gains(4)  # N K = 8192
+    assert lj.GradientIMP.for_size(4, 30, 2) == with_gains(2) and lj.GradientIMP().moves.gains == 0
     no_groups = replace(lj.GradientIMP(), moves=lj.Moves(groups=0))
     assert lj.GradientIMP.for_size(4, 2049) == no_groups == lj.GradientIMP.for_size(4, 10**6)
     few, many = lj.GradientIMP.for_size(300, 512, 16), lj.GradientIMP.for_size(300, 513, 16)
-    pools = lambda s: (s.polish.random, s.moves.starts, s.moves.groups, s.lookahead.compounds)  # noqa: E731
-    assert pools(few) == (48, 48, 8, 512) and pools(many) == (16, 8, 0, 0)
+    pools = lambda s: (s.polish.random, s.moves.starts, s.moves.groups, s.moves.gains, s.lookahead.compounds)  # noqa: E731
+    assert pools(few) == (48, 48, 8, 16, 512) and pools(many) == (16, 8, 0, 0, 0)
     assert lj.GradientIMP.for_size(300, 100) == replace(
         lj.GradientIMP.for_size(300, 513, 16), moves=replace(many.moves, raises=100)
     )  # a dense table: K = M
@@ -564,12 +606,15 @@ def test_larger_neighbourhoods_default_on_from_many_models():
     capped = lj.Moves(inserts=8, sheds=4, raises=3000, max_candidates=2048).counts(3000, 3000)
     assert capped["inserts"] + capped["drops"] + 4 * capped["sheds"] + capped["raises"] <= 2048
     assert capped["groups"] == 2048  # scored apart from the other kinds, capped on their own
+    assert (
+        lj.Moves(gains=3000).counts(3000, 3000)["gains"] == 2048 == lj.Moves(gains=1).counts(3, 3000)["gains"]
+    )
     assert capped["inserts"] >= 1
     # Insertions per model or per customer, whichever are fewer; drops at most N.
     assert lj.Moves().counts(300, 100)["inserts"] == 800 and lj.Moves().counts(100, 300)["inserts"] == 800
     assert lj.Moves().counts(300, 100)["drops"] == 100
-    explicit = lj.Moves(sheds=2, raises=5, groups=3, batch=16)
-    expected = {"inserts": 32, "drops": 4, "sheds": 8, "raises": 5, "groups": 12, "batch": 16}
+    explicit = lj.Moves(sheds=2, raises=5, groups=3, gains=2, batch=16)
+    expected = {"inserts": 32, "drops": 4, "sheds": 8, "raises": 5, "groups": 12, "gains": 128, "batch": 16}
     assert explicit.counts(4, 64) == expected  # groups per model or per customer, whichever are fewer
     with pytest.raises(ValueError, match=re.escape("LookAhead.rounds must be >= 0; got -1.")):
         lj.LookAhead(rounds=-1)

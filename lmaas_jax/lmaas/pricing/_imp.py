@@ -46,9 +46,9 @@ class GradientIMP(eqx.Module):
       (`LookAhead(rounds=0)`: none).
 
     `GradientIMP()` holds each stage's defaults, which are the settings for markets of fewer than
-    16 models; [`lmaas_jax.GradientIMP.for_market`][] gives the settings `lj.imp(market)` uses for
-    a market of any size. Every field is static: equal settings compare equal, hash alike and reuse
-    one compilation of [`lmaas_jax.imp`][] per market shape.
+    16 models but for `Moves.gains`; [`lmaas_jax.GradientIMP.for_market`][] gives the settings
+    `lj.imp(market)` uses for a market of any size. Every field is static: equal settings compare
+    equal, hash alike and reuse one compilation of [`lmaas_jax.imp`][] per market shape.
     """
 
     ascent: Ascent = Ascent()
@@ -83,7 +83,9 @@ class GradientIMP(eqx.Module):
         either way, the time is not).
 
         Markets of fewer than 16 models get each stage's defaults (`GradientIMP()` but for the
-        schedule). Where there are many models, which
+        schedule and `Moves.gains`). Markets whose option table has at most 8192 entries
+        (N K <= 8192) get group moves and, in the same last stage, every insertion the cut did not
+        rank, ranked by gain (`gains` = K); larger tables neither. Where there are many models, which
         models each customer is allocated to is the hard part of the problem, so markets of at least
         16 models also get the larger neighbourhoods: four shed moves per model and kind, a raise
         move per customer, and four look-ahead steps. Of those, markets whose option table has at
@@ -103,16 +105,23 @@ class GradientIMP(eqx.Module):
         run = default_schedule(backend)
         few = n * k <= SMALL_TABLE
         groups = Moves().groups if few else 0
+        gains = k if few else 0  # every insertion the cut leaves out
         if m < MANY_MODELS:
             return cls(
                 polish=Polish(schedule=run),
-                moves=Moves(groups=groups, schedule=run),
+                moves=Moves(groups=groups, gains=gains, schedule=run),
                 lookahead=LookAhead(schedule=run),
             )
         return cls(
             polish=Polish(random=48 if few else 16, schedule=run),
             moves=Moves(
-                starts=48 if few else 8, sheds=4, raises=n, groups=groups, batch=8 if few else 1, schedule=run
+                starts=48 if few else 8,
+                sheds=4,
+                raises=n,
+                groups=groups,
+                gains=gains,
+                batch=8 if few else 1,
+                schedule=run,
             ),
             lookahead=LookAhead(rounds=4, compounds=n if few else 0, schedule=run),
         )
@@ -182,7 +191,7 @@ def _lookahead(values, prices, tol, solver: GradientIMP, budget: Budget, groups:
         sweeps=solver.polish.sweeps,
         budget=budget,
         schedule=look.schedule,
-        **(counts if groups else {**counts, "groups": 0}),
+        **(counts if groups else {**counts, "groups": 0, "gains": 0}),
     )
 
 
@@ -224,9 +233,10 @@ def imp(
     3. **moves** ([`lmaas_jax.Moves`][]): allocation moves from the best polished optima of distinct
        profits.
     4. **look-ahead** ([`lmaas_jax.LookAhead`][]): pairs of moves and compound moves from the best.
-    5. **groups** (`Moves.groups`, where it is not 0): from there the moves (one start) and the
-       look-ahead once more with group moves among the candidates (customers of one model moved
-       to another together). Run last, they never change the path of the stages before them.
+    5. **groups** (`Moves.groups` or `Moves.gains`, where either is not 0): from there the moves
+       (one start) and the look-ahead once more with group moves (customers of one model moved to
+       another together) and insertions ranked by gain among the candidates. Run last, they never
+       change the path of the stages before them.
 
     Every stage evaluates the exact profit ([`lmaas_jax.seller_profit`][]) and never lowers it; the
     relaxed profit is never reported. `jax.jit` and `jax.vmap` over markets and keys work.
@@ -281,7 +291,7 @@ def imp(
         prices, profit, sweeps, budget = polish(values, tol, starts, solver.polish, budget)
         if solver.moves.rounds:
             # Group moves join only once the other moves and the look-ahead stop (below).
-            no_groups = dataclasses.replace(solver.moves, groups=0)
+            no_groups = dataclasses.replace(solver.moves, groups=0, gains=0)
             prices, profit, moves, budget = search_moves(
                 values, prices, profit, tol, no_groups, solver.polish.sweeps, budget
             )
@@ -290,7 +300,7 @@ def imp(
         prices, profit, sweeps = prices[r], profit[r], jnp.max(sweeps)
         if solver.moves.rounds and solver.lookahead.rounds:
             prices, profit, pairs, budget = _lookahead(values, prices, tol, solver, budget, groups=False)
-        if solver.moves.rounds and solver.moves.groups:
+        if solver.moves.rounds and (solver.moves.groups or solver.moves.gains):
             prices, profit, more, budget = improve_by_moves(
                 values,
                 prices,

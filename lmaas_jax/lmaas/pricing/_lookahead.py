@@ -219,7 +219,7 @@ def improve_by_lookahead(
     """
     budget = Budget.unlimited() if budget is None else budget
     m = market.n_models
-    kinds = {k: counts.get(k, 0) for k in ("inserts", "drops", "sheds", "raises", "groups")}
+    kinds = {k: counts.get(k, 0) for k in ("inserts", "drops", "sheds", "raises", "groups", "gains")}
     c = candidate_count(market, **kinds)
     chunks = scoring_depth(market, **kinds, batch=counts.get("batch", 64))
     # The first moves' chunks, then the beam's second moves' (one after another, or as one batch).

@@ -15,7 +15,11 @@ allocation is usually already priced at those greatest prices.
 assignment, each re-priced by `keep_prices` and scored by the exact profit there:
 
 - insert (i, j): sigma with customer i moved to model j; ranked by the relative cut of beta_j that
-  alone would win i (cheapest first);
+  alone would win i (cheapest first). Where the group moves are scored (below), further insertions
+  are ranked by their estimated gain instead: the winning price less j's cost, less what cutting
+  beta_j to it costs j's current customers, less what i earns now. The cut ranks last every
+  insertion into a model nobody rents, which the polish prices at the top of its box (a cut from
+  there is large and costs nobody anything); where models outnumber customers most models are such.
 - drop i: sigma with customer i freed; ranked by how little room customer i leaves its model's price
   (the binding customers first);
 - shed (j, t), three kinds: model j loses its t most binding customers, each re-homed or each
@@ -116,9 +120,10 @@ def _candidates(
     sheds: int,
     raises: int = 0,
     groups: int = 0,
+    gains: int = 0,
 ):
     """The move candidates as (customer, kind, option) triples, valid ones first within each kind:
-    `inserts` + `drops` + 4 `sheds` + `groups` + `raises` of them (`opts`: the options at `prices`,
+    `inserts` + `drops` + 4 `sheds` + `groups` + `gains` + `raises` of them (`opts`: the options at `prices`,
     `sigma` the choices they induce), and the `_Neighbourhood` that `assignment` turns them into
     assignments with."""
     mo, cu = market.models, market.customers
@@ -136,7 +141,9 @@ def _candidates(
     others = opts.available & ~onehot
     insert_ok = others & (win >= market.per_option(mo.price_lo))
     insert_score = jnp.where(insert_ok, -cut, ninf).reshape(-1)
-    k_ins, k_drop, k_shed, k_raise, k_group = capped_counts(n, k, inserts, drops, sheds, raises, groups)
+    k_ins, k_drop, k_shed, k_raise, k_group, k_gain = capped_counts(
+        n, k, inserts, drops, sheds, raises, groups, gains
+    )
     ins_score, ins_flat = lax.top_k(insert_score, k_ins)
     ins_customer, ins_option = ins_flat // k, ins_flat % k + 1
     # Drop i: the room its own price has before i leaves it (binding customers have none).
@@ -190,9 +197,18 @@ def _candidates(
     group_ok = sold[:, None] & insert_ok & joined
     group_score, group_flat = lax.top_k(jnp.where(group_ok, net, ninf).reshape(-1), k_group)
     group_customer, group_option = group_flat // k, group_flat % k + 1
+    # Insert (i, o) by gain, with the groups: what the shed's re-homing scores it (`net`) less what
+    # i earns now, among the insertions the cut did not rank. The cut ranks last every insertion
+    # into a model nobody rents, which the polish prices at the top of its box; where models
+    # outnumber customers most models are such.
+    own_margin = jnp.where(sold, (prices - mo.serving_cost)[own_model], 0.0)
+    ranked = jnp.zeros(n * k, bool).at[ins_flat].set(ins_score > ninf)
+    gain = jnp.where(ranked, ninf, (net - own_margin[:, None]).reshape(-1))
+    gain_score, gain_flat = lax.top_k(gain, k_gain)
+    gain_customer, gain_option = gain_flat // k, gain_flat % k + 1
     sheds_of = [shed_customer, shed_customer, cheap_customer]
     customer = jnp.concatenate(
-        [ins_customer, drop_customer, *sheds_of, group_customer, shed_customer, raise_customer]
+        [ins_customer, drop_customer, *sheds_of, group_customer, gain_customer, shed_customer, raise_customer]
     )
     kind = jnp.concatenate(
         [
@@ -202,12 +218,15 @@ def _candidates(
             jnp.full(k_shed, FREE_BINDING),
             jnp.full(k_shed, SHED_CHEAPEST),
             jnp.full(k_group, GROUP),
+            jnp.full(k_gain, INSERT),
             jnp.full(k_shed, SHED_TRIED),
             jnp.full(k_raise, RAISE),
         ]
     ).astype(sigma.dtype)
     zeros = lambda count: jnp.zeros(count, ins_option.dtype)  # noqa: E731
-    option = jnp.concatenate([ins_option, zeros(k_drop + 3 * k_shed), group_option, zeros(k_shed + k_raise)])
+    option = jnp.concatenate(
+        [ins_option, zeros(k_drop + 3 * k_shed), group_option, gain_option, zeros(k_shed + k_raise)]
+    )
     valid = jnp.concatenate(
         [
             ins_score > ninf,
@@ -216,6 +235,7 @@ def _candidates(
             shed_valid > -n - 1,
             cheap_valid > -n - 1,
             group_score > ninf,
+            gain_score > ninf,
             shed_valid > -n - 1,
             raise_score > ninf,
         ]
@@ -301,6 +321,7 @@ def all_moves(
     sheds: int,
     raises: int = 0,
     groups: int = 0,
+    gains: int = 0,
     batch: int = 64,
 ):
     """Every candidate move from `prices` (see `_candidates`), re-priced: `(prices, profits)` of shape
@@ -315,7 +336,7 @@ def all_moves(
     """
     opts = rental_options(market, prices)
     sigma = choose(opts, tol)
-    cands, hood = _candidates(market, prices, opts, sigma, inserts, drops, sheds, raises, groups)
+    cands, hood = _candidates(market, prices, opts, sigma, inserts, drops, sheds, raises, groups, gains)
 
     def score_all(cands, hood, raising):
         def score(c):
@@ -359,7 +380,9 @@ def all_moves(
 
     # The last two kinds, SHED_TRIED and RAISE, re-home customers by the insertion of each that
     # re-priced best among those just scored, so they are scored second.
-    kept = capped_counts(market.n_customers, market.rate.shape[1], inserts, drops, sheds, raises, groups)
+    kept = capped_counts(
+        market.n_customers, market.rate.shape[1], inserts, drops, sheds, raises, groups, gains
+    )
     k_ins = kept.inserts
     first, k_tried, k_raise = kept.parts
     q, value = score_all(tuple(x[:first] for x in cands), hood, False)
@@ -386,7 +409,7 @@ def _chunks(count: int, batch: int) -> int:
 
 def scoring_depth(market: ValueMarket, batch: int = 64, **kinds: int) -> int:
     """Chunks of candidates `all_moves` re-prices one after another with these counts (`kinds`: its
-    `inserts`, `drops`, `sheds`, `raises`, `groups`): its depth in `Budget.depth`'s units (the
+    `inserts`, `drops`, `sheds`, `raises`, `groups`, `gains`): its depth in `Budget.depth`'s units (the
     candidates scored first, then the tried sheds, then the raises)."""
     kept = capped_counts(market.n_customers, market.rate.shape[1], **kinds)
     return sum(_chunks(p, batch) for p in kept.parts if p)
@@ -411,6 +434,7 @@ def improve_by_moves(
     sheds: int = 0,
     raises: int = 0,
     groups: int = 0,
+    gains: int = 0,
     batch: int = 64,
     sweeps: int,
     count=None,
@@ -443,8 +467,9 @@ def improve_by_moves(
     """
     budget = Budget.unlimited() if budget is None else budget
     m = market.n_models
-    counts = dict(inserts=inserts, drops=drops, sheds=sheds, raises=raises, groups=groups, batch=batch)
-    candidates = candidate_count(market, inserts, drops, sheds, raises, groups)
+    kinds = dict(inserts=inserts, drops=drops, sheds=sheds, raises=raises, groups=groups, gains=gains)
+    counts = dict(**kinds, batch=batch)
+    candidates = candidate_count(market, **kinds)
     scoring = scoring_depth(market, **counts)
     round_cost = candidates + sweeps * m
     single = prices.ndim == 1
@@ -512,10 +537,11 @@ class Counts(NamedTuple):
     sheds: int
     raises: int
     groups: int = 0
+    gains: int = 0
 
     @property
     def total(self) -> int:
-        return self.inserts + self.drops + 4 * self.sheds + self.raises + self.groups
+        return self.inserts + self.drops + 4 * self.sheds + self.raises + self.groups + self.gains
 
     @property
     def parts(self) -> tuple[int, int, int]:
@@ -532,6 +558,7 @@ def capped_counts(
     sheds: int,
     raises: int = 0,
     groups: int = 0,
+    gains: int = 0,
 ):
     """The counts of each kind a round scores on a market of N customers with K options each: at most
     N K insertions (one per customer and option), and at most N of every other kind (one per
@@ -539,15 +566,24 @@ def capped_counts(
     cost and `memory_need` read them here."""
     n = n_customers
     k = n * n_options
-    return Counts(min(inserts, k), min(drops, n), min(sheds, n), min(raises, n), min(groups, k))
+    # Insertions ranked by gain are those the first ranking left out (see `_candidates`).
+    inserts = min(inserts, k)
+    gains = min(gains, k - inserts)
+    return Counts(inserts, min(drops, n), min(sheds, n), min(raises, n), min(groups, k), gains)
 
 
 def candidate_count(
-    market: ValueMarket, inserts: int, drops: int, sheds: int, raises: int = 0, groups: int = 0
+    market: ValueMarket,
+    inserts: int,
+    drops: int,
+    sheds: int,
+    raises: int = 0,
+    groups: int = 0,
+    gains: int = 0,
 ) -> int:
     """Candidates `all_moves` scores per round with these counts (each kind capped by the market)."""
     k = market.rate.shape[1]
-    return capped_counts(market.n_customers, k, inserts, drops, sheds, raises, groups).total
+    return capped_counts(market.n_customers, k, inserts, drops, sheds, raises, groups, gains).total
 
 
 class Moves(eqx.Module):
@@ -565,6 +601,10 @@ class Moves(eqx.Module):
     scored only once the other moves and the look-ahead stop: [`lmaas_jax.imp`][] then runs the
     moves and the look-ahead once more from its best prices with them added, so they never change
     the path the other moves take, and the result is never below the search without them.
+    `gains`: insertions per customer ranked by their estimated gain instead of their cut (at most
+    the N K insertions the cut did not rank, and `max_candidates`), scored with the groups: the cut
+    ranks last every insertion into a model nobody rents, which the polish prices at the top of its
+    box, and where models outnumber customers most models are such.
     `batch` candidates are re-priced together; each batch runs until its slowest candidate's
     re-pricing converges. `rounds = 0` turns the moves (and the look-ahead, which extends them) off.
     `schedule`: `"sequential"` searches one start after another, `"parallel"` every start's round
@@ -578,6 +618,7 @@ class Moves(eqx.Module):
     sheds: int = setting(0, "shed candidates per model, kind and round", lo=0)
     raises: int = setting(0, "raise candidates per round (at most N)", lo=0)
     groups: int = setting(8, "group candidates per model and round", lo=0)
+    gains: int = setting(0, "insertions ranked by gain per customer and round, with the groups", lo=0)
     max_candidates: int = setting(2048, "candidates per round at most, all kinds scaled alike", lo=1)
     batch: int = setting(64, "candidates re-priced together", lo=1)
     schedule: str = setting(SEQUENTIAL, "starts one after another or all at once", choices=SCHEDULES)
@@ -587,7 +628,7 @@ class Moves(eqx.Module):
 
     def counts(self, n_models: int, n_customers: int) -> dict[str, int]:
         """Candidates per round on an M-model, N-customer market: `inserts`, `drops`, `sheds` (of each
-        of four kinds), `raises` and `groups`, scaled down alike to at most `max_candidates`, and
+        of four kinds), `raises`, `groups` and `gains`, scaled down alike to at most `max_candidates`, and
         `batch`."""
         m, n = n_models, n_customers
         # Insertions move a customer to a model: at most min(M, N) of either side can take part.
@@ -604,12 +645,14 @@ class Moves(eqx.Module):
             raises = min(int(raises * share), cap - inserts - drops - 4 * sheds)
         # Groups join the search only after the other kinds stop (see `lj.imp`): capped on their own.
         groups = min(self.groups * min(m, n), cap)
+        gains = min(self.gains * n, cap)
         return {
             "inserts": inserts,
             "drops": drops,
             "sheds": sheds,
             "raises": raises,
             "groups": groups,
+            "gains": gains,
             "batch": self.batch,
         }
 
