@@ -1,4 +1,7 @@
+import atexit
 import os
+import shutil
+import tempfile
 
 # XLA's CPU fusion emitter (jax 0.10.2) can give two functions of one fusion the same name (an HLO
 # `dynamic_slice.59` from JAX and a `dynamic-slice.59` of its own, both sanitised to
@@ -22,8 +25,12 @@ def dtype(request):
     return request.param
 
 
-# No persistent compilation cache shared by the xdist workers: it saved about 20 s of an 8-minute run,
-# and a worker died of a segmentation fault twice with it on, both times in `test_value_market` while
-# the other worker used the same folder: once on this machine inside JAX's cache write
-# (`compilation_cache.put_executable_and_time`), once in CI (stack not kept). Each worker now
-# compiles in memory only.
+# No persistent compilation cache in the test processes. Shared by the two xdist workers it saved
+# about 20 s of an 8-minute run, and workers died of segmentation faults in it (JAX writes an entry
+# in place without a lock unless the cache is bounded, and the other worker read it half-written);
+# the in-process CLI tests would otherwise turn on the command's cache (`lmaas-jax` keeps one) for
+# the rest of their worker. The commands the tests start as processes keep theirs in this run's own
+# folder, not the user's.
+jax.config.update("jax_enable_compilation_cache", False)
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="lmaas-jax-test-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)

@@ -51,14 +51,24 @@ def default_cache_dir() -> Path:
     return Path(base) / "lmaas_jax" / "jax"
 
 
+CACHE_MAX_BYTES = 4 * 2**30
+
+
 def use_compilation_cache(folder: Path) -> None:
     """Keep every program JAX compiles in `folder` (JAX's persistent compilation cache), so the same
-    command compiles once and reads its programs back on later runs."""
+    command compiles once and reads its programs back on later runs.
+
+    The cache is bounded (`CACHE_MAX_BYTES`, least recently used programs evicted first), which is
+    also what makes JAX lock the folder while it reads or writes an entry: without a bound it
+    writes entries in place, unlocked, and a second process sharing the folder (two sweeps at once,
+    the hosts of one sweep) can read one half-written and crash in deserialising it.
+    """
     import jax
 
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
