@@ -292,6 +292,21 @@ def test_the_command_keeps_what_it_compiles(tmp_path):
     # Bounded, so JAX locks the folder around each entry: processes sharing it never read one
     # half-written (unbounded, JAX writes in place without the lock, and a reader can crash).
     assert (folder / ".lockfile").exists()
+    # A folder an unbounded cache wrote (an earlier version of the command) stays writable: its
+    # entries get the last-use files a bounded cache needs (without them JAX writes nothing new).
+    old = tmp_path / "old"
+    unbounded = code.replace(
+        "use_compilation_cache(sys.argv[1])\n",
+        "jax.config.update('jax_compilation_cache_dir', sys.argv[1])\n"
+        "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)\n",
+    )
+    subprocess.run([sys.executable, "-c", unbounded, str(old)], check=True, capture_output=True)
+    assert any(old.glob("*-cache")) and not any(old.glob("*-atime"))
+    other = code.replace("x * 2.0 + 1.0", "x * 3.0 - 1.0")
+    done = subprocess.run([sys.executable, "-c", other, str(old)], check=True, capture_output=True, text=True)
+    assert "Error writing persistent compilation cache" not in done.stderr, done.stderr
+    entries = {p.name.removesuffix("-cache") for p in old.glob("*-cache")}
+    assert entries == {p.name.removesuffix("-atime") for p in old.glob("*-atime")}
     help_text = invoke("--help").output
     assert "--cache-dir" in help_text and "--no-cache" in help_text
 

@@ -54,6 +54,20 @@ def default_cache_dir() -> Path:
 CACHE_MAX_BYTES = 4 * 2**30
 
 
+def _date_unbounded_entries(folder: Path) -> None:
+    """Give every entry of JAX's cache in `folder` that lacks one its last-use file (`KEY-atime`
+    beside `KEY-cache`, as JAX's bounded cache writes them), dated by the entry's last write."""
+    if not folder.is_dir():
+        return
+    for entry in folder.glob("*-cache"):
+        used = entry.with_name(entry.name.removesuffix("-cache") + "-atime")
+        try:
+            if not used.exists():
+                used.write_bytes(entry.stat().st_mtime_ns.to_bytes(8, "little"))
+        except OSError:  # another process evicted or wrote it meanwhile: it has its own
+            continue
+
+
 def use_compilation_cache(folder: Path) -> None:
     """Keep every program JAX compiles in `folder` (JAX's persistent compilation cache), so the same
     command compiles once and reads its programs back on later runs.
@@ -61,10 +75,14 @@ def use_compilation_cache(folder: Path) -> None:
     The cache is bounded (`CACHE_MAX_BYTES`, least recently used programs evicted first), which is
     also what makes JAX lock the folder while it reads or writes an entry: without a bound it
     writes entries in place, unlocked, and a second process sharing the folder (two sweeps at once,
-    the hosts of one sweep) can read one half-written and crash in deserialising it.
+    the hosts of one sweep) can read one half-written and crash in deserialising it. A bounded
+    cache keeps each entry's last use in a file beside it; entries an unbounded cache wrote into
+    `folder` (an earlier version of this command) get one here, dated by their last write, or JAX
+    would fail to write any new entry.
     """
     import jax
 
+    _date_unbounded_entries(Path(folder))
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
