@@ -356,3 +356,15 @@ def test_the_solver_schema_is_the_stage_settings():
         check_config({"solver": {"moves": {"starts": 0}}}, ("solver",))
     with pytest.raises(ConfigError, match="unknown key solver.moves.start "):
         check_config({"solver": {"moves.start": 3}}, ("solver",))
+
+
+def test_the_default_cache_folder_is_one_per_pair_of_versions(monkeypatch, tmp_path):
+    import jax
+
+    import lmaas_jax as lj
+    from lmaas_jax.product._cli import default_cache_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    folder = default_cache_dir()
+    assert folder.parent == tmp_path / "lmaas_jax"
+    assert folder.name == f"jax-{jax.__version__}-{lj.__version__}"

@@ -43,12 +43,21 @@ def _config(path, sections):
 
 
 def default_cache_dir() -> Path:
-    """Where the command keeps JAX's compiled programs: `$XDG_CACHE_HOME/lmaas_jax/jax` (by default
-    `~/.cache/lmaas_jax/jax`)."""
+    """Where the command keeps JAX's compiled programs: `$XDG_CACHE_HOME/lmaas_jax/jax-J-L` (by
+    default under `~/.cache`), J and L the versions of JAX and of this package.
+
+    One folder per pair of versions: programs compiled by other versions are never read again,
+    and JAX's bounded cache looks at every entry of its folder each time it writes one, so a folder
+    that kept every version's programs would make each write slower release after release.
+    """
     import os
 
+    import jax
+
+    from .._version import __version__
+
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "lmaas_jax" / "jax"
+    return Path(base) / "lmaas_jax" / f"jax-{jax.__version__}-{__version__}"
 
 
 CACHE_MAX_BYTES = 4 * 2**30
@@ -95,7 +104,7 @@ def use_compilation_cache(folder: Path) -> None:
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Folder of JAX's persistent compilation cache [default: $XDG_CACHE_HOME/lmaas_jax/jax].",
+    help="Folder of JAX's persistent compilation cache [default: $XDG_CACHE_HOME/lmaas_jax/jax-VERSIONS].",
 )
 @click.option("--no-cache", is_flag=True, help="Compile everything afresh; keep nothing compiled.")
 def main(cache_dir, no_cache):
