@@ -572,18 +572,10 @@ def capped_counts(
     return Counts(inserts, min(drops, n), min(sheds, n), min(raises, n), min(groups, k), gains)
 
 
-def candidate_count(
-    market: ValueMarket,
-    inserts: int,
-    drops: int,
-    sheds: int,
-    raises: int = 0,
-    groups: int = 0,
-    gains: int = 0,
-) -> int:
-    """Candidates `all_moves` scores per round with these counts (each kind capped by the market)."""
-    k = market.rate.shape[1]
-    return capped_counts(market.n_customers, k, inserts, drops, sheds, raises, groups, gains).total
+def candidate_count(market: ValueMarket, **kinds: int) -> int:
+    """Candidates `all_moves` scores per round with these counts (`kinds`: the counts of
+    `capped_counts`, each capped by the market)."""
+    return capped_counts(market.n_customers, market.rate.shape[1], **kinds).total
 
 
 class Moves(eqx.Module):
