@@ -13,6 +13,8 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_fus
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
+from lmaas_jax.product._mappings import release_compiled_programs  # noqa: E402
+
 # As in Equinox/Optimistix: x64 available (tests choose dtypes explicitly), strict dtype promotion
 # and no implicit rank promotion, so silent upcasts or broadcasts in the library fail loudly.
 jax.config.update("jax_enable_x64", True)
@@ -34,3 +36,13 @@ def dtype(request):
 jax.config.update("jax_enable_compilation_cache", False)
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="lmaas-jax-test-cache-")
 atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
+
+
+# The tests compile many programs in one process (markets of many shapes, both dtypes, many
+# settings): the slow ones reach Linux's cap on memory mappings about three quarters of the way
+# through, and XLA's next compile then aborts (seen in CI and here at 65,531 mappings). A test that
+# leaves the process past half the cap releases them; later tests recompile what they need.
+@pytest.fixture(autouse=True)
+def _release_compiled_programs_near_the_mapping_cap():
+    yield
+    release_compiled_programs()

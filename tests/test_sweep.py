@@ -241,3 +241,33 @@ def test_two_process_sweep_equals_one_process(tmp_path):
     for i in range(2):  # both processes hold the whole table, gathered
         pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / f"process-{i}.parquet"), one, rtol=1e-9)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "sweep" / "results.parquet"), one, rtol=1e-9)
+
+
+def test_compiled_programs_are_released_past_their_share_of_the_mapping_cap(monkeypatch):
+    from lmaas_jax.product import _mappings
+
+    if _mappings.mapping_count() is None:
+        pytest.skip("needs /proc (Linux)")
+    traces = []
+
+    @jax.jit
+    def f(x):
+        traces.append(x.shape)
+        return x + 1
+
+    for size in range(1, 31):  # 30 programs, a few mappings each
+        f(jax.numpy.ones(size)).block_until_ready()
+    assert len(traces) == 30
+    monkeypatch.setattr(_mappings, "mapping_cap", lambda: 10**9)
+    assert not _mappings.release_compiled_programs()
+    f(jax.numpy.ones(1)).block_until_ready()
+    assert len(traces) == 30  # kept: no second compilation
+
+    before = _mappings.mapping_count()
+    monkeypatch.setattr(_mappings, "mapping_cap", lambda: before)  # past half of it
+    assert _mappings.release_compiled_programs()
+    assert _mappings.mapping_count() < before
+    f(jax.numpy.ones(1)).block_until_ready()
+    assert len(traces) == 31  # released: compiled again
+    with pytest.raises(ValueError, match="share must be in"):
+        _mappings.release_compiled_programs(share=0.0)

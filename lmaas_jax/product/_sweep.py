@@ -31,6 +31,7 @@ from ..lmaas.pricing._sensitivity import sensitivities as equilibrium_sensitivit
 from ..lmaas.robust._planning import RULES, plan
 from ..lmaas.scenarios._generator import random_market
 from ._config import SCHEMA, ConfigError
+from ._mappings import release_compiled_programs
 
 _PARAMS = ("gamma", "deviation", "capability_gap", "budget_share")
 MAX_MARKETS = 10_000_000  # markets per sweep: each is listed up front (about 1 KB of Python)
@@ -424,6 +425,9 @@ def sweep(
     for k, ((chunk, width), path) in enumerate(zip(chunks, paths, strict=True)):
         if k in tables:
             continue
+        # Each shape compiles a program holding hundreds of memory mappings on the CPU; a grid of
+        # many shapes would reach Linux's cap on them (see `_mappings`). A no-op until half of it.
+        release_compiled_programs()
         outcome = _solve_chunk(chunk, width, solver, dtype, sensitivities, seed, tie_tol, mesh)
         tables[k] = _table(chunk, outcome, max_models)
         if path is not None and jax.process_index() == 0:
