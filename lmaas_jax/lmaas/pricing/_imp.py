@@ -176,10 +176,9 @@ def memory_need(market: AnyMarket, solver: GradientIMP, steps: int) -> int:
     return held * jnp.dtype(market.dtype).itemsize
 
 
-def _lookahead(values, prices, tol, solver: GradientIMP, budget: Budget, groups: bool):
-    """The look-ahead stage from `prices` with the solver's settings, with or without group moves."""
+def _lookahead(values, prices, tol, solver: GradientIMP, moves: Moves, budget: Budget):
+    """The look-ahead stage from `prices` with the solver's settings and the candidate kinds of `moves`."""
     look, m, n = solver.lookahead, values.n_models, values.n_customers
-    counts = solver.moves.counts(m, n)
     return improve_by_lookahead(
         values,
         prices,
@@ -191,7 +190,7 @@ def _lookahead(values, prices, tol, solver: GradientIMP, budget: Budget, groups:
         sweeps=solver.polish.sweeps,
         budget=budget,
         schedule=look.schedule,
-        **(counts if groups else {**counts, "groups": 0, "gains": 0}),
+        **moves.counts(m, n),
     )
 
 
@@ -284,22 +283,22 @@ def imp(
     before = jnp.max(ascended.profit)
     sweeps = moves = pairs = jnp.asarray(0, jnp.int32)
     budget = Budget.of(max_work)
+    # Group moves and insertions by gain join only once the other moves and the look-ahead stop.
+    early = dataclasses.replace(solver.moves, groups=0, gains=0)
     if solver.polish is None:
         prices = ascended.prices[jnp.argmax(ascended.profit)]
     else:
         starts = polish_starts(values, ascended, solver.polish, key_polish)
         prices, profit, sweeps, budget = polish(values, tol, starts, solver.polish, budget)
         if solver.moves.rounds:
-            # Group moves join only once the other moves and the look-ahead stop (below).
-            no_groups = dataclasses.replace(solver.moves, groups=0, gains=0)
             prices, profit, moves, budget = search_moves(
-                values, prices, profit, tol, no_groups, solver.polish.sweeps, budget
+                values, prices, profit, tol, early, solver.polish.sweeps, budget
             )
             moves = moves[jnp.argmax(profit)]
         r = jnp.argmax(profit)
         prices, profit, sweeps = prices[r], profit[r], jnp.max(sweeps)
         if solver.moves.rounds and solver.lookahead.rounds:
-            prices, profit, pairs, budget = _lookahead(values, prices, tol, solver, budget, groups=False)
+            prices, profit, pairs, budget = _lookahead(values, prices, tol, solver, early, budget)
         if solver.moves.rounds and (solver.moves.groups or solver.moves.gains):
             prices, profit, more, budget = improve_by_moves(
                 values,
@@ -313,7 +312,7 @@ def imp(
             )
             moves = moves + more
             if solver.lookahead.rounds:
-                prices, profit, more, budget = _lookahead(values, prices, tol, solver, budget, groups=True)
+                prices, profit, more, budget = _lookahead(values, prices, tol, solver, solver.moves, budget)
                 pairs = pairs + more
     stats = {
         "steps": jnp.asarray(steps),

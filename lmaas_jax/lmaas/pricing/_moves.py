@@ -165,7 +165,8 @@ def _candidates(
     best_net = jnp.max(net, axis=1)
     alt = jnp.where(best_net > ninf, jnp.argmax(net, axis=1) + 1, 0).astype(sigma.dtype)
     # What re-homing it costs: its margin now less the best net (freeing it: the whole margin).
-    cost = (prices - mo.serving_cost)[own_model] - jnp.maximum(best_net, 0.0)
+    margin = (prices - mo.serving_cost)[own_model]
+    cost = margin - jnp.maximum(best_net, 0.0)
     big = jnp.asarray(jnp.inf, dtype)
     _, top, rise, raise_ok = raisable(market, prices, sigma)
     hood = _Neighbourhood(
@@ -201,7 +202,7 @@ def _candidates(
     # i earns now, among the insertions the cut did not rank. The cut ranks last every insertion
     # into a model nobody rents, which the polish prices at the top of its box; where models
     # outnumber customers most models are such.
-    own_margin = jnp.where(sold, (prices - mo.serving_cost)[own_model], 0.0)
+    own_margin = jnp.where(sold, margin, 0.0)
     ranked = jnp.zeros(n * k, bool).at[ins_flat].set(ins_score > ninf)
     gain = jnp.where(ranked, ninf, (net - own_margin[:, None]).reshape(-1))
     gain_score, gain_flat = lax.top_k(gain, k_gain)
