@@ -40,6 +40,7 @@ def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
+@pytest.mark.slow  # the whole main command (every experiment and game compiled): about 2 minutes
 def test_run_writes_report_figures_and_tables(tmp_path):
     out = tmp_path / "out"
     cfg = tmp_path / "run.toml"

@@ -241,6 +241,7 @@ def _chain_market(tmp_path, dtype):
     return lj.datasets.read_unit_demand(tmp_path / "chain.txt", dtype=dtype, layout="table")
 
 
+@pytest.mark.slow  # about 30 s per dtype; CI runs it in its slow step
 def test_raise_moves_break_a_chain_that_single_moves_cannot(tmp_path, dtype):
     """The chain market above (the pattern of p-n=150 .0, where imp stopped at 0.99912 of the
     optimum two re-assignments away): inserts, drops and sheds over every candidate stop at the

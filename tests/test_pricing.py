@@ -45,7 +45,8 @@ def test_milp_objective_is_the_exact_profit(milp_solutions):
         assert same.mean() >= 0.9
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+# float64 (about 25 s more) in CI's slow step.
+@pytest.mark.parametrize("dtype", ["float32", pytest.param("float64", marks=pytest.mark.slow)])
 def test_imp_reaches_99_percent_of_the_milp(milp_solutions, dtype):
     for seed, (market64, ref) in enumerate(milp_solutions):
         market = market64.astype(dtype)

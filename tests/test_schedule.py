@@ -64,7 +64,8 @@ def _check_shape(m, n, dtype, count, seed, jit_too=False):
             assert int(alone.stats["depth"]) < int(one.stats["depth"])
 
 
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+# float64 (about 25 s more) in CI's slow step, with the 56 markets.
+@pytest.mark.parametrize("dtype", [jnp.float32, pytest.param(jnp.float64, marks=pytest.mark.slow)])
 def test_the_parallel_schedule_gives_the_sequential_prices_on_a_small_batch(dtype):
     _check_shape(3, 24, dtype, count=4, seed=41)
 
