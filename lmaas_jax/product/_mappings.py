@@ -12,7 +12,6 @@ recompilation where they are needed again.
 from __future__ import annotations
 
 import gc
-import os
 
 import jax
 
@@ -22,7 +21,7 @@ DEFAULT_CAP = 65530  # Linux's default vm.max_map_count
 def mapping_count() -> int | None:
     """Memory mappings this process holds now; None where the system does not say (not Linux)."""
     try:
-        with open(f"/proc/{os.getpid()}/maps", "rb") as maps:
+        with open("/proc/self/maps", "rb") as maps:
             return sum(1 for _ in maps)
     except OSError:
         return None
