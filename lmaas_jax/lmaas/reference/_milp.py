@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import time
 
 import equinox as eqx
@@ -20,25 +21,39 @@ from ..pricing._solution import PricingSolution
 from ..robust._rsr import tie_tolerance, value_market
 from ..scenarios._market import AnyMarket, ValueMarket
 
+_QUIET_LOCK = threading.Lock()
+_quiet = {"depth": 0, "fd": 1, "saved": -1}
+
 
 @contextlib.contextmanager
 def quiet_stdout():
     """Silence the C-level standard output for the duration: HiGHS prints debug lines
     (`HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();`) even with
-    `disp=False`, straight to file descriptor 1, past Python's `sys.stdout`."""
+    `disp=False`, straight to file descriptor 1, past Python's `sys.stdout`.
+
+    Safe to nest and to enter from several threads at once (sub-MILPs solved in parallel): the
+    first caller redirects the descriptor, the last to leave restores it. Two callers each saving
+    and restoring it themselves could restore each other's redirect and leave it silenced."""
+    with _QUIET_LOCK:
+        if _quiet["depth"] == 0:
+            try:
+                fd = sys.stdout.fileno()
+            except (AttributeError, OSError, ValueError):  # no descriptor (a notebook, a captured stream)
+                fd = 1
+            sys.stdout.flush()
+            saved = os.dup(fd)
+            with open(os.devnull, "w") as null:
+                os.dup2(null.fileno(), fd)
+            _quiet.update(fd=fd, saved=saved)
+        _quiet["depth"] += 1
     try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # no real descriptor (a notebook, a captured stream)
-        fd = 1
-    sys.stdout.flush()
-    saved = os.dup(fd)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), fd)
-            yield
+        yield
     finally:
-        os.dup2(saved, fd)
-        os.close(saved)
+        with _QUIET_LOCK:
+            _quiet["depth"] -= 1
+            if _quiet["depth"] == 0:
+                os.dup2(_quiet["saved"], _quiet["fd"])
+                os.close(_quiet["saved"])
 
 
 def _budget_free(market: ValueMarket) -> tuple[np.ndarray, np.ndarray]:

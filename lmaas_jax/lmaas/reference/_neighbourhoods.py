@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import equinox as eqx
@@ -225,6 +228,29 @@ def _keep_and_post(market, values, prices, assignment, tol):
     return posted_solution(market, values, jnp.where(better, kept, prices), tol)
 
 
+def _take(v: _Valuations, p, free, x, customers, options, slots, *, tol, scale):
+    """The sub-MILP's prices `x` for the models `free`, where they earn more than `p` does: returns
+    the gain and the prices. Only the free models' users see a change, so the gain is the change of
+    their margins, exact whatever prices the sub-MILP was built from."""
+    if x is None:
+        return 0.0, p
+    now, _ = v.choices(p, options, slots, len(customers), tol)
+    now = float(np.sum(now))
+    # HiGHS meets the customers' constraints to its feasibility tolerance, so a price can sit a
+    # hair past a breakpoint, where its customer walks away: try the prices lowered by a little.
+    best, best_p = now, None
+    for eps in (0.0, 1e-9, 1e-8, 1e-7, 1e-6):
+        q = p.copy()
+        q[free] = np.maximum(x - eps * scale, v.lo[free])
+        got, _ = v.choices(q, options, slots, len(customers), tol)
+        got = float(np.sum(got))
+        if got > best:
+            best, best_p = got, q
+    if best_p is not None and best > now + 10 * tol * scale:
+        return best - now, best_p
+    return 0.0, p
+
+
 def refine_by_milp(
     market: AnyMarket,
     prices,
@@ -234,6 +260,7 @@ def refine_by_milp(
     time_limit: float | None = None,
     milp_time_limit: float = 10.0,
     seed: int = 0,
+    workers: int = 1,
     progress: bool = False,
 ) -> PricingSolution:
     """Improve prices by re-pricing small sub-markets exactly (large-neighbourhood search by HiGHS).
@@ -261,12 +288,18 @@ def refine_by_milp(
       cannot bind in the price box.
     - `prices`: shape `(M,)`, the prices to start from (e.g. `lj.imp(...).prices`).
     - `rounds`: how many neighbourhoods to solve (>= 1). With `time_limit=None` the result depends
-      only on `seed` and the market (HiGHS is deterministic).
+      only on `seed`, `workers` and the market (HiGHS is deterministic).
     - `size`: the neighbourhood's options beside its seed's (>= 1).
     - `time_limit`: stop after this many seconds (checked between rounds), or None.
     - `milp_time_limit`: HiGHS's limit per sub-MILP in seconds; a sub-MILP stopped by it still
       gives its best prices.
     - `seed`: seeds the neighbourhoods (NumPy's `default_rng`).
+    - `workers`: sub-MILPs solved at once, in threads (HiGHS releases Python's lock while it
+      solves, so two workers do about twice the rounds on two cores). Each batch of `workers`
+      neighbourhoods is solved from the same prices; their results are then taken in order, each
+      re-valued at the prices the ones before it left and kept only where it earns more, so the
+      profit still never falls. The result depends on `seed` and `workers` (not on the machine or
+      the threads' timing); the default, 1, gives the same result on every machine.
     - `progress`: print the rounds, the profit and the time to stderr every 10 seconds.
 
     **Returns:**
@@ -278,6 +311,7 @@ def refine_by_milp(
     """
     at_least_one("rounds", rounds)
     at_least_one("size", size)
+    at_least_one("workers", workers)
     in_range("milp_time_limit", milp_time_limit, _TINY, np.inf, "must be a number > 0", finite=True)
     if time_limit is not None:
         in_range("time_limit", time_limit, 0.0, np.inf, "must be a number >= 0 or None", finite=True)
@@ -298,39 +332,29 @@ def refine_by_milp(
     solved = improved = 0
     stopped = "rounds"
     profit, shown = start_profit, start
-    for _ in range(rounds if len(v.model) else 0):  # a market nobody values has nothing to re-price
-        if time_limit is not None and time.perf_counter() - start > time_limit:
-            stopped = "time_limit"
-            break
-        free = _neighbourhood(v, rng, size)
-        x, customers, options, slots = _sub_milp(v, p, free, tol, milp_time_limit)
-        solved += 1
-        if x is None:
-            continue
-        now, _ = v.choices(p, options, slots, len(customers), tol)
-        now = float(np.sum(now))
-        # HiGHS meets the customers' constraints to its feasibility tolerance, so a price can sit a
-        # hair past a breakpoint, where its customer walks away: try the prices lowered by a little.
-        best, best_p = now, None
-        for eps in (0.0, 1e-9, 1e-8, 1e-7, 1e-6):
-            q = p.copy()
-            q[free] = np.maximum(x - eps * scale, v.lo[free])
-            got, _ = v.choices(q, options, slots, len(customers), tol)
-            got = float(np.sum(got))
-            if got > best:
-                best, best_p = got, q
-        if best_p is not None and best > now + 10 * tol * scale:
-            p = best_p
-            improved += 1
-            profit += best - now
-        if progress and time.perf_counter() - shown > 10.0:
-            shown = time.perf_counter()
-            print(
-                f"refine_by_milp: round {solved}, profit {profit:.6g} (+{profit - start_profit:.4g}), "
-                f"{shown - start:.0f} s",
-                file=sys.stderr,
-                flush=True,
-            )
+    pool = ThreadPoolExecutor(workers) if workers > 1 else None
+    # One redirect of the C-level stdout around every solve: HiGHS prints past disp=False.
+    with quiet_stdout(), pool or contextlib.nullcontext():
+        while solved < (rounds if len(v.model) else 0):  # a market nobody values: nothing to re-price
+            if time_limit is not None and time.perf_counter() - start > time_limit:
+                stopped = "time_limit"
+                break
+            hoods = [_neighbourhood(v, rng, size) for _ in range(min(workers, rounds - solved))]
+            solve = functools.partial(_sub_milp, v, p, tol=tol, time_limit=milp_time_limit)
+            found_all = pool.map(solve, hoods) if pool else map(solve, hoods)
+            for free, found in zip(hoods, found_all, strict=True):
+                solved += 1
+                gain, p = _take(v, p, free, *found, tol=tol, scale=scale)
+                improved += gain > 0
+                profit += gain
+            if progress and time.perf_counter() - shown > 10.0:
+                shown = time.perf_counter()
+                print(
+                    f"refine_by_milp: round {solved}, profit {profit:.6g} (+{profit - start_profit:.4g}), "
+                    f"{shown - start:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     _, pick = v.choices(p, all_options, v.customer, v.n, tol)
     assignment = (np.r_[v.model, -1][pick] + 1).astype(np.int32)  # pick -1 (none) reads the -1
     sol = _keep_and_post(market, v.values, jnp.asarray(p, market.dtype), jnp.asarray(assignment), tol)
