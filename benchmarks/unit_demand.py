@@ -48,6 +48,7 @@ def run(
     milp_max_n=None,
     refine_within=None,
     schedule=None,
+    refine_workers=1,
 ):
     published = lj.datasets.read_published(Path(folder) / "published.csv")
     rows = []
@@ -115,7 +116,11 @@ def run(
             limit = max(0.0, 0.95 * left - 10.0)
             start = time.perf_counter()
             refined = refine_by_milp(
-                exact, np.asarray(sol.prices, np.float64), rounds=10**9, time_limit=limit
+                exact,
+                np.asarray(sol.prices, np.float64),
+                rounds=10**9,
+                time_limit=limit,
+                workers=refine_workers,
             )
             refine_s = time.perf_counter() - start
             held_refined = float(post(exact, refined.prices))
@@ -124,6 +129,7 @@ def run(
                 refined_over_published=held_refined / pub["best_value"],
                 refine_s=refine_s,
                 refine_rounds=refined.stats["rounds"],
+                refine_workers=refine_workers,
                 total_s=compile_s + run_s + refine_s,
             )
         if milp_max_n is None or exact.n_customers <= milp_max_n:
@@ -173,7 +179,7 @@ def at_least(profit, published):
 
 def refined_cells(r):
     if "refine_s" not in r:
-        return " | | | "
+        return " | | | | "
     bound = (
         r["best_bound"]
         if np.isfinite(r["best_bound"])
@@ -182,7 +188,10 @@ def refined_cells(r):
         else np.nan
     )
     gap = 1 - r["refined_profit"] / bound
-    return f" {r['refined_over_published']:.6f} | {r['total_s']:.0f} | {gap:.5f} |"
+    return (
+        f" {r['refined_over_published']:.6f} | {r.get('refine_workers', 1)} | {r['total_s']:.0f} | "
+        f"{gap:.5f} |"
+    )
 
 
 def markdown(rows, device, dtype, milp_limit):
@@ -196,7 +205,8 @@ def markdown(rows, device, dtype, milp_limit):
         f"compilation. HiGHS: `lmaas_jax.reference.milp_pricing`, limit {milp_limit:.0f} s. CPLEX s: "
         "the fastest published proof, on the authors' machine."
         + (
-            " refined: imp's prices then `lmaas_jax.reference.refine_by_milp` (sub-market MILPs) in "
+            " refined: imp's prices then `lmaas_jax.reference.refine_by_milp` (sub-market MILPs, "
+            "`workers` of them at once) in "
             "what is left of the instance's time limit; total s: compilation, imp and refining; gap: "
             "to CPLEX's proven bound (`best_bound`; the optimum where proven)."
             if refine
@@ -204,16 +214,16 @@ def markdown(rows, device, dtype, milp_limit):
         ),
         "",
         "| instance | n | valuations | published | optimal | imp / published | imp s | compile s "
-        + ("| refined / published | total s | gap to bound " if refine else "")
+        + ("| refined / published | workers | total s | gap to bound " if refine else "")
         + "| HiGHS / published | HiGHS s | CPLEX s |",
-        "|---|---|---|---|---|---|---|---|" + ("---|---|---|" if refine else "") + "---|---|---|",
+        "|---|---|---|---|---|---|---|---|" + ("---|---|---|---|" if refine else "") + "---|---|---|",
     ]
     for r in rows:
         if "skipped" in r:
             lines.append(
                 f"| {r['instance']} | {r['n']} | {r['valuations']} | {r['published']:g} | "
                 f"{r['published_optimal']} | skipped: {r['skipped']} | | | | | |"
-                + (" | | |" if refine else "")
+                + (" | | | |" if refine else "")
             )
             continue
         lines.append(
@@ -281,6 +291,12 @@ def main(argv=None):
         "seconds per instance, compilation and imp included",
     )
     parser.add_argument(
+        "--refine-workers",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="sub-MILPs solved at once while refining (default: this process's CPU cores)",
+    )
+    parser.add_argument(
         "--schedule",
         default=None,
         choices=["sequential", "parallel"],
@@ -313,6 +329,7 @@ def main(argv=None):
         milp_max_n=args.milp_max_n,
         refine_within=args.refine_within,
         schedule=args.schedule,
+        refine_workers=args.refine_workers,
     )
     save(rows)
     text = markdown(rows, device, args.dtype, args.milp_time_limit)
