@@ -10,6 +10,7 @@ checked against the device's memory before anything is allocated.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import operator
 import os
@@ -18,6 +19,33 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+# What a failed check on a traced value does: "raise" (the default: `equinox.error_if` raises when
+# the compiled code runs) or "nan" (the checked output becomes NaN, or an integer's largest value).
+# "raise" compiles a host callback into the program, and JAX's persistent compilation cache keeps no
+# program with one; the command line, which checks its whole configuration in Python before it
+# compiles anything, runs in "nan" (`failed_checks_give_nan`) so that its cache keeps its programs.
+_ON_ERROR = {"mode": "raise"}
+
+
+def runtime_check(x, bad, message: str):
+    """`x`, with `equinox.error_if(x, bad, message)` in the current mode (above)."""
+    return eqx.error_if(x, bad, message, on_error=_ON_ERROR["mode"])
+
+
+@contextlib.contextmanager
+def failed_checks_give_nan():
+    """Within: checks on traced values compile without a host callback, and a failed one gives NaN
+    instead of raising, so that JAX's persistent compilation cache can keep the programs. For callers
+    that have checked every input in Python first (the command line). On leaving, JAX's in-memory
+    caches are cleared, so no program traced within is reused outside it."""
+    previous = _ON_ERROR["mode"]
+    _ON_ERROR["mode"] = "nan"
+    try:
+        yield
+    finally:
+        _ON_ERROR["mode"] = previous
+        jax.clear_caches()
 
 
 def is_concrete(*xs) -> bool:
@@ -92,7 +120,7 @@ def in_range(
     bad = ~((value >= lo) & (value <= hi))
     if finite:
         bad = bad | ~jnp.isfinite(value)
-    return eqx.error_if(out, bad, f"{name} {requirement}")
+    return runtime_check(out, bad, f"{name} {requirement}")
 
 
 def size(name: str, value) -> int:

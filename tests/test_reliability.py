@@ -14,7 +14,7 @@ from jaxtyping import TypeCheckError
 
 import lmaas_jax as lj
 from lmaas_jax import token_auction as ta, token_cap as tc, ttc
-from lmaas_jax._checks import size
+from lmaas_jax._checks import failed_checks_give_nan, in_range, size
 from lmaas_jax.reference import ccg_rsr
 
 KEY = jax.random.PRNGKey(0)
@@ -138,6 +138,32 @@ def test_under_jit_and_vmap_the_checks_run_in_the_compiled_code(dtype):
     temperatures = jnp.asarray([0.1, -1.0], dtype)
     with pytest.raises(Exception, match="temperature must be finite and > 0"):
         jax.vmap(lambda t: lj.relaxed_seller_profit(eager, jnp.asarray([1.0, 2.0], dtype), t))(temperatures)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_within_failed_checks_give_nan_the_checks_give_nan_and_compile_no_host_callback(dtype):
+    # The command line's mode: its programs must carry no host callback, or JAX's persistent cache
+    # keeps none of them. A failed check makes the checked value NaN there (what follows computes
+    # with it), and raises again after it.
+    eager = lj.random_market(KEY, 2, 5, dtype=dtype)
+    bad, good = jnp.asarray([NAN, 2.0], dtype), jnp.asarray([1.0, 2.0], dtype)
+
+    def checked(x):
+        return in_range("x", x, 0.0, 1.0)
+
+    def profit(p):
+        return lj.seller_profit(eager, p)
+
+    with failed_checks_give_nan():
+        np.testing.assert_array_equal(np.asarray(jax.jit(checked)(jnp.asarray([0.5, 2.0], dtype))), NAN)
+        assert float(jax.jit(checked)(jnp.asarray(0.5, dtype))) == 0.5
+        assert float(jax.jit(profit)(good)) == pytest.approx(float(lj.seller_profit(eager, good)), rel=1e-6)
+        assert "callback" not in jax.jit(profit).lower(bad).as_text()
+    assert "callback" in jax.jit(profit).lower(bad).as_text()
+    with pytest.raises(Exception, match="prices must be finite and >= 0"):
+        jax.block_until_ready(jax.jit(profit)(bad))
+    with pytest.raises(Exception, match=r"x must lie in \[0.0, 1.0\]"):
+        jax.block_until_ready(jax.jit(checked)(jnp.asarray(2.0, dtype)))
 
 
 # The three other games.

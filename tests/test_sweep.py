@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -174,6 +175,10 @@ def test_killed_sweep_resumes_to_the_same_table(tmp_path):
     assert len(a) == 9
     pd.testing.assert_frame_equal(a, b, check_exact=True)
     pd.testing.assert_frame_equal(pd.read_parquet(done[0]), first)  # the finished chunk was reused
+    # The command's compilation cache (this test run's folder) kept the sweep's program: it has no
+    # host callback, which JAX's cache refuses (it kept none of imp's programs before).
+    cache = Path(os.environ["XDG_CACHE_HOME"]) / "lmaas_jax"
+    assert list(cache.rglob("jit__market_outcome-*-cache")), sorted(p.name for p in cache.rglob("*"))
 
 
 _SHARDED = """

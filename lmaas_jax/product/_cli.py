@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from .._checks import failed_checks_give_nan
 from ._config import SCHEMA, ConfigError, check_config, check_writable, describe, gradient_imp, load_config
 
 _STORAGE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
@@ -122,6 +123,10 @@ def main(cache_dir, no_cache):
     elif cache_dir is not None or not jax.config.jax_compilation_cache_dir:
         # A folder set before (JAX_COMPILATION_CACHE_DIR, a test run's own) is kept unless named.
         use_compilation_cache(cache_dir or default_cache_dir())
+    # Every command checks its configuration in Python before it compiles; the checks left in the
+    # compiled programs then give NaN rather than raise, which would compile a host callback into
+    # each program, and JAX's cache keeps no program with one (it kept none of imp's before).
+    click.get_current_context().with_resource(failed_checks_give_nan())
 
 
 @main.command(

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
-from ..._checks import check_prices, check_shape, checked
+from ..._checks import check_prices, check_shape, checked, runtime_check
 from ..scenarios._market import (
     CHANNEL,
     DEMAND,
@@ -245,7 +245,7 @@ def as_prices(market: AnyMarket, prices) -> Float[Array, " models"]:
     prices = jnp.asarray(prices)
     check_shape("prices", prices, (market.n_models,))
     prices = prices.astype(market.dtype)
-    return eqx.error_if(prices, ~(jnp.isfinite(prices) & (prices >= 0)), "prices must be finite and >= 0")
+    return runtime_check(prices, ~(jnp.isfinite(prices) & (prices >= 0)), "prices must be finite and >= 0")
 
 
 def check_evaluation(market, prices, *rest, tie_tol=None, **_):
