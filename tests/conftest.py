@@ -11,6 +11,7 @@ import tempfile
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_fusion_emitters=false").strip()
 
 import jax  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from lmaas_jax.product._mappings import release_compiled_programs  # noqa: E402
@@ -46,3 +47,33 @@ atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 def _release_compiled_programs_near_the_mapping_cap():
     yield
     release_compiled_programs()
+
+
+def _same_param(name, a, b):
+    return np.dtype(a) == np.dtype(b) if name == "dtype" else a == b  # "float32" is jnp.float32
+
+
+# `@pytest.mark.default_run(dict(dtype="float32"), ...)`: of a parametrised test, only the cases whose
+# parameters match one of these dicts run in the default run; every other case is marked slow (CI's
+# slow step runs it). So a costly test keeps one case of each property in the README's command (one
+# dtype, one shape) and the rest as second checks, both dtypes still tested in CI.
+@pytest.hookimpl(tryfirst=True)  # before `-m 'not slow'` deselects
+def pytest_collection_modifyitems(config, items):
+    kept = {}  # per marked test function: whether any of its cases stays in the default run
+    for item in items:
+        mark = item.get_closest_marker("default_run")
+        if mark is None:
+            continue
+        params = item.callspec.params
+        for keep in mark.args:
+            if not set(keep) <= set(params):
+                raise pytest.UsageError(
+                    f"{item.nodeid}: default_run names {sorted(keep)}, not all its parameters"
+                )
+        stays = any(all(_same_param(k, params[k], v) for k, v in keep.items()) for keep in mark.args)
+        if not stays:
+            item.add_marker(pytest.mark.slow)
+        name = item.nodeid.split("[")[0]
+        kept[name] = kept.get(name, False) or stays
+    if missing := [name for name, stays in kept.items() if not stays]:  # a typo would hide the test
+        raise pytest.UsageError(f"default_run keeps no case of {missing}")

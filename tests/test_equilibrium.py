@@ -121,6 +121,7 @@ def _supremum_prices(market):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.default_run(dict(dtype="float64"))  # the other cases: slow
 def test_closed_form_on_a_value_table(dtype):
     # One model, two one-hour customers worth 10 and 6 $/h: price 6 sells to both (12 > 10),
     # pinned by the second customer's opt-out, so d price / d rate_2 = 1 and d profit / d rate_2 = 2.
@@ -169,6 +170,7 @@ def test_gradient_vmaps_and_float32_agrees():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.default_run(dict(dtype="float32"))  # the other cases: slow
 def test_relaxed_derivative_matches_finite_differences_and_tends_to_the_exact_one(dtype):
     market = lj.ValueMarket.from_table(np.array([[10.0], [6.0]]), np.ones((2, 1)), price_hi=20.0, dtype=dtype)
     start = jnp.asarray([6.0], dtype)

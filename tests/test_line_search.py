@@ -64,6 +64,9 @@ def _prices(markets, keys, planted):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.default_run(
+    dict(shape=SHAPES[0], dtype="float32"), dict(shape=SHAPES[1], dtype="float64")
+)  # the other cases: slow
 def test_line_search_equals_the_brute_force(shape, dtype):
     m, n = shape
     markets, keys = _batch(m, n, dtype, seed=31 * m + n)
@@ -106,6 +109,7 @@ def test_line_search_equals_the_brute_force(shape, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.default_run(dict(dtype="float64"))  # the other cases: slow
 def test_classic_imp_stops_at_a_coordinatewise_optimum(dtype):
     """No model's line, searched by brute force from classic IMP's prices, beats its profit."""
     market = lj.random_market(jax.random.PRNGKey(12345), 3, 40, budget_share=0.5, dtype=dtype)

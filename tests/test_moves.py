@@ -74,6 +74,9 @@ def _lp_greatest(market, assign):
 
 
 @pytest.mark.parametrize("unit", [True, False], ids=["unit-demand", "hours"])
+@pytest.mark.default_run(
+    dict(unit=True, dtype="float32"), dict(unit=False, dtype="float64")
+)  # the other cases: slow
 def test_keep_prices_are_the_lp_greatest_prices(unit, dtype):
     """40 random (market, assignment) cases per kind: where some prices keep the assignment,
     keep_prices returns the LP's optimum (the greatest element maximises every positive sum)."""
@@ -99,6 +102,7 @@ def test_keep_prices_are_the_lp_greatest_prices(unit, dtype):
     assert checked >= 25
 
 
+@pytest.mark.default_run(dict(dtype="float32"))  # the other cases: slow
 def test_keep_prices_stop_early_exactly_where_no_prices_keep_the_assignment(dtype):
     """Unit demand (difference constraints): on 60 random (market, assignment) cases of 20 x 8, with
     none to two customers re-assigned, wherever the LP finds prices that keep the assignment the
@@ -146,6 +150,7 @@ def test_difference_constraints_only_without_budgets_and_with_one_length_per_cus
     assert bool(difference_constraints(value_market(per_customer)))
 
 
+@pytest.mark.default_run(dict(dtype="float64"))  # the other cases: slow
 def test_keep_prices_with_budgets_keep_everyone_and_are_tight(dtype):
     """With budgets the constraints are not linear; check the defining properties instead: every
     assigned customer keeps its option (within rounding) and every price with an assigned customer
@@ -269,6 +274,7 @@ def test_raise_moves_break_a_chain_that_single_moves_cannot(tmp_path, dtype):
     np.testing.assert_allclose(np.asarray(prices), [32.67, 18.4, 25.0, 12.6], rtol=rtol)
 
 
+@pytest.mark.default_run(dict(dtype="float32"))  # the other cases: slow
 def test_moves_never_lower_the_profit_and_leave_coordinate_optima(dtype):
     """From classic IMP's coordinate-wise optima on 12 tables with hours and budgets, the moves never
     lower the exact profit, and raise it on some."""
@@ -350,6 +356,7 @@ def _four_models(table_seed, price_seed, dtype):
     return market, terms, tol, prices, opts, choose(opts, tol)
 
 
+@pytest.mark.default_run(dict(dtype="float64"))  # the other cases: slow
 def test_shed_candidates_move_a_prefix_of_one_models_customers(dtype):
     """A shed candidate of customer i moves, of i's model's customers, exactly the rank_i + 1 with the
     least room before they leave (recomputed here from the values: own value less the best other,
@@ -451,6 +458,7 @@ def test_gain_candidates_are_the_best_insertions_the_cut_left_out(dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.default_run(dict(dtype="float64"))  # the other cases: slow
 def test_group_moves_reach_the_optimum_where_single_moves_stop(dtype):
     """Worked by hand: customers 0 and 1 value model A at 10 and model B at 9.5, customer 2 values
     A at 15 and C at 12. At prices (10, 20, 12) all three rent A (profit 30), and no single move
@@ -655,6 +663,7 @@ def test_compound_moves_reach_the_optimum_where_single_moves_and_pairs_stop(dtyp
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.default_run(dict(dtype="float64"))  # the other cases: slow
 def test_the_chain_lifts_the_receiving_model_and_passes_its_marginal_customer_on(dtype):
     """A compound move's chain on a three-customer market worked by hand (unit demand, prices 6, 6, 6).
 

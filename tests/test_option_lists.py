@@ -81,6 +81,7 @@ def test_responses_and_profits_agree(dtype):
             )
 
 
+@pytest.mark.default_run(dict(dtype="float32"))  # the other cases: slow
 def test_line_search_and_keep_prices_agree(dtype):
     """The exact step on option lists returns the dense step's price, every model, several markets;
     the greatest prices that keep an assignment are the same."""
@@ -110,6 +111,7 @@ def test_line_search_and_keep_prices_agree(dtype):
         np.testing.assert_array_equal(np.asarray(q1), np.asarray(q2))
 
 
+@pytest.mark.default_run(dict(dtype="float64"))  # the other cases: slow
 def test_line_search_over_users_equals_the_full_one(dtype):
     """Reading only model j's users (`ModelUsers`) finds the full line search's best profit: the
     gain equals the full best minus the current profit, and the price returned attains it."""
@@ -143,6 +145,7 @@ def test_line_search_over_users_equals_the_full_one(dtype):
     assert cases >= 150
 
 
+@pytest.mark.default_run(dict(dtype="float64"))  # the other cases: slow
 def test_sweeps_over_users_end_at_a_coordinate_wise_optimum(dtype):
     """Coordinate ascent on option lists with users stops where no full line search improves."""
     tol = _tol(dtype)
@@ -158,6 +161,7 @@ def test_sweeps_over_users_end_at_a_coordinate_wise_optimum(dtype):
         assert float(best) <= float(profit) + 64 * eps * abs(float(profit))
 
 
+@pytest.mark.default_run(dict(dtype="float64"))  # the other cases: slow
 def test_classic_imp_agrees_across_layouts(dtype):
     """classic IMP: the same prices and profits on both layouts."""
     table = _market(20, dtype, n=24, m=7)

@@ -21,6 +21,7 @@ from lmaas_jax.reference import brute_force_line, milp_pricing, refine_by_milp
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.default_run(dict(dtype="float64"))  # the other cases: slow
 def test_one_neighbourhood_of_every_model_is_the_whole_milp(dtype):
     # A dense table is connected: a neighbourhood as large as the market frees every price, so one
     # round from the top of the box solves the whole market's MILP.
@@ -35,6 +36,7 @@ def test_one_neighbourhood_of_every_model_is_the_whole_milp(dtype):
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.default_run(dict(dtype="float64"))  # the other cases: slow
 def test_a_neighbourhood_of_one_model_is_the_exact_line_search(dtype):
     # With every other price fixed, the sub-MILP of model j is its exact line search: the best
     # profit over j's breakpoints, evaluated exactly (in float64, where a breakpoint is exact).
@@ -52,6 +54,7 @@ def test_a_neighbourhood_of_one_model_is_the_exact_line_search(dtype):
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.default_run(dict(dtype="float32"))  # the other cases: slow
 def test_the_search_never_lowers_the_profit_and_is_seeded(dtype, capfd):
     market = lj.unit_demand_market(jax.random.PRNGKey(21), 40, 40, density=4, dtype=dtype)
     start = lj.classic_imp(market, jnp.asarray(market.models.price_hi))

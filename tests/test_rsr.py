@@ -25,6 +25,7 @@ def numpy_worst(market, prices, i, j, tau):
     return float(np.min(margin * served) - float(prices[j - 1]) * tau)
 
 
+@pytest.mark.default_run(dict(dtype="float64"))  # the other cases: slow
 def test_rsr_matches_ccg_on_random_customers(dtype):
     total = 0
     for name, market, prices in random_customer_markets(dtype):

@@ -149,6 +149,9 @@ def _cli(*args, **kwargs):
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
+# Three command processes (about 45 s): CI runs it in its slow step. The default run resumes cut
+# sweeps in process (a full disk mid-sweep, copied or truncated chunks).
+@pytest.mark.slow
 def test_killed_sweep_resumes_to_the_same_table(tmp_path):
     for name in ("killed", "whole"):
         (tmp_path / f"{name}.toml").write_text(_SWEEP_TOML.format(out=tmp_path / name))

@@ -25,6 +25,7 @@ def hand_file(tmp_path):
     return path
 
 
+@pytest.mark.default_run(dict(dtype="float32"))  # the other cases: slow
 def test_reader_hand_made_optimum(hand_file, dtype):
     market = lj.datasets.read_unit_demand(hand_file, dtype=dtype)
     assert market.dtype == jnp.dtype(dtype)

@@ -57,6 +57,7 @@ def test_a_smaller_budget_never_ends_higher_and_stats_report_the_work(dtype, sch
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.default_run(dict(dtype="float64"))  # the other cases: slow
 def test_the_polish_stops_on_a_prefix_of_its_starts(dtype):
     """The default run's cheaper check: the polish alone (no moves), budgets across its range."""
     market = lj.unit_demand_market(jax.random.PRNGKey(12), 10, 6, density=3, dtype=dtype)
