@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import lmaas_jax as lj
-from lmaas_jax.lmaas.reference._neighbourhoods import _sub_milp, _Valuations
+from lmaas_jax.lmaas.reference._neighbourhoods import _sub_milp, _take, _Valuations
+from lmaas_jax.lmaas.robust._rsr import tie_tolerance
 from lmaas_jax.reference import brute_force_line, milp_pricing, refine_by_milp
 
 
@@ -45,12 +46,37 @@ def test_a_neighbourhood_of_one_model_is_the_exact_line_search(dtype):
     prices = np.asarray(jax.random.uniform(jax.random.PRNGKey(6), (5,), jnp.float64, 20.0, 90.0))
     v = _Valuations.of(market)
     for j in range(5):
-        x, customers, _, _ = _sub_milp(v, prices, np.array([j]), 1e-9, 30.0)
+        x, customers, _, _, _ = _sub_milp(v, prices, np.array([j]), 1e-9, 30.0)
         assert len(customers) == 9  # a dense table: every customer uses every model
         _, best = brute_force_line(lj.value_market(exact), jnp.asarray(prices), j, 1e-9)
         # HiGHS's price is a breakpoint to its feasibility tolerance: count ties within 1e-6.
         got = lj.seller_profit(exact, jnp.asarray(prices).at[j].set(x[0]), tie_tol=1e-6)
         assert float(got) == pytest.approx(float(best), abs=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_a_sub_milp_past_its_breakpoints_is_taken_at_the_prices_keeping_its_assignment(dtype):
+    # HiGHS's prices can sit past a breakpoint by its feasibility tolerance, where customers walk
+    # away. Here they sit 1e-3 of the box past it (every price raised): lowering them by up to 1e-6
+    # recovers nothing, and the greatest prices keeping the MILP's assignment recover its gain.
+    market = lj.unit_demand_market(jax.random.PRNGKey(11), 7, 6, density=None, dtype=dtype)
+    v, tol = _Valuations.of(market), tie_tolerance(market)
+    top = np.array(v.hi)
+    every = np.arange(6)
+    x, customers, options, slots, chosen = _sub_milp(v, top, every, tol, 30.0)
+    scale = float(np.max(v.hi))
+    gain, prices = _take(v, top, every, x, customers, options, slots, chosen, tol=tol, scale=scale)
+    start = float(np.sum(v.choices(top, options, slots, len(customers), tol)[0]))
+    # The oracle: the whole market's MILP optimum (one neighbourhood of every model is that MILP).
+    assert gain > 0 and start + gain == pytest.approx(milp_pricing(market).stats["objective"], rel=1e-6)
+    past = x + 1e-3 * scale
+    lowered = np.maximum(past - 1e-6 * scale, v.lo)
+    assert float(np.sum(v.choices(lowered, options, slots, len(customers), tol)[0])) < start + 0.9 * gain
+    gain_past, kept = _take(v, top, every, past, customers, options, slots, chosen, tol=tol, scale=scale)
+    assert gain_past == pytest.approx(gain, rel=1e-6)
+    assert float(np.sum(v.choices(kept, options, slots, len(customers), tol)[0])) == pytest.approx(
+        start + gain
+    )
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])

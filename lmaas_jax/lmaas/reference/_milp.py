@@ -235,12 +235,13 @@ def milp_pricing(
     )
 
 
-def kept_prices(values, assignment):
-    """The greatest prices at which every customer keeps its model in `assignment` (shape `(N,)`, 0 =
-    none, j = model j, 1-based, as the MILP assigns), in either layout of `values`."""
+def kept_prices(values, assignment, start=None):
+    """The greatest prices (at most `start`, default `price_hi`) at which every customer keeps its
+    model in `assignment` (shape `(N,)`, 0 = none, j = model j, 1-based, as the MILP assigns), in
+    either layout of `values`."""
     n = values.n_customers
     option = values.slot(jnp.arange(n), jnp.maximum(assignment - 1, 0)) + 1
-    kept, _ = keep_prices(values, jnp.where(assignment > 0, option, 0).astype(jnp.int32))
+    kept, _ = keep_prices(values, jnp.where(assignment > 0, option, 0).astype(jnp.int32), start=start)
     return kept
 
 

@@ -130,8 +130,8 @@ def _sub_milp(v: _Valuations, prices, free_models, tol, time_limit):
     The customers are the free models' users; each has one more option, its best among the fixed
     models and opting out (`outside`), worth `u0` to it and `r0` to the seller (the seller's favourite
     among its ties). Otherwise the MILP is [`lmaas_jax.reference.milp_pricing`][]'s. Returns the free
-    models' prices (None where HiGHS found none), the customers, their options and each option's
-    customer slot."""
+    models' prices (None where HiGHS found none), the customers, their options, each option's
+    customer slot, and per customer the free option the MILP assigns it (-1: its outside option)."""
     k = len(free_models)
     slot_of = np.full(v.m, -1)
     slot_of[free_models] = np.arange(k)
@@ -212,8 +212,11 @@ def _sub_milp(v: _Valuations, prices, free_models, tol, time_limit):
             options={"time_limit": float(time_limit), "mip_rel_gap": 1e-9, "disp": False},
         )
     if res.x is None:
-        return None, customers, options, slots
-    return np.clip(res.x[:k], lo, hi), customers, options, slots
+        return None, customers, options, slots, None
+    chosen = np.full(nc, -1)
+    on = res.x[z] > 0.5
+    chosen[free_slots[on]] = free_opts[on]
+    return np.clip(res.x[:k], lo, hi), customers, options, slots, chosen
 
 
 _TINY = np.finfo(np.float64).tiny  # the least time limit in_range accepts: any positive one
@@ -228,16 +231,38 @@ def _keep_and_post(market, values, prices, assignment, tol):
     return posted_solution(market, values, jnp.where(better, kept, prices), tol)
 
 
-def _take(v: _Valuations, p, free, x, customers, options, slots, *, tol, scale):
+@eqx.filter_jit
+def _kept_below(values, assignment, start):
+    return kept_prices(values, assignment, start.astype(values.rate.dtype))
+
+
+def _posted_assignment(v: _Valuations, p, free, customers, mine, *, tol):
+    """Prices posting a sub-MILP's assignment exactly: the greatest at which every customer keeps
+    its choice (the sub-market's `customers` their option in `mine`, -1 for none, every other
+    customer its choice at `p`), the free models' prices below their box ends, every other below
+    its price in `p`."""
+    _, pick = v.choices(p, np.arange(len(v.customer)), v.customer, v.n, tol)
+    assignment = np.r_[v.model, -1][pick] + 1  # 1-based model, 0 = none
+    assignment[customers] = np.r_[v.model, -1][mine] + 1
+    start = p.copy()
+    start[free] = v.hi[free]
+    kept = _kept_below(v.values, jnp.asarray(assignment, jnp.int32), jnp.asarray(start))
+    return np.maximum(np.asarray(kept, np.float64), v.lo)
+
+
+def _take(v: _Valuations, p, free, x, customers, options, slots, chosen, *, tol, scale):
     """The sub-MILP's prices `x` for the models `free`, where they earn more than `p` does: returns
     the gain and the prices. Only the free models' users see a change, so the gain is the change of
-    their margins, exact whatever prices the sub-MILP was built from."""
+    their margins, exact whatever prices the sub-MILP was built from.
+
+    HiGHS meets the customers' constraints to its feasibility tolerance, so its prices can sit past
+    a breakpoint, where a customer walks away: first the prices lowered by a little are tried, then
+    the greatest prices that keep the MILP's assignment (`_posted_assignment`; these may lower a
+    fixed model's price too, so their gain is the whole market's)."""
     if x is None:
         return 0.0, p
     now, _ = v.choices(p, options, slots, len(customers), tol)
     now = float(np.sum(now))
-    # HiGHS meets the customers' constraints to its feasibility tolerance, so a price can sit a
-    # hair past a breakpoint, where its customer walks away: try the prices lowered by a little.
     best, best_p = now, None
     for eps in (0.0, 1e-9, 1e-8, 1e-7, 1e-6):
         q = p.copy()
@@ -246,9 +271,24 @@ def _take(v: _Valuations, p, free, x, customers, options, slots, *, tol, scale):
         got = float(np.sum(got))
         if got > best:
             best, best_p = got, q
-    if best_p is not None and best > now + 10 * tol * scale:
-        return best - now, best_p
-    return 0.0, p
+    thin = 10 * tol * scale
+    gain, out = (best - now, best_p) if best_p is not None and best > now + thin else (0.0, p)
+    # The MILP's assignment: what it claims to earn, and where that is more, its greatest prices.
+    outside = ~np.isin(v.model[options], free)
+    r_out, pick_out = v.choices(p, options[outside], slots[outside], len(customers), tol)
+    q = p.copy()
+    q[free] = x
+    e = np.maximum(chosen, 0)
+    claimed = np.where(chosen >= 0, (q[v.model[e]] - v.cost[v.model[e]]) * v.length[e], r_out)
+    if float(np.sum(claimed)) <= now + gain + thin:
+        return gain, out
+    q = _posted_assignment(v, p, free, customers, np.where(chosen >= 0, chosen, pick_out), tol=tol)
+    every = np.arange(len(v.customer))
+    before = float(np.sum(v.choices(p, every, v.customer, v.n, tol)[0]))
+    after = float(np.sum(v.choices(q, every, v.customer, v.n, tol)[0]))
+    if after - before > gain + thin:
+        return after - before, q
+    return gain, out
 
 
 def refine_by_milp(
