@@ -71,6 +71,10 @@ class _Valuations:
             values=values,
         )
 
+    def models_of(self, pick: np.ndarray) -> np.ndarray:
+        """The 1-based model of each chosen option in `pick` (0 where it is -1: none)."""
+        return np.r_[self.model, -1][pick] + 1
+
     def options_of(self, customers: np.ndarray) -> np.ndarray:
         """The options (indices e) of these customers, in customer order."""
         starts, stops = self.first[customers], self.first[customers + 1]
@@ -236,14 +240,13 @@ def _kept_below(values, assignment, start):
     return kept_prices(values, assignment, start.astype(values.rate.dtype))
 
 
-def _posted_assignment(v: _Valuations, p, free, customers, mine, *, tol):
+def _posted_assignment(v: _Valuations, p, pick, free, customers, mine):
     """Prices posting a sub-MILP's assignment exactly: the greatest at which every customer keeps
     its choice (the sub-market's `customers` their option in `mine`, -1 for none, every other
-    customer its choice at `p`), the free models' prices below their box ends, every other below
-    its price in `p`."""
-    _, pick = v.choices(p, np.arange(len(v.customer)), v.customer, v.n, tol)
-    assignment = np.r_[v.model, -1][pick] + 1  # 1-based model, 0 = none
-    assignment[customers] = np.r_[v.model, -1][mine] + 1
+    customer its choice `pick` at `p`), the free models' prices below their box ends, every other
+    below its price in `p`."""
+    assignment = v.models_of(pick)
+    assignment[customers] = v.models_of(mine)
     start = p.copy()
     start[free] = v.hi[free]
     kept = _kept_below(v.values, jnp.asarray(assignment, jnp.int32), jnp.asarray(start))
@@ -282,9 +285,10 @@ def _take(v: _Valuations, p, free, x, customers, options, slots, chosen, *, tol,
     claimed = np.where(chosen >= 0, (q[v.model[e]] - v.cost[v.model[e]]) * v.length[e], r_out)
     if float(np.sum(claimed)) <= now + gain + thin:
         return gain, out
-    q = _posted_assignment(v, p, free, customers, np.where(chosen >= 0, chosen, pick_out), tol=tol)
     every = np.arange(len(v.customer))
-    before = float(np.sum(v.choices(p, every, v.customer, v.n, tol)[0]))
+    margin, pick = v.choices(p, every, v.customer, v.n, tol)
+    before = float(np.sum(margin))
+    q = _posted_assignment(v, p, pick, free, customers, np.where(chosen >= 0, chosen, pick_out))
     after = float(np.sum(v.choices(q, every, v.customer, v.n, tol)[0]))
     if after - before > gain + thin:
         return after - before, q
@@ -396,7 +400,7 @@ def refine_by_milp(
                     flush=True,
                 )
     _, pick = v.choices(p, all_options, v.customer, v.n, tol)
-    assignment = (np.r_[v.model, -1][pick] + 1).astype(np.int32)  # pick -1 (none) reads the -1
+    assignment = v.models_of(pick).astype(np.int32)
     sol = _keep_and_post(market, v.values, jnp.asarray(p, market.dtype), jnp.asarray(assignment), tol)
     return eqx.tree_at(
         lambda s: s.stats,
